@@ -1,0 +1,56 @@
+// Logging: every line about a guest names its domid, devid and uuid.
+//
+// Use VLOG_INFO(ctx, "fmt", args...) with a GuestCtx, or LOG_INFO("fmt", ...)
+// for lines about the daemon itself. Text output reads
+//   "domid=3 devid=0 uuid=...: connected (ring-ref 8, port 5)".
+// The journal sink (log_journal.cc) also sends DOMID, DEVID and UUID fields,
+// read from the context active while the line is emitted.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <string>
+
+namespace vtpm {
+
+struct GuestCtx {
+  int domid = -1;
+  int devid = -1;
+  std::string uuid;  // may be empty when not known yet
+  std::string Prefix() const;
+};
+
+// The context of the line currently being logged (nullptr for daemon lines).
+const GuestCtx* CurrentLogContext();
+
+class ScopedLogContext {
+ public:
+  explicit ScopedLogContext(const GuestCtx* ctx);
+  ~ScopedLogContext();
+  ScopedLogContext(const ScopedLogContext&) = delete;
+  ScopedLogContext& operator=(const ScopedLogContext&) = delete;
+
+ private:
+  const GuestCtx* prev_;
+};
+
+// Sets up the default logger: the journal when `use_journal`, stderr otherwise.
+// `level` is one of spdlog's names (trace, debug, info, warn, error).
+void InitLogging(const std::string& program, bool use_journal, const std::string& level);
+
+}  // namespace vtpm
+
+#define VLOG_AT(lvl, ctx, ...)                                                          \
+  do {                                                                                  \
+    const ::vtpm::GuestCtx& _c = (ctx);                                                 \
+    ::vtpm::ScopedLogContext _s(&_c);                                                   \
+    spdlog::log(lvl, "{}: {}", _c.Prefix(), fmt::format(__VA_ARGS__));                  \
+  } while (0)
+#define VLOG_DEBUG(ctx, ...) VLOG_AT(spdlog::level::debug, ctx, __VA_ARGS__)
+#define VLOG_INFO(ctx, ...) VLOG_AT(spdlog::level::info, ctx, __VA_ARGS__)
+#define VLOG_WARN(ctx, ...) VLOG_AT(spdlog::level::warn, ctx, __VA_ARGS__)
+#define VLOG_ERROR(ctx, ...) VLOG_AT(spdlog::level::err, ctx, __VA_ARGS__)
+#define LOG_DEBUG(...) spdlog::debug(__VA_ARGS__)
+#define LOG_INFO(...) spdlog::info(__VA_ARGS__)
+#define LOG_WARN(...) spdlog::warn(__VA_ARGS__)
+#define LOG_ERROR(...) spdlog::error(__VA_ARGS__)

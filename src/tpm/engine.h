@@ -1,0 +1,48 @@
+// Engine: the TPM behind one connected vTPM device, as the backend sees it.
+//
+// Contract:
+//  - Execute() is called only when !busy(). `done` runs exactly once, on the
+//    event-loop thread, after the state the response depends on is durable,
+//    with a well-formed TPM response (an engine fault becomes a TPM error
+//    response, never silence) - unless Abort() is called first.
+//  - Abort() abandons the in-flight command: its `done` never runs and the
+//    instance is back in its state before the command once Abort() returns.
+//  - Engines are owned by an EngineProvider and shared with the device that
+//    uses them; the provider decides power-on/off (design §6).
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "common/bytes.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "common/uuid.h"
+
+namespace vtpm {
+
+class Engine {
+ public:
+  using Done = std::function<void(Bytes response)>;
+  virtual ~Engine() = default;
+  virtual void Execute(Bytes command, uint8_t locality, Done done) = 0;
+  virtual void Abort() = 0;
+  virtual bool busy() const = 0;
+};
+
+// Maps instance uuids to engines and owns their lifetime.
+class EngineProvider {
+ public:
+  virtual ~EngineProvider() = default;
+  // A device of domain `domid` connects to instance `uuid`. Powers the
+  // instance on if it is not on for this domain (TPM_Init + Startup), or
+  // returns the running one (frontend reconnect, pv-grub -> kernel).
+  // Fails (NotFound) if the instance does not exist and cannot be created.
+  virtual Result<std::shared_ptr<Engine>> Connect(const Uuid& uuid, const GuestCtx& ctx) = 0;
+  // The device disconnected but the domain may reconnect: keep it powered.
+  virtual void Disconnect(const Uuid& uuid, const GuestCtx& ctx) = 0;
+  // The device (and so the domain's use of the instance) is gone: power off.
+  virtual void Release(const Uuid& uuid, const GuestCtx& ctx) = 0;
+};
+
+}  // namespace vtpm
