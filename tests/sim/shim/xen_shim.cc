@@ -1,0 +1,129 @@
+// libvtpm_xen_sim.so: LD_PRELOAD replacement for the libxengnttab and
+// libxenevtchn functions the daemon calls, as domain 0 of the simulated host
+// described in xen_sim.h. Failures set errno and return what the real
+// library returns (NULL / -1).
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "xen_sim.h"
+
+// The library is built with hidden visibility; only the Xen API is exported.
+#pragma GCC visibility push(default)
+extern "C" {
+#include <xenevtchn.h>
+#include <xengnttab.h>
+}
+
+struct xengntdev_handle {
+  std::string sim_dir;
+  std::set<void*> maps;
+};
+
+struct xenevtchn_handle {
+  std::unique_ptr<vtpm::sim::EvtchnEndpoint> ep;
+};
+
+namespace {
+
+int SetErrno(const vtpm::Status& st) {
+  errno = st.sub_code() != 0 ? int(st.sub_code()) : EIO;
+  return -1;
+}
+
+}  // namespace
+
+extern "C" {
+
+xengnttab_handle* xengnttab_open(struct xentoollog_logger* /*logger*/, unsigned /*open_flags*/) {
+  auto dir = vtpm::sim::SimDirFromEnv();
+  if (!dir.ok()) {
+    errno = ENOENT;  // what the real library reports without /dev/xen/gntdev
+    return nullptr;
+  }
+  auto* h = new xengntdev_handle;
+  h->sim_dir = *dir;
+  return h;
+}
+
+int xengnttab_close(xengnttab_handle* xgt) {
+  if (xgt == nullptr) return 0;
+  for (void* p : xgt->maps) ::munmap(p, vtpm::sim::kPageSize);
+  delete xgt;
+  return 0;
+}
+
+int xengnttab_set_max_grants(xengnttab_handle* /*xgt*/, uint32_t /*nr_grants*/) { return 0; }
+
+void* xengnttab_map_grant_ref(xengnttab_handle* xgt, uint32_t domid, uint32_t ref, int prot) {
+  void* p = vtpm::sim::MapGrant(xgt->sim_dir, domid, ref, prot);
+  if (p != nullptr) xgt->maps.insert(p);
+  return p;
+}
+
+int xengnttab_unmap(xengnttab_handle* xgt, void* start_address, uint32_t count) {
+  auto it = xgt->maps.find(start_address);
+  if (it == xgt->maps.end() || count != 1) {
+    errno = EINVAL;
+    return -1;
+  }
+  xgt->maps.erase(it);
+  return ::munmap(start_address, vtpm::sim::kPageSize);
+}
+
+xenevtchn_handle* xenevtchn_open(struct xentoollog_logger* /*logger*/, unsigned /*open_flags*/) {
+  auto dir = vtpm::sim::SimDirFromEnv();
+  if (!dir.ok()) {
+    errno = ENOENT;
+    return nullptr;
+  }
+  auto ep = vtpm::sim::EvtchnEndpoint::Open(*dir, 0);
+  if (!ep.ok()) {
+    SetErrno(ep.status());
+    return nullptr;
+  }
+  auto* h = new xenevtchn_handle;
+  h->ep = std::make_unique<vtpm::sim::EvtchnEndpoint>(std::move(ep).value());
+  return h;
+}
+
+int xenevtchn_close(xenevtchn_handle* xce) {
+  delete xce;
+  return 0;
+}
+
+int xenevtchn_fd(xenevtchn_handle* xce) { return xce->ep->fd(); }
+
+xenevtchn_port_or_error_t xenevtchn_bind_interdomain(xenevtchn_handle* xce, uint32_t domid,
+                                                     evtchn_port_t remote_port) {
+  auto r = xce->ep->BindInterdomain(domid, remote_port);
+  if (!r.ok()) return SetErrno(r.status());
+  return xenevtchn_port_or_error_t(*r);
+}
+
+int xenevtchn_unbind(xenevtchn_handle* xce, evtchn_port_t port) {
+  auto st = xce->ep->Unbind(port);
+  return st.ok() ? 0 : SetErrno(st);
+}
+
+int xenevtchn_notify(xenevtchn_handle* xce, evtchn_port_t port) {
+  auto st = xce->ep->Notify(port);
+  return st.ok() ? 0 : SetErrno(st);
+}
+
+xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle* xce) {
+  auto r = xce->ep->Pending(/*block=*/true);
+  if (!r.ok()) return SetErrno(r.status());
+  return xenevtchn_port_or_error_t(*r);
+}
+
+int xenevtchn_unmask(xenevtchn_handle* xce, evtchn_port_t port) {
+  xce->ep->Unmask(port);
+  return 0;
+}
+
+}  // extern "C"
+#pragma GCC visibility pop

@@ -1,0 +1,456 @@
+#include "xen_sim.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace vtpm::sim {
+namespace {
+
+Status Errno(const std::string& what) { return Status::FromErrno(errno, what); }
+
+Status MkdirP(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) return Errno("mkdir " + cur);
+  }
+  return Status::Ok();
+}
+
+// Exclusive flock on a lock file for the lifetime of the object.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+    if (fd_.valid()) {
+      while (::flock(fd_.get(), LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  bool ok() const { return fd_.valid(); }
+
+ private:
+  UniqueFd fd_;  // closing releases the lock
+};
+
+std::optional<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Status WriteFileAtomic(const std::string& path, const std::string& data) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << data;
+    if (!out.flush()) return Status(Code::kIoError, "writing " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Errno("rename " + tmp);
+  return Status::Ok();
+}
+
+// Allocates the next number in counter file `path` (first value `first`).
+// Caller holds the lock.
+Result<uint32_t> NextCounter(const std::string& path, uint32_t first) {
+  uint32_t next = first;
+  if (auto cur = ReadFile(path)) next = uint32_t(std::strtoul(cur->c_str(), nullptr, 10)) + 1;
+  if (next < first) next = first;
+  RETURN_IF_ERROR(WriteFileAtomic(path, std::to_string(next)));
+  return next;
+}
+
+struct Endpoint {
+  std::string sock;
+  ProcessId proc;
+  uint32_t port = 0;
+};
+
+struct PortRecord {
+  uint32_t remote = 0;
+  Endpoint owner;
+  std::optional<Endpoint> peer;
+};
+
+std::string FormatEndpoint(const Endpoint& e, bool with_port) {
+  std::string s = e.sock + "|" + std::to_string(e.proc.pid) + "|" + std::to_string(e.proc.start_time);
+  if (with_port) s += "|" + std::to_string(e.port);
+  return s;
+}
+
+std::optional<Endpoint> ParseEndpoint(const std::string& v) {
+  std::vector<std::string> f;
+  std::stringstream ss(v);
+  std::string part;
+  while (std::getline(ss, part, '|')) f.push_back(part);
+  if (f.size() < 3) return std::nullopt;
+  Endpoint e;
+  e.sock = f[0];
+  e.proc.pid = pid_t(std::strtol(f[1].c_str(), nullptr, 10));
+  e.proc.start_time = std::strtoull(f[2].c_str(), nullptr, 10);
+  if (f.size() > 3) e.port = uint32_t(std::strtoul(f[3].c_str(), nullptr, 10));
+  return e;
+}
+
+std::string RecordPath(const std::string& dir, uint32_t domid, uint32_t port) {
+  return dir + "/evtchn/port/" + std::to_string(domid) + "-" + std::to_string(port);
+}
+
+std::optional<PortRecord> LoadRecord(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text) return std::nullopt;
+  PortRecord r;
+  bool have_owner = false;
+  std::stringstream ss(*text);
+  std::string line;
+  while (std::getline(ss, line)) {
+    auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+    if (k == "remote") r.remote = uint32_t(std::strtoul(v.c_str(), nullptr, 10));
+    if (k == "owner") {
+      auto e = ParseEndpoint(v);
+      if (e) { r.owner = *e; have_owner = true; }
+    }
+    if (k == "peer") r.peer = ParseEndpoint(v);
+  }
+  if (!have_owner) return std::nullopt;
+  return r;
+}
+
+Status StoreRecord(const std::string& path, const PortRecord& r) {
+  std::string s = "remote=" + std::to_string(r.remote) + "\nowner=" + FormatEndpoint(r.owner, true) + "\n";
+  if (r.peer) s += "peer=" + FormatEndpoint(*r.peer, true) + "\n";
+  return WriteFileAtomic(path, s);
+}
+
+// Sends one notification datagram; a dead or missing receiver drops it.
+void SendNotification(int from_fd, const std::string& sock, uint32_t port) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (sock.size() >= sizeof(addr.sun_path)) return;
+  std::memcpy(addr.sun_path, sock.c_str(), sock.size());
+  (void)::sendto(from_fd, &port, sizeof(port), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&addr),
+                 sizeof(addr));
+}
+
+std::atomic<uint32_t> g_handle_serial{0};
+
+// Field 22 (starttime) of /proc/<pid>/stat, 0 when the process is gone;
+// `state` gets field 3.
+uint64_t ReadStartTime(pid_t pid, char* state) {
+  auto text = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!text) return 0;
+  auto rp = text->rfind(')');
+  if (rp == std::string::npos || rp + 2 >= text->size()) return 0;
+  std::stringstream ss(text->substr(rp + 2));
+  std::string field;
+  uint64_t st = 0;
+  for (int i = 3; i <= 22 && (ss >> field); ++i) {
+    if (i == 3) *state = field[0];
+    if (i == 22) st = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return st;
+}
+
+}  // namespace
+
+Result<std::string> SimDirFromEnv() {
+  const char* d = std::getenv(kSimDirEnv);
+  if (d == nullptr || *d == '\0') return Status(Code::kNotFound, "VTPM_SIM_DIR is not set", ENOENT);
+  return std::string(d);
+}
+
+Status InitSimDir(const std::string& dir) {
+  RETURN_IF_ERROR(MkdirP(dir + "/grants"));
+  RETURN_IF_ERROR(MkdirP(dir + "/evtchn/port"));
+  return MkdirP(dir + "/evtchn/sock");
+}
+
+ProcessId ProcessId::Self() {
+  ProcessId p;
+  p.pid = ::getpid();
+  char state = '?';
+  p.start_time = ReadStartTime(p.pid, &state);
+  return p;
+}
+
+bool ProcessId::Alive() const {
+  if (pid <= 0) return false;
+  char state = '?';
+  uint64_t st = ReadStartTime(pid, &state);
+  return st != 0 && st == start_time && state != 'Z' && state != 'X';
+}
+
+Result<EvtchnEndpoint> EvtchnEndpoint::Open(const std::string& sim_dir, uint32_t domid) {
+  RETURN_IF_ERROR(InitSimDir(sim_dir));
+  EvtchnEndpoint ep;
+  ep.dir_ = sim_dir;
+  ep.domid_ = domid;
+  ep.sock_path_ = sim_dir + "/evtchn/sock/" + std::to_string(::getpid()) + "-" +
+                  std::to_string(g_handle_serial.fetch_add(1));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (ep.sock_path_.size() >= sizeof(addr.sun_path))
+    return Status(Code::kInvalidArgument, "VTPM_SIM_DIR path too long for a unix socket", ENAMETOOLONG);
+  std::memcpy(addr.sun_path, ep.sock_path_.c_str(), ep.sock_path_.size());
+  ep.sock_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!ep.sock_) return Errno("socket");
+  ::unlink(ep.sock_path_.c_str());
+  if (::bind(ep.sock_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+    return Errno("bind " + ep.sock_path_);
+  return ep;
+}
+
+EvtchnEndpoint::~EvtchnEndpoint() { Close(); }
+
+void EvtchnEndpoint::Close() {
+  if (!sock_) return;
+  std::vector<uint32_t> ports;
+  for (auto& [p, _] : ports_) ports.push_back(p);
+  for (uint32_t p : ports) (void)Unbind(p);
+  ::unlink(sock_path_.c_str());
+  sock_.reset();
+}
+
+Result<uint32_t> EvtchnEndpoint::AllocUnbound(uint32_t remote_domid) {
+  DirLock lock(dir_ + "/evtchn/lock");
+  if (!lock.ok()) return Errno("lock evtchn");
+  ASSIGN_OR_RETURN(uint32_t port, NextCounter(dir_ + "/evtchn/next-" + std::to_string(domid_), 1));
+  PortRecord r;
+  r.remote = remote_domid;
+  r.owner = Endpoint{sock_path_, ProcessId::Self(), port};
+  RETURN_IF_ERROR(StoreRecord(RecordPath(dir_, domid_, port), r));
+  ports_[port] = Port{true, remote_domid, 0, false, false};
+  return port;
+}
+
+Result<uint32_t> EvtchnEndpoint::BindInterdomain(uint32_t remote_domid, uint32_t remote_port) {
+  DirLock lock(dir_ + "/evtchn/lock");
+  if (!lock.ok()) return Errno("lock evtchn");
+  std::string path = RecordPath(dir_, remote_domid, remote_port);
+  auto rec = LoadRecord(path);
+  auto invalid = [&](const std::string& why) {
+    return Status(Code::kInvalidArgument,
+                  "bind_interdomain(" + std::to_string(remote_domid) + ", " +
+                      std::to_string(remote_port) + "): " + why,
+                  EINVAL);
+  };
+  if (!rec) return invalid("no such port");
+  if (rec->remote != domid_) return invalid("port allocated for another domain");
+  if (!rec->owner.proc.Alive()) return invalid("port owner is gone");
+  if (rec->peer && rec->peer->proc.Alive()) return invalid("port already bound");
+  ASSIGN_OR_RETURN(uint32_t local, NextCounter(dir_ + "/evtchn/next-" + std::to_string(domid_), 1));
+  rec->peer = Endpoint{sock_path_, ProcessId::Self(), local};
+  RETURN_IF_ERROR(StoreRecord(path, *rec));
+  ports_[local] = Port{false, remote_domid, remote_port, false, false};
+  return local;
+}
+
+Status EvtchnEndpoint::Notify(uint32_t local_port) {
+  auto it = ports_.find(local_port);
+  if (it == ports_.end())
+    return Status(Code::kInvalidArgument, "notify: port not bound to this handle", ENOTCONN);
+  const Port& p = it->second;
+  std::optional<PortRecord> rec;
+  {
+    DirLock lock(dir_ + "/evtchn/lock");
+    rec = p.owner ? LoadRecord(RecordPath(dir_, domid_, local_port))
+                  : LoadRecord(RecordPath(dir_, p.remote_domid, p.remote_port));
+  }
+  if (!rec) return Status::Ok();  // other end closed: dropped
+  if (p.owner) {
+    if (rec->peer && rec->peer->proc.Alive()) SendNotification(sock_.get(), rec->peer->sock, rec->peer->port);
+  } else {
+    // Only deliver while this handle is still the bound peer.
+    if (rec->peer && rec->peer->sock == sock_path_ && rec->owner.proc.Alive())
+      SendNotification(sock_.get(), rec->owner.sock, rec->owner.port);
+  }
+  return Status::Ok();
+}
+
+Status EvtchnEndpoint::Unbind(uint32_t local_port) {
+  auto it = ports_.find(local_port);
+  if (it == ports_.end()) return Status(Code::kInvalidArgument, "unbind: port not bound", EINVAL);
+  Port p = it->second;
+  ports_.erase(it);
+  DirLock lock(dir_ + "/evtchn/lock");
+  if (p.owner) {
+    ::unlink(RecordPath(dir_, domid_, local_port).c_str());
+    return Status::Ok();
+  }
+  std::string path = RecordPath(dir_, p.remote_domid, p.remote_port);
+  auto rec = LoadRecord(path);
+  if (rec && rec->peer && rec->peer->sock == sock_path_ && rec->peer->port == local_port) {
+    rec->peer.reset();
+    RETURN_IF_ERROR(StoreRecord(path, *rec));
+  }
+  return Status::Ok();
+}
+
+Status EvtchnEndpoint::SendSelf(uint32_t port) {
+  SendNotification(sock_.get(), sock_path_, port);
+  return Status::Ok();
+}
+
+Result<uint32_t> EvtchnEndpoint::Pending(bool block) {
+  std::deque<uint32_t> ready;
+  bool first = true;
+  for (;;) {
+    uint32_t port = 0;
+    int flags = (first && block) ? 0 : MSG_DONTWAIT;
+    ssize_t n = ::recv(sock_.get(), &port, sizeof(port), flags);
+    first = false;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return Errno("recv notification");
+    }
+    if (n != sizeof(port)) continue;
+    auto it = ports_.find(port);
+    if (it == ports_.end()) continue;  // unbound since it was sent
+    Port& p = it->second;
+    if (p.masked) {
+      p.pending_while_masked = true;
+      continue;
+    }
+    if (auto_mask_) p.masked = true;
+    ready.push_back(port);  // keep draining so masked duplicates coalesce
+  }
+  if (ready.empty()) return Status(Code::kBusy, "no unmasked event pending", EAGAIN);
+  uint32_t out = ready.front();
+  ready.pop_front();
+  for (uint32_t p : ready) (void)SendSelf(p);  // keep the fd readable for the rest
+  return out;
+}
+
+void EvtchnEndpoint::Unmask(uint32_t local_port) {
+  auto it = ports_.find(local_port);
+  if (it == ports_.end()) return;
+  it->second.masked = false;
+  if (it->second.pending_while_masked) {
+    it->second.pending_while_masked = false;
+    (void)SendSelf(local_port);
+  }
+}
+
+Result<GrantedPage> GrantedPage::Grant(const std::string& sim_dir, uint32_t domid) {
+  RETURN_IF_ERROR(InitSimDir(sim_dir));
+  std::string gdir = sim_dir + "/grants/" + std::to_string(domid);
+  RETURN_IF_ERROR(MkdirP(gdir));
+  uint32_t ref;
+  {
+    DirLock lock(gdir + "/.lock");
+    if (!lock.ok()) return Errno("lock " + gdir);
+    ASSIGN_OR_RETURN(ref, NextCounter(gdir + "/.next", kFirstGrantRef));
+  }
+  std::string tmp = gdir + "/.new-" + std::to_string(ref);
+  UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) return Errno("create " + tmp);
+  if (::ftruncate(fd.get(), kPageSize) != 0) {
+    ::unlink(tmp.c_str());
+    return Errno("ftruncate " + tmp);
+  }
+  void* addr = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (addr == MAP_FAILED) {
+    ::unlink(tmp.c_str());
+    return Errno("mmap " + tmp);
+  }
+  GrantedPage g;
+  g.path_ = gdir + "/" + std::to_string(ref);
+  g.ref_ = ref;
+  g.addr_ = addr;
+  if (::rename(tmp.c_str(), g.path_.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return Errno("rename " + tmp);
+  }
+  return g;
+}
+
+GrantedPage::~GrantedPage() { Reset(); }
+
+GrantedPage::GrantedPage(GrantedPage&& o) noexcept
+    : path_(std::move(o.path_)), ref_(o.ref_), addr_(std::exchange(o.addr_, nullptr)) {
+  o.path_.clear();
+}
+
+GrantedPage& GrantedPage::operator=(GrantedPage&& o) noexcept {
+  if (this != &o) {
+    Reset();
+    path_ = std::move(o.path_);
+    o.path_.clear();
+    ref_ = o.ref_;
+    addr_ = std::exchange(o.addr_, nullptr);
+  }
+  return *this;
+}
+
+void GrantedPage::Revoke() {
+  if (!path_.empty()) ::unlink(path_.c_str());
+  path_.clear();
+}
+
+void GrantedPage::Reset() {
+  Revoke();
+  if (addr_ != nullptr) ::munmap(addr_, kPageSize);
+  addr_ = nullptr;
+}
+
+void* MapGrant(const std::string& sim_dir, uint32_t domid, uint32_t ref, int prot) {
+  std::string path = sim_dir + "/grants/" + std::to_string(domid) + "/" + std::to_string(ref);
+  int oflags = (prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
+  UniqueFd fd(::open(path.c_str(), oflags | O_CLOEXEC));
+  if (!fd) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  void* addr = ::mmap(nullptr, kPageSize, prot, MAP_SHARED, fd.get(), 0);
+  if (addr == MAP_FAILED) return nullptr;
+  return addr;
+}
+
+void ForgetDomain(const std::string& sim_dir, uint32_t domid) {
+  std::string gdir = sim_dir + "/grants/" + std::to_string(domid);
+  if (DIR* d = ::opendir(gdir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") ::unlink((gdir + "/" + n).c_str());
+    }
+    ::closedir(d);
+    ::rmdir(gdir.c_str());
+  }
+  DirLock lock(sim_dir + "/evtchn/lock");
+  std::string pdir = sim_dir + "/evtchn/port";
+  std::string prefix = std::to_string(domid) + "-";
+  if (DIR* d = ::opendir(pdir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.rfind(prefix, 0) == 0) ::unlink((pdir + "/" + n).c_str());
+    }
+    ::closedir(d);
+  }
+}
+
+}  // namespace vtpm::sim

@@ -1,0 +1,158 @@
+// The simulated hypervisor: grant tables and event channels between processes
+// on one host, shared through the directory named by env VTPM_SIM_DIR.
+//
+// libvtpm_xen_sim.so (LD_PRELOAD) implements libxengnttab's and libxenevtchn's
+// functions on top of this file's classes, as domain 0; the guest simulator
+// uses the same classes as domain D. Contract of the directory (all paths
+// relative to $VTPM_SIM_DIR):
+//
+//   grants/<domid>/<ref>   One 4096-byte file per page that domain <domid>
+//                          grants to dom0. The guest creates it under a
+//                          temporary name and renames it into place, so a ref
+//                          is either fully granted or absent. Revoking (or the
+//                          toolstack destroying the domain) unlinks the file;
+//                          an existing mapping stays valid, like a Xen mapping
+//                          that outlives the granting domain. Refs start at 8
+//                          (Xen reserves 0..7).
+//   evtchn/lock            flock()ed around every read-modify-write below.
+//   evtchn/next-<domid>    Last port number allocated in <domid> (ports from 1).
+//   evtchn/port/<d>-<p>    An interdomain channel allocated as unbound port <p>
+//                          of domain <d> for a remote domain. key=value lines:
+//                            remote=<domid allowed to bind>
+//                            owner=<socket path>|<pid>|<starttime>
+//                            peer=<socket path>|<pid>|<starttime>|<peer port>
+//                          "peer" is absent while the port is unbound. A peer
+//                          whose process is gone (pid + /proc start time no
+//                          longer match) counts as unbound, so a restarted
+//                          daemon can bind again, as on Xen when the binding
+//                          process dies.
+//   evtchn/sock/<pid>-<n>  One AF_UNIX datagram socket per open handle. A
+//                          notification is one datagram holding the receiver's
+//                          local port (uint32, host order).
+//
+// Semantics (matching Xen's event_channel.c / Linux's evtchn device):
+//  - notify on a port whose other end is unbound or dead is dropped (lost),
+//    and the call still succeeds;
+//  - bind_interdomain fails with EINVAL unless the remote port exists, was
+//    allocated for the binding domain and is unbound; ESRCH is never used;
+//  - a delivered port is masked until unmask(); notifications while masked
+//    coalesce into one that is delivered on unmask. A handle's fd is readable
+//    while a delivery is queued; pending() returns the next unmasked port, or
+//    -1/EAGAIN when only masked ports were queued (instead of blocking);
+//  - notify/unbind of a port the handle does not own fail with ENOTCONN /
+//    EINVAL; unmask of such a port is ignored;
+//  - mapping a ref that is not granted fails with EINVAL (Linux gntdev's
+//    error for a failed GNTTABOP_map_grant_ref).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "common/status.h"
+#include "common/unique_fd.h"
+
+namespace vtpm::sim {
+
+inline constexpr size_t kPageSize = 4096;
+inline constexpr uint32_t kFirstGrantRef = 8;
+inline constexpr const char* kSimDirEnv = "VTPM_SIM_DIR";
+
+// $VTPM_SIM_DIR, or an error when unset/empty.
+Result<std::string> SimDirFromEnv();
+
+// Creates grants/ and evtchn/{port,sock}/ under `dir` (idempotent).
+Status InitSimDir(const std::string& dir);
+
+// Identity of a live process: pid plus its start time from /proc/<pid>/stat,
+// so a reused pid does not look alive.
+struct ProcessId {
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  static ProcessId Self();
+  bool Alive() const;
+};
+
+// One event-channel handle (the fd of /dev/xen/evtchn on a real host) of
+// domain `domid`. Not thread-safe; one owner thread.
+class EvtchnEndpoint {
+ public:
+  static Result<EvtchnEndpoint> Open(const std::string& sim_dir, uint32_t domid);
+  ~EvtchnEndpoint();
+  EvtchnEndpoint(EvtchnEndpoint&&) noexcept = default;
+  EvtchnEndpoint& operator=(EvtchnEndpoint&&) noexcept = default;
+  EvtchnEndpoint(const EvtchnEndpoint&) = delete;
+  EvtchnEndpoint& operator=(const EvtchnEndpoint&) = delete;
+
+  int fd() const { return sock_.get(); }
+  uint32_t domid() const { return domid_; }
+
+  // Allocates an unbound port in this domain that `remote_domid` may bind.
+  Result<uint32_t> AllocUnbound(uint32_t remote_domid);
+  // Binds (remote_domid, remote_port); returns the new local port.
+  Result<uint32_t> BindInterdomain(uint32_t remote_domid, uint32_t remote_port);
+  Status Notify(uint32_t local_port);
+  Status Unbind(uint32_t local_port);
+  // Next delivered port (see masking rules above). With `block`, waits
+  // until a datagram arrives; otherwise returns kBusy when none is queued.
+  Result<uint32_t> Pending(bool block);
+  void Unmask(uint32_t local_port);
+  // When false (guest side), delivered ports are not masked.
+  void set_auto_mask(bool on) { auto_mask_ = on; }
+
+ private:
+  struct Port {
+    bool owner = false;          // allocated here (record file is ours)
+    uint32_t remote_domid = 0;
+    uint32_t remote_port = 0;    // owner: 0 until known; binder: owner's port
+    bool masked = false;
+    bool pending_while_masked = false;
+  };
+  EvtchnEndpoint() = default;
+  Status SendSelf(uint32_t port);
+  void Close();
+
+  std::string dir_;
+  uint32_t domid_ = 0;
+  std::string sock_path_;
+  UniqueFd sock_;
+  std::map<uint32_t, Port> ports_;
+  bool auto_mask_ = true;
+};
+
+// A page granted by a guest domain to dom0 (guest side). Destruction revokes.
+class GrantedPage {
+ public:
+  static Result<GrantedPage> Grant(const std::string& sim_dir, uint32_t domid);
+  ~GrantedPage();
+  GrantedPage(GrantedPage&& o) noexcept;
+  GrantedPage& operator=(GrantedPage&& o) noexcept;
+  GrantedPage(const GrantedPage&) = delete;
+  GrantedPage& operator=(const GrantedPage&) = delete;
+
+  uint32_t ref() const { return ref_; }
+  uint8_t* data() const { return static_cast<uint8_t*>(addr_); }
+  // Removes the grant; the local mapping (and any dom0 mapping) stays.
+  void Revoke();
+
+ private:
+  GrantedPage() = default;
+  void Reset();
+  std::string path_;
+  uint32_t ref_ = 0;
+  void* addr_ = nullptr;
+};
+
+// Dom0 side: maps (domid, ref) shared; errno-style failure (EINVAL if not
+// granted). Returns MAP_FAILED-free pointer or nullptr with errno set.
+void* MapGrant(const std::string& sim_dir, uint32_t domid, uint32_t ref, int prot);
+
+// Removes every grant and event-channel record of `domid` (domain destroyed).
+void ForgetDomain(const std::string& sim_dir, uint32_t domid);
+
+}  // namespace vtpm::sim
