@@ -7,6 +7,7 @@
 // store's own thread (group commit) and complete through a callback.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -49,6 +50,28 @@ struct LoadedInstance {
   std::optional<CommandRecord> last_record;
 };
 
+// A copy of an instance's volatile state (design §6 "Volatile state"), kept
+// in the runtime directory, encrypted with the instance's data key.
+struct VolatileCopy {
+  Bytes blob;                         // libtpms volatile state
+  std::array<uint8_t, 16> boot_id{};  // host boot id when written
+  uint32_t domid = 0;                 // domain the running instance belonged to
+  uint64_t sequence = 0;              // command sequence number it follows
+  uint64_t generation = 0;            // permanent generation it goes with
+};
+
+// What `vtpmctl status` shows about the store and the host TPM.
+struct StoreStatus {
+  std::string db_path;
+  std::string runtime_dir;
+  std::string host_tpm_transport;     // TCTI configuration in use
+  std::string key_protection;         // "bound to SK (RSA-OAEP)" or "sealed to PCRs sha256:0,7"
+  std::vector<std::pair<uint32_t, Bytes>> pcr_values;  // sha256 of the policy PCRs (or 0-7)
+  uint64_t instances = 0;
+  uint64_t db_bytes = 0;              // database + WAL file sizes
+  uint64_t commits = 0, commit_groups = 0;  // since open
+};
+
 struct CommitRequest {
   Uuid uuid;
   std::map<BlobKind, Bytes> write;
@@ -72,7 +95,25 @@ class Store {
   virtual Status TouchAttached(const Uuid& uuid) = 0;
   virtual Status Wipe(const Uuid& uuid) = 0;
   virtual Result<std::vector<InstanceMeta>> List() = 0;
+  // Online copy through SQLite's backup API; `path` must not exist.
   virtual Status Backup(const std::string& path) = 0;
+
+  // Writes `copy` atomically (write + rename) to the instance's file in the
+  // runtime directory, encrypted and bound to uuid and generation.
+  virtual Status SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) = 0;
+  // The runtime-directory copy if present and authentic; nullopt if absent.
+  // A copy that fails authentication is an error (kCorruption), never used.
+  // Whether to use it is the caller's choice (see VolatileCopyUsable()).
+  virtual Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) = 0;
+  virtual Result<StoreStatus> GetStatus() = 0;
 };
+
+// Design §6 rule: a volatile copy is used only on the same host boot, for the
+// same domain, and for the permanent generation now in the store. On false,
+// `why` says which check failed (for the log line).
+bool VolatileCopyUsable(const VolatileCopy& copy, const std::array<uint8_t, 16>& boot_id,
+                        uint32_t domid, uint64_t store_generation, std::string* why);
+// This boot's id, from /proc/sys/kernel/random/boot_id.
+Result<std::array<uint8_t, 16>> ReadBootId();
 
 }  // namespace vtpm

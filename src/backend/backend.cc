@@ -1,0 +1,214 @@
+#include "backend/backend.h"
+
+#include <sys/epoll.h>
+
+#include "backend/xs_values.h"
+#include "common/log.h"
+
+namespace vtpm {
+namespace {
+constexpr char kBackendToken[] = "vtpm-backend";
+constexpr char kReleaseToken[] = "release-domain";
+constexpr char kFrontendTokenPrefix[] = "fe:";
+constexpr auto kReapInterval = std::chrono::milliseconds(5000);
+
+// "<root>/<domid>/<devid>[/...]" -> {domid, devid}; {domid} alone if only that.
+struct ParsedPath {
+  std::optional<uint32_t> domid, devid;
+};
+ParsedPath ParseBackendPath(const std::string& root, const std::string& path) {
+  ParsedPath out;
+  if (path.size() <= root.size() + 1 || path.compare(0, root.size(), root) != 0 || path[root.size()] != '/')
+    return out;
+  std::string_view rest(path);
+  rest.remove_prefix(root.size() + 1);
+  auto slash = rest.find('/');
+  out.domid = ParseDomid(rest.substr(0, slash));
+  if (slash == std::string_view::npos || !out.domid) return out;
+  rest.remove_prefix(slash + 1);
+  out.devid = ParseU32(rest.substr(0, rest.find('/')));
+  return out;
+}
+}  // namespace
+
+Backend::Backend(EventLoop& loop, XenStore& xs, GrantTable& gnt, EventChannels& evtchn,
+                 EngineProvider& engines, const BackendOptions& opts)
+    : loop_(loop), xs_(xs), gnt_(gnt), evtchn_(evtchn), engines_(engines), opts_(opts) {}
+
+Result<std::unique_ptr<Backend>> Backend::Start(EventLoop& loop, XenStore& xs, GrantTable& gnt,
+                                                EventChannels& evtchn, EngineProvider& engines,
+                                                const BackendOptions& opts) {
+  std::unique_ptr<Backend> b(new Backend(loop, xs, gnt, evtchn, engines, opts));
+  RETURN_IF_ERROR(b->Init());
+  return b;
+}
+
+Status Backend::Init() {
+  RETURN_IF_ERROR(loop_.Add(xs_.watch_fd(), EPOLLIN, [this](uint32_t) { OnWatchFd(); }));
+  RETURN_IF_ERROR(loop_.Add(evtchn_.fd(), EPOLLIN, [this](uint32_t) { OnEvtchnFd(); }));
+  RETURN_IF_ERROR(xs_.Watch(backend_root(), kBackendToken));
+  RETURN_IF_ERROR(xs_.Watch("@releaseDomain", kReleaseToken));
+  // A watch reports only its own path at registration: walk what exists.
+  Scan();
+  return {};
+}
+
+Backend::~Backend() {
+  if (reap_timer_) loop_.CancelTimer(*reap_timer_);
+  loop_.Remove(xs_.watch_fd());
+  loop_.Remove(evtchn_.fd());
+  for (auto& w : fe_watches_) (void)xs_.Unwatch(w, kFrontendTokenPrefix + w);
+  (void)xs_.Unwatch(backend_root(), kBackendToken);
+  (void)xs_.Unwatch("@releaseDomain", kReleaseToken);
+  devices_.clear();
+}
+
+std::string Backend::backend_root() const {
+  return "/local/domain/" + std::to_string(opts_.own_domid) + "/backend/vtpm";
+}
+
+void Backend::OnWatchFd() {
+  bool rescan = false;
+  std::set<std::pair<uint32_t, uint32_t>> touched;
+  bool released = false;
+  for (auto& ev : xs_.TakeWatchEvents()) {
+    if (ev.token == kReleaseToken) {
+      released = true;
+    } else if (ev.token.rfind(kFrontendTokenPrefix, 0) == 0) {
+      for (auto& [key, dev] : devices_)
+        if (dev->fe_state_path() == ev.path) touched.insert(key);
+    } else if (ev.token == kBackendToken) {
+      auto p = ParseBackendPath(backend_root(), ev.path);
+      if (p.domid && p.devid) touched.insert({*p.domid, *p.devid});
+      else rescan = true;
+    }
+  }
+  if (rescan) Scan();
+  for (auto& [domid, devid] : touched) ReconcileDevice(domid, devid);
+  if (released) ReapIdleInstances();
+}
+
+void Backend::Scan() {
+  std::set<std::pair<uint32_t, uint32_t>> seen;
+  auto doms = xs_.Directory(backend_root());
+  if (!doms.ok()) {
+    LOG_ERROR("cannot list {}: {}", backend_root(), doms.status().message());
+    return;
+  }
+  for (auto& d : *doms) {
+    auto domid = ParseDomid(d);
+    if (!domid) continue;
+    auto devs = xs_.Directory(backend_root() + "/" + d);
+    if (!devs.ok()) continue;
+    for (auto& n : *devs)
+      if (auto devid = ParseU32(n)) seen.insert({*domid, *devid});
+  }
+  for (auto& [key, dev] : devices_) seen.insert(key);  // known devices may have vanished
+  for (auto& [domid, devid] : seen) ReconcileDevice(domid, devid);
+}
+
+void Backend::ReconcileDevice(uint32_t domid, uint32_t devid) {
+  auto key = std::make_pair(domid, devid);
+  auto it = devices_.find(key);
+  std::shared_ptr<Device> dev;
+  if (it == devices_.end()) {
+    auto st = xs_.Read(backend_root() + "/" + std::to_string(domid) + "/" + std::to_string(devid) + "/state");
+    if (!st.ok() || !*st) return;  // not (or no longer) a device
+    dev = std::make_shared<Device>(*this, domid, devid);
+    devices_[key] = dev;
+  } else {
+    dev = it->second;
+  }
+  bool keep = dev->Reconcile();
+  // Watch the frontend's state once we know where it is.
+  const std::string& fe = dev->fe_state_path();
+  if (keep && !fe.empty() && !fe_watches_.count(fe)) {
+    Status st = xs_.Watch(fe, kFrontendTokenPrefix + fe);
+    if (st.ok()) fe_watches_.insert(fe);
+    else VLOG_ERROR(dev->ctx(), "cannot watch {}: {}", fe, st.message());
+  }
+  if (!keep) {
+    if (!fe.empty() && fe_watches_.erase(fe)) (void)xs_.Unwatch(fe, kFrontendTokenPrefix + fe);
+    devices_.erase(key);
+  }
+}
+
+void Backend::OnEvtchnFd() {
+  while (auto port = evtchn_.TakePending()) {
+    (void)evtchn_.Unmask(*port);
+    auto it = ports_.find(*port);
+    if (it == ports_.end()) continue;
+    if (auto dev = it->second.lock()) dev->OnNotify();
+  }
+}
+
+std::vector<DeviceInfo> Backend::List() const {
+  std::vector<DeviceInfo> out;
+  for (auto& [key, dev] : devices_)
+    out.push_back({key.first, key.second, dev->ctx().uuid, dev->connected(), dev->refused()});
+  return out;
+}
+
+std::shared_ptr<Device> Backend::FindByUuid(const Uuid& uuid) const {
+  auto it = uuids_.find(uuid);
+  return it == uuids_.end() ? nullptr : it->second.lock();
+}
+
+size_t Backend::connected_count() const {
+  size_t n = 0;
+  for (auto& [key, dev] : devices_) n += dev->connected();
+  return n;
+}
+
+bool Backend::ClaimUuid(const Uuid& uuid, const std::shared_ptr<Device>& dev) {
+  auto it = uuids_.find(uuid);
+  if (it != uuids_.end() && !it->second.expired() && it->second.lock() != dev) return false;
+  uuids_[uuid] = dev;
+  return true;
+}
+
+void Backend::ReleaseUuid(const Uuid& uuid, const Device* dev) {
+  auto it = uuids_.find(uuid);
+  if (it == uuids_.end()) return;
+  auto cur = it->second.lock();
+  if (!cur || cur.get() == dev) uuids_.erase(it);
+}
+
+void Backend::RegisterPort(uint32_t port, const std::shared_ptr<Device>& dev) { ports_[port] = dev; }
+void Backend::UnregisterPort(uint32_t port) { ports_.erase(port); }
+
+bool Backend::DomainExists(uint32_t domid) {
+  auto r = xs_.Read("/local/domain/" + std::to_string(domid) + "/domid");
+  if (r.ok() && *r) return true;
+  auto d = xs_.Directory("/local/domain/" + std::to_string(domid));
+  return d.ok() && !d->empty();
+}
+
+void Backend::InstanceIdle(const Uuid& uuid, const GuestCtx& ctx) {
+  idle_.push_back({uuid, ctx});
+  ReapIdleInstances();
+}
+
+void Backend::ReapIdleInstances() {
+  std::vector<std::pair<Uuid, GuestCtx>> keep;
+  for (auto& [uuid, ctx] : idle_) {
+    auto holder = FindByUuid(uuid);
+    if (holder && holder->ctx().domid == ctx.domid) continue;  // re-attached to the same domain
+    if (holder || !DomainExists(uint32_t(ctx.domid))) {
+      VLOG_INFO(ctx, "domain gone: powering the vTPM off");
+      engines_.Release(uuid, ctx);
+    } else {
+      keep.push_back({uuid, ctx});
+    }
+  }
+  idle_.swap(keep);
+  if (reap_timer_) loop_.CancelTimer(*reap_timer_);
+  reap_timer_.reset();
+  if (!idle_.empty())
+    reap_timer_ = loop_.AddTimer(kReapInterval, [this] {
+      reap_timer_.reset();
+      ReapIdleInstances();
+    });
+}
+
+}  // namespace vtpm

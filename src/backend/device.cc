@@ -1,0 +1,367 @@
+#include "backend/device.h"
+
+#include <charconv>
+
+#include "backend/backend.h"
+#include "backend/tpm12_wire.h"
+#include "backend/xs_values.h"
+
+namespace vtpm {
+
+Device::Device(Backend& backend, uint32_t domid, uint32_t devid)
+    : backend_(backend),
+      domid_(domid),
+      devid_(devid),
+      be_path_(backend.backend_root() + "/" + std::to_string(domid) + "/" + std::to_string(devid)) {
+  ctx_.domid = int(domid);
+  ctx_.devid = int(devid);
+}
+
+Device::~Device() {
+  // Daemon shutdown or device removal: release local resources only. Any
+  // xenstore writes were made by Disconnect/Reconcile before this point.
+  if (cancel_timer_) backend_.loop().CancelTimer(*cancel_timer_);
+  if (busy_ && engine_) engine_->Abort();
+  if (port_.valid()) backend_.UnregisterPort(port_.port());
+  if (uuid_claimed_) backend_.ReleaseUuid(*uuid_, this);
+}
+
+std::optional<uint32_t> Device::local_port() const {
+  if (!port_.valid()) return std::nullopt;
+  return port_.port();
+}
+
+void Device::Refuse(const std::string& reason) {
+  refused_ = true;
+  VLOG_ERROR(ctx_, "refused: {}", reason);
+  const std::string err_dir = "/local/domain/" + std::to_string(backend_.options().own_domid) +
+                              "/error/backend/vtpm/" + std::to_string(domid_) + "/" + std::to_string(devid_);
+  Status st = backend_.xs().Transact([&](XenStore::Txn& t) {
+    RETURN_IF_ERROR(t.Write(err_dir + "/error", reason));
+    ASSIGN_OR_RETURN(auto be_state, t.Read(be_path_ + "/state"));
+    if (!be_state) return Status();  // backend dir removed meanwhile
+    return t.Write(be_path_ + "/state", std::to_string(kClosed));
+  });
+  if (!st.ok()) VLOG_ERROR(ctx_, "cannot record refusal in xenstore: {}", st.message());
+}
+
+bool Device::Adopt() {
+  adopted_ = true;
+  XenStore& xs = backend_.xs();
+  auto uuid_s = xs.Read(be_path_ + "/uuid");
+  auto fe = xs.Read(be_path_ + "/frontend");
+  auto fe_id = xs.Read(be_path_ + "/frontend-id");
+  if (!uuid_s.ok() || !fe.ok() || !fe_id.ok()) {
+    VLOG_ERROR(ctx_, "cannot read backend nodes: {}",
+               (!uuid_s.ok() ? uuid_s.status() : !fe.ok() ? fe.status() : fe_id.status()).message());
+    return false;
+  }
+  if (*uuid_s) ctx_.uuid = **uuid_s;
+  if (!*uuid_s) {
+    Refuse("no uuid node in " + be_path_);
+    return true;
+  }
+  auto parsed = Uuid::Parse(**uuid_s);
+  if (!parsed.ok()) {
+    Refuse("uuid '" + **uuid_s + "' is malformed: " + parsed.status().message());
+    return true;
+  }
+  if (parsed->IsNil()) {
+    Refuse("uuid is nil (00000000-0000-0000-0000-000000000000)");
+    return true;
+  }
+  uuid_ = *parsed;
+  ctx_.uuid = uuid_->ToString();
+  auto fid = ParseDomid(fe_id->value_or(""));
+  if (!fid || *fid != domid_) {
+    Refuse("frontend-id '" + fe_id->value_or("") + "' does not match the device's domid " + std::to_string(domid_));
+    return true;
+  }
+  if (!*fe || fe->value().empty()) {
+    Refuse("no frontend node");
+    return true;
+  }
+  fe_path_ = **fe;
+  fe_state_path_ = fe_path_ + "/state";
+  if (!backend_.ClaimUuid(*uuid_, shared_from_this())) {
+    auto other = backend_.FindByUuid(*uuid_);
+    Refuse("uuid " + ctx_.uuid + " is already attached to domid " +
+           (other ? std::to_string(other->ctx().domid) + " devid " + std::to_string(other->ctx().devid)
+                  : std::string("?")));
+    return true;
+  }
+  uuid_claimed_ = true;
+
+  auto be_state = xs.Read(be_path_ + "/state");
+  int bs = be_state.ok() && *be_state ? ParseXbState(**be_state).value_or(kUnknown) : kUnknown;
+  if (bs == kConnected) {
+    // A previous daemon connected this device: re-adopt silently (never 5/6).
+    auto fe_state = xs.Read(fe_state_path_);
+    int fs = fe_state.ok() && *fe_state ? ParseXbState(**fe_state).value_or(kUnknown) : kUnknown;
+    if (fs == kInitialised || fs == kConnected) {
+      Status st = Connect();
+      if (!st.ok()) {
+        Refuse("cannot re-adopt connected device: " + st.message());
+        return true;
+      }
+      VLOG_INFO(ctx_, "re-adopted connected device (ring-ref {}, event-channel {})", ring_ref_, remote_port_);
+      return true;
+    }
+  }
+  if (bs == kInitialising || bs == kUnknown) {
+    Status st = xs.Transact([&](XenStore::Txn& t) {
+      ASSIGN_OR_RETURN(auto cur, t.Read(be_path_ + "/state"));
+      if (!cur) return Status();  // removed meanwhile
+      RETURN_IF_ERROR(t.Write(be_path_ + "/feature-protocol-v2", "1"));
+      return t.Write(be_path_ + "/state", std::to_string(kInitWait));
+    });
+    if (!st.ok()) VLOG_ERROR(ctx_, "cannot enter InitWait: {}", st.message());
+    else VLOG_INFO(ctx_, "new device, InitWait (frontend {})", fe_path_);
+  }
+  return true;
+}
+
+bool Device::Reconcile() {
+  XenStore& xs = backend_.xs();
+  auto be_state_r = xs.Read(be_path_ + "/state");
+  if (!be_state_r.ok()) {
+    VLOG_ERROR(ctx_, "cannot read backend state: {}", be_state_r.status().message());
+    return true;
+  }
+  if (!*be_state_r) {
+    // Backend directory removed by the toolstack: the device is gone.
+    Disconnect();
+    if (uuid_ && !refused_) backend_.InstanceIdle(*uuid_, ctx_);
+    VLOG_INFO(ctx_, "backend directory removed");
+    return false;
+  }
+  if (!adopted_ && !Adopt()) return true;
+  if (refused_) return true;
+
+  int bs = ParseXbState(**be_state_r).value_or(kUnknown);
+  auto online_r = xs.Read(be_path_ + "/online");
+  bool online = online_r.ok() && *online_r && **online_r == "1";
+  auto fe_state_r = xs.Read(fe_state_path_);
+  std::optional<int> fs;
+  if (fe_state_r.ok() && *fe_state_r) fs = ParseXbState(**fe_state_r).value_or(kUnknown);
+
+  if (!fs) {  // frontend directory gone (destroy, forced detach)
+    Disconnect();
+    if (bs != kClosed) WriteState(kClosed);
+    return true;
+  }
+  if (!online || force_closing_) {  // the toolstack (or vtpmctl wipe) is removing the device
+    if (force_closing_ && online && bs != kClosing && bs != kClosed) WriteState(kClosing);
+    if (!connected() || *fs == kClosed || *fs == kUnknown || *fs == kInitialising) {
+      Disconnect();
+      if (bs != kClosed) WriteState(kClosed);
+    }
+    return true;  // else wait for the frontend to close
+  }
+  switch (*fs) {
+    case kInitialised:
+    case kConnected: {
+      if (connected()) {
+        auto rr = xs.Read(fe_path_ + "/ring-ref");
+        auto ec = xs.Read(fe_path_ + "/event-channel");
+        auto r = rr.ok() && *rr ? ParseU32(**rr) : std::nullopt;
+        auto e = ec.ok() && *ec ? ParseU32(**ec) : std::nullopt;
+        if (r && e && (*r != ring_ref_ || *e != remote_port_)) {
+          VLOG_INFO(ctx_, "frontend published a new ring (ring-ref {}, event-channel {}): reconnecting", *r, *e);
+          Disconnect();
+        }
+      }
+      if (!connected() && (bs == kInitWait || bs == kConnected)) {
+        Status st = Connect();
+        if (!st.ok()) {
+          Refuse(st.message());
+          return true;
+        }
+        if (bs != kConnected) WriteState(kConnected);
+        VLOG_INFO(ctx_, "connected (ring-ref {}, event-channel {}, local port {})", ring_ref_, remote_port_,
+                  port_.port());
+        OnNotify();  // the frontend's first notify may have been sent before we bound
+      }
+      break;
+    }
+    case kClosing:
+      if (bs != kClosing && bs != kClosed) WriteState(kClosing);
+      break;
+    case kClosed:
+      Disconnect();
+      if (bs != kClosed) WriteState(kClosed);
+      break;
+    case kInitialising:
+      // kexec / pv-grub hand-off: the frontend starts over after we closed.
+      if (bs == kClosed || bs == kClosing) {
+        Disconnect();
+        WriteState(kInitWait);
+      }
+      break;
+    default:
+      break;
+  }
+  return true;
+}
+
+Status Device::Connect() {
+  XenStore& xs = backend_.xs();
+  ASSIGN_OR_RETURN(auto feat, xs.Read(fe_path_ + "/feature-protocol-v2"));
+  if (!feat || *feat != "1")
+    return Status(Code::kFailedPrecondition, "frontend lacks feature-protocol-v2=1 (old vTPM protocol not supported)");
+  ASSIGN_OR_RETURN(auto rr, xs.Read(fe_path_ + "/ring-ref"));
+  ASSIGN_OR_RETURN(auto ec, xs.Read(fe_path_ + "/event-channel"));
+  const std::optional<uint32_t> ref = ParseU32(rr.value_or(""));
+  const std::optional<uint32_t> port = ParseU32(ec.value_or(""));
+  if (!ref) return Status(Code::kInvalidArgument, "frontend ring-ref '" + rr.value_or("") + "' is not a grant reference");
+  if (!port) return Status(Code::kInvalidArgument, "frontend event-channel '" + ec.value_or("") + "' is not a port number");
+  const uint32_t ref_v = ref.value_or(0), port_v = port.value_or(0);
+  ASSIGN_OR_RETURN(GrantMapping page, backend_.gnt().Map(domid_, ref_v));
+  ASSIGN_OR_RETURN(BoundPort bound, backend_.evtchn().BindInterdomain(domid_, port_v));
+  auto engine = backend_.engines().Connect(*uuid_, ctx_);
+  if (!engine.ok()) return engine.status().Annotate("vTPM instance " + ctx_.uuid);
+  page_ = std::move(page);
+  port_ = std::move(bound);
+  ring_ref_ = ref_v;
+  remote_port_ = port_v;
+  engine_ = *engine;
+  ++epoch_;
+  backend_.RegisterPort(port_.port(), shared_from_this());
+  return {};
+}
+
+void Device::Disconnect() {
+  if (!connected()) return;
+  if (cancel_timer_) backend_.loop().CancelTimer(*cancel_timer_);
+  cancel_timer_.reset();
+  if (busy_ && engine_) engine_->Abort();
+  busy_ = false;
+  ++epoch_;
+  backend_.UnregisterPort(port_.port());
+  port_ = BoundPort();
+  page_ = GrantMapping();
+  engine_.reset();
+  backend_.engines().Disconnect(*uuid_, ctx_);
+  VLOG_INFO(ctx_, "disconnected (grant unmapped, event channel unbound)");
+}
+
+void Device::WriteState(int s) {
+  bool skipped = false;
+  Status st = backend_.xs().Transact([&](XenStore::Txn& t) {
+    skipped = false;
+    ASSIGN_OR_RETURN(auto cur, t.Read(be_path_ + "/state"));
+    if (!cur) {
+      skipped = true;  // backend dir removed meanwhile
+      return Status();
+    }
+    if (s != kClosed) {
+      ASSIGN_OR_RETURN(auto online, t.Read(be_path_ + "/online"));
+      if ((!online || *online != "1") && !force_closing_) {
+        skipped = true;  // the toolstack is tearing the device down
+        return Status();
+      }
+    }
+    if (*cur == std::to_string(s)) {
+      skipped = true;
+      return Status();
+    }
+    return t.Write(be_path_ + "/state", std::to_string(s));
+  });
+  if (!st.ok()) VLOG_ERROR(ctx_, "cannot write backend state {}: {}", s, st.message());
+  else if (!skipped) VLOG_DEBUG(ctx_, "backend state {}", s);
+}
+
+void Device::ForceClose() {
+  force_closing_ = true;
+  Reconcile();
+}
+
+void Device::Notify() {
+  Status st = port_.Notify();
+  if (!st.ok()) VLOG_WARN(ctx_, "notify failed: {}", st.message());
+}
+
+void Device::OnNotify() {
+  if (!connected()) return;
+  PageHeader hdr = SnapshotHeader(page_.data());
+  switch (PageState(hdr.state)) {
+    case PageState::kSubmit:
+      if (!busy_) StartCommand(hdr);
+      break;
+    case PageState::kCancel:
+      if (!busy_) {
+        PublishState(page_.data(), PageState::kIdle);
+        Notify();
+        VLOG_DEBUG(ctx_, "cancel while idle: state IDLE");
+      } else if (!cancel_timer_) {
+        // Let the command finish if it does so within the guest's timeout_c;
+        // otherwise abandon it (the engine restores its prior state).
+        std::weak_ptr<Device> weak = shared_from_this();
+        uint64_t epoch = epoch_;
+        cancel_timer_ = backend_.loop().AddTimer(backend_.options().cancel_grace, [weak, epoch] {
+          auto self = weak.lock();
+          if (!self || self->epoch_ != epoch || !self->busy_) return;
+          self->cancel_timer_.reset();
+          if (self->engine_) self->engine_->Abort();
+          self->busy_ = false;
+          ++self->epoch_;
+          PublishState(self->page_.data(), PageState::kIdle);
+          self->Notify();
+          VLOG_WARN(self->ctx_, "cancelled command abandoned after {} ms: state IDLE",
+                    self->backend_.options().cancel_grace.count());
+        });
+      }
+      break;
+    default:
+      break;  // IDLE/FINISH: spurious notification
+  }
+}
+
+void Device::StartCommand(const PageHeader& hdr) {
+  auto parsed = ParseRequest(hdr, page_.data());
+  if (auto* rej = std::get_if<PageReject>(&parsed)) {
+    VLOG_WARN(ctx_, "malformed request (length {}, nr_extra_pages {}): {}", hdr.length, hdr.nr_extra_pages, rej->why);
+    Respond(rej->offset, tpm12::ErrorResponse(rej->rc));
+    return;
+  }
+  auto& req = std::get<PageRequest>(parsed);
+  if (req.locality != 0 && !backend_.options().allow_any_locality) {
+    VLOG_WARN(ctx_, "request at locality {} refused (only locality 0 is allowed)", req.locality);
+    Respond(req.offset, tpm12::ErrorResponse(tpm12::kBadLocality));
+    return;
+  }
+  busy_ = true;
+  busy_offset_ = req.offset;
+  std::weak_ptr<Device> weak = shared_from_this();
+  uint64_t epoch = epoch_;
+  engine_->Execute(std::move(req.command), req.locality, [weak, epoch](Bytes rsp) {
+    if (auto self = weak.lock()) self->Complete(epoch, std::move(rsp));
+  });
+}
+
+void Device::Complete(uint64_t epoch, Bytes response) {
+  if (epoch != epoch_ || !busy_ || !connected()) return;  // abandoned or disconnected
+  busy_ = false;
+  if (cancel_timer_) {
+    backend_.loop().CancelTimer(*cancel_timer_);
+    cancel_timer_.reset();
+  }
+  Respond(busy_offset_, std::move(response));
+  // A command submitted while we were busy (a guest that does not wait) is
+  // picked up now rather than waiting for another notify.
+  OnNotify();
+}
+
+void Device::Respond(uint32_t offset, Bytes response) {
+  if (response.size() < tpm12::kHeaderSize || tpm12::ParamSize(response) != response.size()) {
+    VLOG_ERROR(ctx_, "engine returned a malformed response ({} bytes): answering TPM_FAIL", response.size());
+    response = tpm12::ErrorResponse(tpm12::kFail);
+  } else if (response.size() > MaxResponseAt(offset) || response.size() > kMaxPacket) {
+    VLOG_WARN(ctx_, "response of {} bytes does not fit the page: answering TPM_SIZE", response.size());
+    response = tpm12::ErrorResponse(tpm12::kSize);
+  }
+  PublishResponse(page_.data(), offset, response);
+  Notify();
+}
+
+}  // namespace vtpm

@@ -1,0 +1,87 @@
+// Device: one vTPM backend device, /local/domain/<own>/backend/vtpm/<domid>/<devid>,
+// driven through the XenBus states of xen-vtpm-protocol.md §2.4/§6 and the
+// shared-page protocol of §1. Passive: the Backend feeds it watch events
+// (Reconcile) and event-channel notifications (OnNotify) from the loop.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "backend/shared_page.h"
+#include "backend/xen.h"
+#include "common/event_loop.h"
+#include "common/log.h"
+#include "common/uuid.h"
+#include "tpm/engine.h"
+
+namespace vtpm {
+
+class Backend;
+
+class Device : public std::enable_shared_from_this<Device> {
+ public:
+  Device(Backend& backend, uint32_t domid, uint32_t devid);
+  ~Device();
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  // Re-reads the device's nodes and acts on them. Returns false once the
+  // backend directory is gone and the device should be forgotten.
+  bool Reconcile();
+  // The bound event channel fired.
+  void OnNotify();
+  // Closes a connected device the way a backend going away does (backend 5,
+  // then 6 once the frontend closed); used by `vtpmctl wipe --force`.
+  void ForceClose();
+
+  const GuestCtx& ctx() const { return ctx_; }
+  const std::optional<Uuid>& uuid() const { return uuid_; }
+  bool connected() const { return page_.valid(); }
+  bool refused() const { return refused_; }
+  std::optional<uint32_t> local_port() const;
+  const std::string& be_path() const { return be_path_; }
+  const std::string& fe_state_path() const { return fe_state_path_; }
+
+ private:
+  enum XbState : int { kUnknown = 0, kInitialising = 1, kInitWait = 2, kInitialised = 3,
+                       kConnected = 4, kClosing = 5, kClosed = 6 };
+
+  bool Adopt();  // first sight of the device: validate, claim uuid, InitWait or re-adopt
+  void Refuse(const std::string& reason);
+  Status Connect();
+  void Disconnect();
+  // Writes backend state `s` in a transaction unless the toolstack has set
+  // online=0 meanwhile and `s` is not Closed.
+  void WriteState(int s);
+  void StartCommand(const PageHeader& hdr);
+  void Complete(uint64_t epoch, Bytes response);
+  void Respond(uint32_t offset, Bytes response);
+  void Notify();
+
+  Backend& backend_;
+  const uint32_t domid_, devid_;
+  const std::string be_path_;
+  std::string fe_path_, fe_state_path_;
+  GuestCtx ctx_;
+  std::optional<Uuid> uuid_;
+  bool adopted_ = false;
+  bool refused_ = false;
+  bool force_closing_ = false;
+  bool uuid_claimed_ = false;
+
+  // Connection (valid between Connect and Disconnect).
+  GrantMapping page_;
+  BoundPort port_;
+  uint32_t ring_ref_ = 0, remote_port_ = 0;
+  std::shared_ptr<Engine> engine_;
+  uint64_t epoch_ = 0;  // bumped on every connect/disconnect/abort; stale completions are dropped
+
+  // Command in flight.
+  bool busy_ = false;
+  uint32_t busy_offset_ = 0;
+  std::optional<EventLoop::TimerId> cancel_timer_;
+};
+
+}  // namespace vtpm

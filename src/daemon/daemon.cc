@@ -1,0 +1,124 @@
+#include "daemon/daemon.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+
+#include <set>
+
+#include "backend/backend.h"
+#include "backend/xen.h"
+#include "common/event_loop.h"
+#include "common/log.h"
+#include "daemon/exit_codes.h"
+#include "daemon/scripted_engine.h"
+
+namespace vtpm {
+namespace {
+
+class SignalSource {
+ public:
+  static Result<SignalSource> Create(std::initializer_list<int> sigs) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : sigs) sigaddset(&set, s);
+    if (sigprocmask(SIG_BLOCK, &set, nullptr) < 0) return Status::FromErrno(errno, "sigprocmask");
+    UniqueFd fd(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!fd) return Status::FromErrno(errno, "signalfd");
+    return SignalSource(std::move(fd));
+  }
+  int fd() const { return fd_.get(); }
+  std::optional<int> Take() {
+    signalfd_siginfo si;
+    if (read(fd_.get(), &si, sizeof si) != sizeof si) return std::nullopt;
+    return int(si.ssi_signo);
+  }
+
+ private:
+  explicit SignalSource(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+std::unique_ptr<EngineProvider> MakeEngines(const Config& cfg, EventLoop& loop) {
+  std::set<Uuid> slow;
+  for (auto& s : cfg.scripted_slow_uuids)
+    if (auto u = Uuid::Parse(s); u.ok()) slow.insert(*u);
+  return std::make_unique<ScriptedEngineProvider>(loop, cfg.scripted_delay, std::move(slow),
+                                                  cfg.scripted_slow_delay);
+}
+
+}  // namespace
+
+int RunDaemon(const Config& cfg) {
+  auto loop_r = EventLoop::Create();
+  if (!loop_r.ok()) {
+    LOG_ERROR("{}", loop_r.status().message());
+    return kExitFailure;
+  }
+  EventLoop& loop = **loop_r;
+  auto sigs = SignalSource::Create({SIGTERM, SIGINT, SIGHUP});
+  if (!sigs.ok()) {
+    LOG_ERROR("{}", sigs.status().message());
+    return kExitFailure;
+  }
+
+  if (cfg.engine != "scripted") {
+    LOG_ERROR("engine '{}' is not available in this build; use [engine] kind = \"scripted\"", cfg.engine);
+    return kExitConfig;
+  }
+  auto xs = XenStore::Open();
+  auto gnt = GrantTable::Open();
+  auto evt = EventChannels::Open();
+  for (const Status* st : {&xs.status(), &gnt.status(), &evt.status()})
+    if (!st->ok()) {
+      LOG_ERROR("{}", st->message());
+      return kExitUnavailable;
+    }
+  auto engines = MakeEngines(cfg, loop);
+
+  BackendOptions bopts;
+  bopts.own_domid = cfg.backend_domid;
+  bopts.allow_any_locality = cfg.allow_any_locality;
+  auto backend = Backend::Start(loop, **xs, **gnt, **evt, *engines, bopts);
+  if (!backend.ok()) {
+    LOG_ERROR("cannot start the vTPM backend: {}", backend.status().message());
+    return kExitUnavailable;
+  }
+
+  Status st = loop.Add(sigs->fd(), EPOLLIN, [&](uint32_t) {
+    while (auto s = sigs->Take()) {
+      if (*s == SIGHUP) continue;
+      LOG_INFO("{} received: stopping (connected devices are left as they are)", strsignal(*s));
+      sd_notify(0, "STOPPING=1");
+      loop.Stop();
+    }
+  });
+  if (!st.ok()) {
+    LOG_ERROR("{}", st.message());
+    return kExitFailure;
+  }
+
+  uint64_t watchdog_usec = 0;
+  std::function<void()> ping;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    auto period = std::chrono::milliseconds(watchdog_usec / 2000);
+    ping = [&loop, &ping, period] {
+      sd_notify(0, "WATCHDOG=1");
+      loop.AddTimer(period, ping);
+    };
+    ping();
+  }
+  LOG_INFO("vtpmmgrd ready: backend for {} ({} devices known)", (*backend)->backend_root(), (*backend)->List().size());
+  sd_notifyf(0, "READY=1\nSTATUS=serving %zu devices", (*backend)->List().size());
+
+  st = loop.Run();
+  backend->reset();
+  if (!st.ok()) {
+    LOG_ERROR("event loop failed: {}", st.message());
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace vtpm
