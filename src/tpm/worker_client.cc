@@ -1,0 +1,173 @@
+#include "tpm/worker_client.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace vtpm {
+
+std::pair<uid_t, gid_t> ResolveWorkerUser() {
+  std::vector<char> buf(16384);
+  struct passwd pw, *found = nullptr;
+  if (getpwnam_r("vtpm", &pw, buf.data(), buf.size(), &found) == 0 && found)
+    return {found->pw_uid, found->pw_gid};
+  return {65534, 65534};
+}
+
+Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop,
+                                                          const WorkerOptions& opts) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
+    return Status::FromErrno(errno, "worker socketpair");
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  // The worker blocks on its end.
+  int flags = fcntl(theirs.get(), F_GETFL);
+  if (flags < 0 || fcntl(theirs.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
+    return Status::FromErrno(errno, "worker socket flags");
+  SpawnOptions spawn;
+  spawn.argv = {opts.path, "--fd=3", "--uid=" + std::to_string(opts.uid),
+                "--gid=" + std::to_string(opts.gid)};
+  if (opts.test_commands) spawn.argv.push_back("--test-commands");
+  spawn.env = {"PATH=/nonexistent"};  // nothing from the daemon's environment
+  spawn.fd_map = {{theirs.get(), 3}};
+  ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(spawn));
+  std::unique_ptr<WorkerClient> client(new WorkerClient(loop, std::move(child), std::move(mine)));
+  WorkerClient* self = client.get();
+  RETURN_IF_ERROR(loop.Add(self->socket_.get(), EPOLLIN | EPOLLRDHUP,
+                           [self](uint32_t ev) { self->OnEvents(ev); }));
+  return client;
+}
+
+WorkerClient::WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket)
+    : loop_(loop), child_(std::move(child)), socket_(std::move(socket)) {}
+
+WorkerClient::~WorkerClient() {
+  *alive_token_ = false;
+  Kill();
+}
+
+void WorkerClient::Close() {
+  if (timer_) loop_.CancelTimer(*timer_);
+  timer_.reset();
+  if (socket_.valid()) {
+    loop_.Remove(socket_.get());
+    socket_.reset();
+  }
+}
+
+void WorkerClient::Kill() {
+  pending_ = nullptr;
+  Close();
+  Reap(std::chrono::milliseconds(0));
+}
+
+void WorkerClient::Reap(std::chrono::milliseconds grace) {
+  if (!child_.running()) return;
+  // A worker that closed its socket is exiting; give it `grace` to report how.
+  if (auto ws = grace.count() ? child_.WaitFor(grace) : child_.TryWait()) {
+    exit_status_ = ws;
+    return;
+  }
+  child_.Kill();
+  exit_status_ = W_EXITCODE(0, SIGKILL);
+}
+
+void WorkerClient::Call(const WorkerRequest& req, std::chrono::milliseconds deadline,
+                        ReplyCallback cb) {
+  pending_ = std::move(cb);
+  if (!socket_.valid()) {
+    // Deliver asynchronously so the caller never re-enters itself.
+    std::weak_ptr<bool> token = alive_token_;
+    loop_.Post([this, token] {
+      if (auto t = token.lock(); t && *t && pending_)
+        Complete(Status(Code::kUnavailable, "worker is gone"));
+    });
+    return;
+  }
+  out_ = EncodeRequest(req);
+  out_off_ = 0;
+  timer_ = loop_.AddTimer(deadline, [this] {
+    timer_.reset();
+    Fail(Status(Code::kTimeout, "worker missed its deadline"));
+  });
+  if (!FlushOutput()) Fail(Status(Code::kUnavailable, "worker socket write failed"));
+}
+
+bool WorkerClient::FlushOutput() {
+  while (out_off_ < out_.size()) {
+    ssize_t n = send(socket_.get(), out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) return false;
+    out_off_ += size_t(n);
+  }
+  bool more = out_off_ < out_.size();
+  if (!more) {
+    out_.clear();
+    out_off_ = 0;
+  }
+  return loop_.Modify(socket_.get(), uint32_t(EPOLLIN | EPOLLRDHUP) | (more ? uint32_t(EPOLLOUT) : 0u)).ok();
+}
+
+void WorkerClient::OnEvents(uint32_t events) {
+  if ((events & EPOLLOUT) && !FlushOutput()) {
+    Fail(Status(Code::kUnavailable, "worker socket write failed"));
+    return;
+  }
+  if (!(events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))) return;
+  uint8_t buf[16384];
+  for (;;) {
+    ssize_t n = recv(socket_.get(), buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      Fail(Status(Code::kUnavailable, "worker closed its socket"));
+      return;
+    }
+    reader_.Feed(ByteView(buf, size_t(n)));
+  }
+  auto body = reader_.Next();
+  if (!body.ok()) {
+    Fail(body.status());
+    return;
+  }
+  if (!*body) return;
+  if (!pending_) {
+    Fail(Status(Code::kCorruption, "worker sent an unrequested reply"));
+    return;
+  }
+  auto reply = DecodeReply(**body);
+  if (!reply.ok()) {
+    Fail(reply.status());
+    return;
+  }
+  if (!reader_.empty()) {
+    Fail(Status(Code::kCorruption, "worker sent more than one reply"));
+    return;
+  }
+  if (timer_) loop_.CancelTimer(*timer_);
+  timer_.reset();
+  Complete(std::move(reply));
+}
+
+void WorkerClient::Fail(Status st) {
+  ReplyCallback cb = std::move(pending_);
+  pending_ = nullptr;
+  bool closed_by_worker = st.code() == Code::kUnavailable;
+  Close();
+  Reap(std::chrono::milliseconds(closed_by_worker ? 100 : 0));
+  if (cb) cb(std::move(st));
+}
+
+void WorkerClient::Complete(Result<WorkerReply> r) {
+  ReplyCallback cb = std::move(pending_);
+  pending_ = nullptr;
+  if (cb) cb(std::move(r));
+}
+
+}  // namespace vtpm

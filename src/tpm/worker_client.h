@@ -1,0 +1,80 @@
+// WorkerClient: the daemon's end of one vtpm-worker process.
+//
+// Start() fork+execs the worker with its end of a socketpair at fd 3 and
+// registers the daemon's end in the EventLoop; nothing here blocks the loop.
+// One request at a time: Call() sends it and the callback runs exactly once
+// on the loop thread with the reply, kUnavailable when the worker dies or
+// closes the socket, kCorruption when it sends a malformed frame (the worker
+// is then killed) or kTimeout past the deadline (the worker is then killed) -
+// unless Kill() or the destructor runs first, which drops the callback.
+// The callback may destroy the WorkerClient.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/child_process.h"
+#include "common/event_loop.h"
+#include "common/unique_fd.h"
+#include "tpm/worker_protocol.h"
+
+namespace vtpm {
+
+struct WorkerOptions {
+  std::string path;            // the vtpm-worker executable
+  uid_t uid = 65534;           // identity the worker drops to (see ResolveWorkerUser)
+  gid_t gid = 65534;
+  bool test_commands = false;  // pass --test-commands (sandbox tests only)
+};
+
+// The `vtpm` system user (systemd/vtpmmgrd-sysusers.conf); when it does not
+// exist, nobody/nogroup (65534). Call before the worker needs it: it reads
+// the user database.
+std::pair<uid_t, gid_t> ResolveWorkerUser();
+
+class WorkerClient {
+ public:
+  using ReplyCallback = std::function<void(Result<WorkerReply>)>;
+
+  static Result<std::unique_ptr<WorkerClient>> Start(EventLoop& loop, const WorkerOptions& opts);
+  ~WorkerClient();
+  WorkerClient(const WorkerClient&) = delete;
+  WorkerClient& operator=(const WorkerClient&) = delete;
+
+  // Precondition: !busy().
+  void Call(const WorkerRequest& req, std::chrono::milliseconds deadline, ReplyCallback cb);
+  bool busy() const { return static_cast<bool>(pending_); }
+  bool alive() const { return socket_.valid(); }
+  pid_t pid() const { return child_.pid(); }
+  // How the last worker process ended (a wait status), once it has.
+  std::optional<int> exit_status() const { return exit_status_; }
+  // SIGKILLs and reaps the worker; a pending callback never runs.
+  void Kill();
+
+ private:
+  WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket);
+  void OnEvents(uint32_t events);
+  bool FlushOutput();
+  void Fail(Status st);
+  void Complete(Result<WorkerReply> r);
+  void Close();
+  void Reap(std::chrono::milliseconds grace);
+
+  EventLoop& loop_;
+  ChildProcess child_;
+  UniqueFd socket_;
+  FrameReader reader_;
+  Bytes out_;
+  size_t out_off_ = 0;
+  ReplyCallback pending_;
+  std::optional<EventLoop::TimerId> timer_;
+  std::optional<int> exit_status_;
+  std::shared_ptr<bool> alive_token_ = std::make_shared<bool>(true);
+};
+
+}  // namespace vtpm

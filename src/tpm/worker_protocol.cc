@@ -1,0 +1,206 @@
+#include "tpm/worker_protocol.h"
+
+namespace vtpm {
+namespace {
+
+constexpr uint8_t kHasPermanent = 1, kHasSavestate = 2, kHasVolatile = 4;
+constexpr uint8_t kOpWrite = 0, kOpDelete = 1;
+
+Bytes BeginFrame(WorkerMsg type) {
+  Bytes b;
+  AppendBe32(b, 0);
+  b.push_back(kProtocolVersion);
+  b.push_back(uint8_t(type));
+  return b;
+}
+
+Bytes FinishFrame(Bytes b) {
+  StoreBe32(b.data(), uint32_t(b.size() - 4));
+  return b;
+}
+
+void AppendString(Bytes& b, ByteView v) {
+  AppendBe32(b, uint32_t(v.size()));
+  AppendBytes(b, v);
+}
+
+ByteView View(const std::string& s) {
+  return ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+Status Malformed(const char* what) {
+  return Status(Code::kCorruption, std::string("worker protocol: ") + what);
+}
+
+// Bounds-checked sequential reader over one body.
+class Reader {
+ public:
+  explicit Reader(ByteView v) : v_(v) {}
+  bool U8(uint8_t& out) {
+    if (v_.size() - pos_ < 1) return false;
+    out = v_[pos_++];
+    return true;
+  }
+  bool U32(uint32_t& out) {
+    if (v_.size() - pos_ < 4) return false;
+    out = LoadBe32(v_.data() + pos_);
+    pos_ += 4;
+    return true;
+  }
+  bool String(Bytes& out, uint32_t max) {
+    uint32_t n = 0;
+    if (!U32(n) || n > max || v_.size() - pos_ < n) return false;
+    out.assign(v_.begin() + long(pos_), v_.begin() + long(pos_ + n));
+    pos_ += n;
+    return true;
+  }
+  bool done() const { return pos_ == v_.size(); }
+
+ private:
+  ByteView v_;
+  size_t pos_ = 0;
+};
+
+Result<WorkerMsg> ReadHeader(Reader& r) {
+  uint8_t version = 0, type = 0;
+  if (!r.U8(version) || !r.U8(type)) return Malformed("short header");
+  if (version != kProtocolVersion) return Malformed("unsupported version");
+  return WorkerMsg(type);
+}
+
+}  // namespace
+
+Bytes EncodeRequest(const WorkerRequest& req) {
+  Bytes b = BeginFrame(req.type);
+  switch (req.type) {
+    case WorkerMsg::kInit: {
+      uint8_t mask = (req.permanent ? kHasPermanent : 0) | (req.savestate ? kHasSavestate : 0) |
+                     (req.volatile_state ? kHasVolatile : 0);
+      b.push_back(mask);
+      for (const auto* blob : {&req.permanent, &req.savestate, &req.volatile_state}) {
+        if (*blob) AppendString(b, **blob);
+      }
+      break;
+    }
+    case WorkerMsg::kExecute:
+      b.push_back(req.locality);
+      b.push_back(req.physical_presence ? 1 : 0);
+      AppendString(b, req.command);
+      break;
+    case WorkerMsg::kTestOpen:
+      AppendString(b, View(req.path));
+      break;
+    default:
+      break;
+  }
+  return FinishFrame(std::move(b));
+}
+
+Bytes EncodeReply(const WorkerReply& reply) {
+  Bytes b = BeginFrame(reply.type);
+  if (reply.type == WorkerMsg::kFailure) {
+    AppendBe32(b, reply.code);
+    AppendString(b, View(reply.message));
+    return FinishFrame(std::move(b));
+  }
+  AppendString(b, reply.response);
+  b.push_back(uint8_t(reply.changes.size()));
+  for (const auto& c : reply.changes) {
+    b.push_back(uint8_t(c.kind));
+    b.push_back(c.data ? kOpWrite : kOpDelete);
+    if (c.data) AppendString(b, *c.data);
+  }
+  AppendString(b, reply.volatile_state);
+  return FinishFrame(std::move(b));
+}
+
+Result<WorkerRequest> DecodeRequest(ByteView body) {
+  Reader r(body);
+  ASSIGN_OR_RETURN(WorkerMsg type, ReadHeader(r));
+  WorkerRequest req;
+  req.type = type;
+  switch (type) {
+    case WorkerMsg::kInit: {
+      uint8_t mask = 0;
+      if (!r.U8(mask) || (mask & ~(kHasPermanent | kHasSavestate | kHasVolatile)))
+        return Malformed("bad init mask");
+      const std::pair<uint8_t, std::optional<Bytes>*> blobs[] = {
+          {kHasPermanent, &req.permanent},
+          {kHasSavestate, &req.savestate},
+          {kHasVolatile, &req.volatile_state}};
+      for (auto& [bit, dst] : blobs) {
+        if (!(mask & bit)) continue;
+        Bytes blob;
+        if (!r.String(blob, kMaxBlobSize)) return Malformed("bad init blob");
+        *dst = std::move(blob);
+      }
+      break;
+    }
+    case WorkerMsg::kExecute: {
+      uint8_t pp = 0;
+      if (!r.U8(req.locality) || !r.U8(pp) || pp > 1 || !r.String(req.command, kMaxTpmMessage))
+        return Malformed("bad execute");
+      req.physical_presence = pp == 1;
+      break;
+    }
+    case WorkerMsg::kTestOpen: {
+      Bytes path;
+      if (!r.String(path, 4096)) return Malformed("bad path");
+      req.path.assign(path.begin(), path.end());
+      break;
+    }
+    case WorkerMsg::kTestSyscall:
+      break;
+    default:
+      return Malformed("unknown request type");
+  }
+  if (!r.done()) return Malformed("trailing bytes");
+  return req;
+}
+
+Result<WorkerReply> DecodeReply(ByteView body) {
+  Reader r(body);
+  ASSIGN_OR_RETURN(WorkerMsg type, ReadHeader(r));
+  WorkerReply reply;
+  reply.type = type;
+  if (type == WorkerMsg::kFailure) {
+    Bytes msg;
+    if (!r.U32(reply.code) || !r.String(msg, 4096)) return Malformed("bad failure");
+    reply.message.assign(msg.begin(), msg.end());
+  } else if (type == WorkerMsg::kReply) {
+    uint8_t count = 0;
+    if (!r.String(reply.response, kMaxTpmMessage) || !r.U8(count) || count > kMaxBlobChanges)
+      return Malformed("bad reply");
+    for (uint8_t i = 0; i < count; ++i) {
+      uint8_t kind = 0, op = 0;
+      if (!r.U8(kind) || !r.U8(op)) return Malformed("short blob change");
+      if (kind < uint8_t(BlobKind::kPermanent) || kind > uint8_t(BlobKind::kVolatile) ||
+          op > kOpDelete)
+        return Malformed("bad blob change");
+      BlobChange c{BlobKind(kind), std::nullopt};
+      if (op == kOpWrite) {
+        Bytes data;
+        if (!r.String(data, kMaxBlobSize)) return Malformed("bad blob data");
+        c.data = std::move(data);
+      }
+      reply.changes.push_back(std::move(c));
+    }
+    if (!r.String(reply.volatile_state, kMaxBlobSize)) return Malformed("bad volatile state");
+  } else {
+    return Malformed("unknown reply type");
+  }
+  if (!r.done()) return Malformed("trailing bytes");
+  return reply;
+}
+
+Result<std::optional<Bytes>> FrameReader::Next() {
+  if (buf_.size() < 4) return std::optional<Bytes>();
+  uint32_t len = LoadBe32(buf_.data());
+  if (len > kMaxFrameBody) return Status(Code::kCorruption, "worker protocol: frame too long");
+  if (buf_.size() - 4 < len) return std::optional<Bytes>();
+  Bytes body(buf_.begin() + 4, buf_.begin() + 4 + len);
+  buf_.erase(buf_.begin(), buf_.begin() + 4 + len);
+  return std::optional<Bytes>(std::move(body));
+}
+
+}  // namespace vtpm

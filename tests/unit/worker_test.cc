@@ -1,0 +1,182 @@
+// The real vtpm-worker over its protocol: start, TPM commands, blob
+// reporting, state round trip, sandbox.
+#include <sys/wait.h>
+
+#include <filesystem>
+
+#include "worker_test_util.h"
+
+namespace vtpm {
+namespace {
+
+using namespace vtpm::testing;
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto loop = EventLoop::Create();
+    ASSERT_TRUE(loop.ok()) << loop.status().ToString();
+    loop_ = std::move(loop).value();
+  }
+  std::unique_ptr<WorkerClient> Start(bool test_commands = false) {
+    auto c = WorkerClient::Start(*loop_, TestWorkerOptions(test_commands));
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(c).value() : nullptr;
+  }
+  WorkerReply Call(WorkerClient& c, const WorkerRequest& req) {
+    auto r = CallSync(*loop_, c, req);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(r).value() : WorkerReply{};
+  }
+  uint32_t Rc(WorkerClient& c, Bytes cmd, bool presence = false) {
+    WorkerReply r = Call(c, ExecRequest(std::move(cmd), presence));
+    return tpm12::ResponseCode(r.response).value_or(0xFFFFFFFF);
+  }
+  std::unique_ptr<EventLoop> loop_;
+};
+
+const BlobChange* FindChange(const WorkerReply& r, BlobKind kind) {
+  for (auto& c : r.changes)
+    if (c.kind == kind) return &c;
+  return nullptr;
+}
+
+Bytes PermanentOf(const WorkerReply& r) {
+  const BlobChange* c = FindChange(r, BlobKind::kPermanent);
+  if (c == nullptr || !c->data) {
+    ADD_FAILURE() << "no permanent blob in the reply";
+    return {};
+  }
+  return *c->data;
+}
+
+TEST_F(WorkerTest, FreshStartReportsPermanentBlobAndNeedsStartup) {
+  auto w = Start();
+  WorkerReply init = Call(*w, InitRequest());
+  ASSERT_EQ(init.type, WorkerMsg::kReply);
+  const BlobChange* perm = FindChange(init, BlobKind::kPermanent);
+  ASSERT_NE(perm, nullptr);
+  ASSERT_TRUE(perm->data.has_value());
+  EXPECT_GT(perm->data->size(), 500u);
+  EXPECT_EQ(Rc(*w, tpm12::PcrRead(0)), tpm12::kInvalidPostinit);
+  EXPECT_EQ(Rc(*w, tpm12::Startup(tpm12::kStClear)), tpm12::kSuccess);
+  WorkerReply read = Call(*w, ExecRequest(tpm12::PcrRead(10)));
+  EXPECT_EQ(tpm12::PcrFromResponse(read.response), tpm12::PcrValue{});
+  EXPECT_FALSE(read.volatile_state.empty());
+}
+
+TEST_F(WorkerTest, ExtendChangesPcrAndVolatileStateRestoresIt) {
+  auto w = Start();
+  WorkerReply init = Call(*w, InitRequest());
+  Bytes permanent = PermanentOf(init);
+  ASSERT_EQ(Rc(*w, tpm12::Startup(tpm12::kStClear)), tpm12::kSuccess);
+  tpm12::PcrValue digest;
+  digest.fill(0xAB);
+  WorkerReply ext = Call(*w, ExecRequest(tpm12::PcrExtend(10, digest)));
+  ASSERT_EQ(tpm12::ResponseCode(ext.response), tpm12::kSuccess);
+  WorkerReply read = Call(*w, ExecRequest(tpm12::PcrRead(10)));
+  auto pcr = tpm12::PcrFromResponse(read.response);
+  ASSERT_TRUE(pcr.has_value());
+  EXPECT_NE(*pcr, tpm12::PcrValue{});
+  for (auto& c : read.changes) ADD_FAILURE() << "PCRRead stored blob kind " << int(c.kind);
+
+  // A second worker from permanent + volatile resumes without Startup.
+  auto w2 = Start();
+  Call(*w2, InitRequest(permanent, read.volatile_state));
+  WorkerReply read2 = Call(*w2, ExecRequest(tpm12::PcrRead(10)));
+  EXPECT_EQ(tpm12::PcrFromResponse(read2.response), pcr);
+  EXPECT_EQ(Rc(*w2, tpm12::Startup(tpm12::kStClear)), tpm12::kInvalidPostinit);
+
+  // From permanent only it is a fresh power-on: Startup needed, PCRs reset.
+  auto w3 = Start();
+  Call(*w3, InitRequest(permanent));
+  EXPECT_EQ(Rc(*w3, tpm12::Startup(tpm12::kStClear)), tpm12::kSuccess);
+  WorkerReply read3 = Call(*w3, ExecRequest(tpm12::PcrRead(10)));
+  EXPECT_EQ(tpm12::PcrFromResponse(read3.response), tpm12::PcrValue{});
+}
+
+TEST_F(WorkerTest, SaveStateIsReportedAndDeletedAtStartup) {
+  auto w = Start();
+  WorkerReply init = Call(*w, InitRequest());
+  Bytes permanent = PermanentOf(init);
+  ASSERT_EQ(Rc(*w, tpm12::Startup(tpm12::kStClear)), tpm12::kSuccess);
+  WorkerReply save = Call(*w, ExecRequest(tpm12::SaveState()));
+  ASSERT_EQ(tpm12::ResponseCode(save.response), tpm12::kSuccess);
+  const BlobChange* ss = FindChange(save, BlobKind::kSavestate);
+  ASSERT_NE(ss, nullptr);
+  ASSERT_TRUE(ss->data.has_value());
+
+  auto w2 = Start();
+  WorkerRequest init2 = InitRequest(permanent);
+  init2.savestate = ss->data;
+  Call(*w2, init2);
+  WorkerReply start = Call(*w2, ExecRequest(tpm12::Startup(tpm12::kStState)));
+  EXPECT_EQ(tpm12::ResponseCode(start.response), tpm12::kSuccess);
+  const BlobChange* del = FindChange(start, BlobKind::kSavestate);
+  ASSERT_NE(del, nullptr);
+  EXPECT_FALSE(del->data.has_value());
+}
+
+TEST_F(WorkerTest, ExecuteBeforeInitIsRefusedAndWorkerExits) {
+  auto w = Start();
+  WorkerReply r = Call(*w, ExecRequest(tpm12::PcrRead(0)));
+  EXPECT_EQ(r.type, WorkerMsg::kFailure);
+  auto next = CallSync(*loop_, *w, ExecRequest(tpm12::PcrRead(0)));
+  ASSERT_FALSE(next.ok());
+  EXPECT_EQ(next.status().code(), Code::kUnavailable);
+}
+
+TEST_F(WorkerTest, DeadlineKillsAStoppedWorker) {
+  auto w = Start();
+  Call(*w, InitRequest());
+  kill(w->pid(), SIGSTOP);
+  auto r = CallSync(*loop_, *w, ExecRequest(tpm12::Startup(tpm12::kStClear)),
+                    std::chrono::milliseconds(200));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kTimeout);
+  EXPECT_FALSE(w->alive());
+}
+
+TEST_F(WorkerTest, KilledWorkerFailsTheCall) {
+  auto w = Start();
+  Call(*w, InitRequest());
+  kill(w->pid(), SIGKILL);
+  auto r = CallSync(*loop_, *w, ExecRequest(tpm12::Startup(tpm12::kStClear)));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+}
+
+// The sandbox: after start-up an open() or a socket() kills the worker (SIGSYS).
+void ExpectKilledBySeccomp(EventLoop& loop, WorkerClient& w, const WorkerRequest& req) {
+  auto r = CallSync(loop, w, req);
+  ASSERT_FALSE(r.ok()) << "worker survived: " << r->message;
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  ASSERT_TRUE(w.exit_status().has_value());
+  EXPECT_TRUE(WIFSIGNALED(*w.exit_status())) << DescribeWaitStatus(*w.exit_status());
+  EXPECT_EQ(WTERMSIG(*w.exit_status()), SIGSYS) << DescribeWaitStatus(*w.exit_status());
+}
+
+TEST_F(WorkerTest, SandboxKillsOpen) {
+  auto w = Start(true);
+  Call(*w, InitRequest());
+  std::string dir = ::testing::TempDir() + "/vtpm-open-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  chmod(dir.c_str(), 0777);
+  WorkerRequest req;
+  req.type = WorkerMsg::kTestOpen;
+  req.path = dir + "/created-by-worker";
+  ExpectKilledBySeccomp(*loop_, *w, req);
+  EXPECT_FALSE(std::filesystem::exists(req.path));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(WorkerTest, SandboxKillsForbiddenSyscall) {
+  auto w = Start(true);
+  Call(*w, InitRequest());
+  WorkerRequest req;
+  req.type = WorkerMsg::kTestSyscall;
+  ExpectKilledBySeccomp(*loop_, *w, req);
+}
+
+}  // namespace
+}  // namespace vtpm
