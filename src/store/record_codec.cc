@@ -1,0 +1,84 @@
+#include "store/record_codec.h"
+
+#include <algorithm>
+
+namespace vtpm {
+namespace {
+
+// Bounds-checked sequential reader.
+class Reader {
+ public:
+  explicit Reader(ByteView b) : b_(b) {}
+  bool Take(size_t n, ByteView* out) {
+    if (b_.size() - pos_ < n) return false;
+    *out = b_.subspan(pos_, n);
+    pos_ += n;
+    return true;
+  }
+  bool U16(uint16_t* v) { ByteView s; if (!Take(2, &s)) return false; *v = LoadBe16(s.data()); return true; }
+  bool U32(uint32_t* v) { ByteView s; if (!Take(4, &s)) return false; *v = LoadBe32(s.data()); return true; }
+  bool U64(uint64_t* v) { ByteView s; if (!Take(8, &s)) return false; *v = LoadBe64(s.data()); return true; }
+  bool done() const { return pos_ == b_.size(); }
+
+ private:
+  ByteView b_;
+  size_t pos_ = 0;
+};
+
+Status Truncated(const char* what) {
+  return Status(Code::kCorruption, std::string(what) + " is truncated or has trailing bytes");
+}
+
+}  // namespace
+
+Bytes EncodeRecord(const CommandRecord& r) {
+  Bytes b;
+  b.reserve(14 + r.request_digest.size() + r.response.size());
+  AppendBe64(b, r.sequence);
+  AppendBe16(b, uint16_t(r.request_digest.size()));
+  AppendBytes(b, r.request_digest);
+  AppendBe32(b, uint32_t(r.response.size()));
+  AppendBytes(b, r.response);
+  return b;
+}
+
+Result<CommandRecord> DecodeRecord(ByteView b) {
+  Reader in(b);
+  CommandRecord r;
+  uint16_t dlen = 0;
+  uint32_t rlen = 0;
+  ByteView digest, response;
+  if (!in.U64(&r.sequence) || !in.U16(&dlen) || !in.Take(dlen, &digest) || !in.U32(&rlen) ||
+      !in.Take(rlen, &response) || !in.done())
+    return Truncated("command record");
+  r.request_digest.assign(digest.begin(), digest.end());
+  r.response.assign(response.begin(), response.end());
+  return r;
+}
+
+Bytes EncodeVolatile(const VolatileCopy& v) {
+  Bytes b;
+  b.reserve(32 + v.blob.size());
+  AppendBytes(b, v.boot_id);
+  AppendBe32(b, v.domid);
+  AppendBe64(b, v.sequence);
+  AppendBe32(b, uint32_t(v.blob.size()));
+  AppendBytes(b, v.blob);
+  return b;
+}
+
+Result<VolatileCopy> DecodeVolatile(ByteView b, uint64_t generation) {
+  Reader in(b);
+  VolatileCopy v;
+  ByteView boot, blob;
+  uint32_t blen = 0;
+  if (!in.Take(16, &boot) || !in.U32(&v.domid) || !in.U64(&v.sequence) || !in.U32(&blen) ||
+      !in.Take(blen, &blob) || !in.done())
+    return Truncated("volatile copy");
+  std::copy(boot.begin(), boot.end(), v.boot_id.begin());
+  v.blob.assign(blob.begin(), blob.end());
+  v.generation = generation;
+  return v;
+}
+
+}  // namespace vtpm

@@ -1,0 +1,21 @@
+// Plaintext layouts of the command record and the volatile copy (both are
+// sealed in an Envelope before they reach disk). Decoders validate every
+// length and reject trailing bytes.
+//
+//   record:   sequence u64 | digest_len u16 | digest | response_len u32 | response
+//   volatile: boot_id(16) | domid u32 | sequence u64 | blob_len u32 | blob
+#pragma once
+
+#include "common/bytes.h"
+#include "common/status.h"
+#include "store/store.h"
+
+namespace vtpm {
+
+Bytes EncodeRecord(const CommandRecord& r);  // `delivered` is kept outside
+Result<CommandRecord> DecodeRecord(ByteView b);
+
+Bytes EncodeVolatile(const VolatileCopy& v);  // `generation` travels in the envelope
+Result<VolatileCopy> DecodeVolatile(ByteView b, uint64_t generation);
+
+}  // namespace vtpm

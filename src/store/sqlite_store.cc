@@ -1,0 +1,532 @@
+#include "store/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <future>
+
+#include "common/log.h"
+#include "common/unique_fd.h"
+#include "store/aead.h"
+#include "store/envelope.h"
+#include "store/record_codec.h"
+
+namespace vtpm {
+namespace {
+
+ByteView U(const Uuid& u) { return {u.bytes.data(), u.bytes.size()}; }
+int64_t Now() { return int64_t(::time(nullptr)); }
+
+Status InstanceError(const Uuid& uuid, const Status& st) {
+  std::string advice;
+  if (st.code() == Code::kCorruption) advice = "; restore this instance from a backup or wipe it";
+  return Status(st.code(), "instance " + uuid.ToString() + ": " + st.message() + advice, st.sub_code());
+}
+
+Status NoInstance(const Uuid& uuid) {
+  return Status(Code::kNotFound, "instance " + uuid.ToString() + " does not exist");
+}
+
+Status WriteFileAtomically(const std::string& path, ByteView data) {
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return Status::FromErrno(errno, "creating " + tmp);
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status st = Status::FromErrno(errno, "writing " + tmp);
+      ::unlink(tmp.c_str());
+      return st;
+    }
+    off += size_t(n);
+  }
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status st = Status::FromErrno(errno, "renaming " + tmp);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return Status::Ok();
+}
+
+uint64_t FileSize(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(Db db, DirLock lock, SecretBytes master, std::unique_ptr<HostTpm> tpm,
+                         SqliteStoreSettings s)
+    : settings_(std::move(s)),
+      lock_(std::move(lock)),
+      master_(std::move(master)),
+      tpm_(std::move(tpm)),
+      db_(std::move(db)),
+      thread_([this] { ThreadMain(); }) {}
+
+SqliteStore::~SqliteStore() {
+  {
+    std::lock_guard<std::mutex> l(q_mu_);
+    stopping_ = true;
+  }
+  q_cv_.notify_all();
+  thread_.join();
+  std::lock_guard<std::mutex> l(db_mu_);
+  stmts_.clear();  // before the connection closes
+}
+
+Result<Stmt*> SqliteStore::Query(const char* sql) {
+  auto it = stmts_.find(sql);
+  if (it == stmts_.end()) {
+    ASSIGN_OR_RETURN(Stmt s, db_.Prepare(sql));
+    it = stmts_.emplace(sql, std::move(s)).first;
+  }
+  it->second.Reset();
+  return &it->second;
+}
+
+Status SqliteStore::Rollback() {
+  if (sqlite3_get_autocommit(db_.get())) return Status::Ok();  // SQLite already rolled back
+  return db_.Exec("ROLLBACK");
+}
+
+Result<SecretBytes> SqliteStore::DataKeyLocked(const Uuid& uuid) {
+  {
+    std::lock_guard<std::mutex> l(keys_mu_);
+    auto it = data_keys_.find(uuid);
+    if (it != data_keys_.end()) return it->second.Clone();
+  }
+  ASSIGN_OR_RETURN(Stmt * q, Query("SELECT data_key FROM instances WHERE uuid=?"));
+  q->Bind(1, U(uuid));
+  ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) return NoInstance(uuid);
+  Bytes wrapped = q->Blob(0);
+  q->Reset();
+  auto key = OpenEnvelopeSecret(master_, uuid, SealedKind::kDataKey, wrapped);
+  if (!key.ok()) return InstanceError(uuid, key.status().Annotate("data key: "));
+  std::lock_guard<std::mutex> l(keys_mu_);
+  auto it = data_keys_.emplace(uuid, std::move(key).value()).first;
+  return it->second.Clone();
+}
+
+Result<SecretBytes> SqliteStore::DataKey(const Uuid& uuid) {
+  {
+    std::lock_guard<std::mutex> l(keys_mu_);
+    auto it = data_keys_.find(uuid);
+    if (it != data_keys_.end()) return it->second.Clone();
+  }
+  std::lock_guard<std::mutex> l(db_mu_);
+  return DataKeyLocked(uuid);
+}
+
+std::string SqliteStore::VolatilePath(const Uuid& uuid) const {
+  return settings_.runtime_dir + "/" + uuid.ToString() + ".vol";
+}
+
+Status SqliteStore::Create(const InstanceMeta& meta, const std::map<BlobKind, Bytes>& blobs) {
+  const Uuid& uuid = meta.uuid;
+  if (!blobs.count(BlobKind::kPermanent))
+    return Status(Code::kInvalidArgument, "instance " + uuid.ToString() + ": created without a permanent blob");
+  ASSIGN_OR_RETURN(SecretBytes key, SecretBytes::Random(kAeadKeyBytes));
+  ASSIGN_OR_RETURN(Bytes wrapped, SealEnvelope(master_, uuid, SealedKind::kDataKey, 0, key.view()));
+  std::vector<std::pair<BlobKind, Bytes>> sealed;
+  for (const auto& [kind, plain] : blobs) {
+    ASSIGN_OR_RETURN(Bytes s, SealEnvelope(key, uuid, SealedKind(kind), 1, plain));
+    sealed.emplace_back(kind, std::move(s));
+  }
+  std::lock_guard<std::mutex> l(db_mu_);
+  ASSIGN_OR_RETURN(Stmt * exists, Query("SELECT 1 FROM instances WHERE uuid=?"));
+  ASSIGN_OR_RETURN(bool row, exists->Bind(1, U(uuid)).Step());
+  exists->Reset();
+  if (row) return Status(Code::kAlreadyExists, "instance " + uuid.ToString() + " already exists");
+  RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  Status st = [&]() -> Status {
+    const int64_t now = Now();
+    ASSIGN_OR_RETURN(Stmt * ins, Query("INSERT INTO instances(uuid, tpm_version, created, last_attached,"
+                                       " last_written, auto_created, ek_public, data_key, generation)"
+                                       " VALUES(?, ?, ?, ?, ?, ?, ?, ?, 1)"));
+    RETURN_IF_ERROR(ins->Bind(1, U(uuid)).Bind(2, meta.tpm_version).Bind(3, meta.created ? meta.created : now)
+                        .Bind(4, meta.last_attached).Bind(5, now).Bind(6, int64_t(meta.auto_created))
+                        .Bind(7, meta.ek_public).Bind(8, wrapped).Run());
+    for (const auto& [kind, s] : sealed) {
+      ASSIGN_OR_RETURN(Stmt * b, Query("INSERT INTO blobs(uuid, kind, sealed) VALUES(?, ?, ?)"));
+      RETURN_IF_ERROR(b->Bind(1, U(uuid)).Bind(2, int64_t(kind)).Bind(3, s).Run());
+    }
+    return db_.Exec("COMMIT");
+  }();
+  if (!st.ok()) {
+    (void)Rollback();
+    return InstanceError(uuid, st.Annotate("creating: "));
+  }
+  std::lock_guard<std::mutex> k(keys_mu_);
+  data_keys_.insert_or_assign(uuid, std::move(key));
+  return Status::Ok();
+}
+
+Result<LoadedInstance> SqliteStore::Load(const Uuid& uuid) {
+  std::lock_guard<std::mutex> l(db_mu_);
+  Result<LoadedInstance> r = LoadLocked(uuid);
+  for (auto& [sql, stmt] : stmts_) stmt.Reset();  // no read left open after an early return
+  return r;
+}
+
+Result<LoadedInstance> SqliteStore::LoadLocked(const Uuid& uuid) {
+  LoadedInstance out;
+  InstanceMeta& m = out.meta;
+  m.uuid = uuid;
+  {
+    ASSIGN_OR_RETURN(Stmt * q, Query("SELECT tpm_version, created, last_attached, last_written, auto_created,"
+                                     " ek_public, generation, length(data_key) FROM instances WHERE uuid=?"));
+    ASSIGN_OR_RETURN(bool row, q->Bind(1, U(uuid)).Step());
+    if (!row) return NoInstance(uuid);
+    m.tpm_version = q->Text(0);
+    m.created = q->Int(1);
+    m.last_attached = q->Int(2);
+    m.last_written = q->Int(3);
+    m.auto_created = q->Int(4) != 0;
+    m.ek_public = q->Blob(5);
+    out.generation = uint64_t(q->Int(6));
+    m.size_bytes = uint64_t(q->Int(7));
+    q->Reset();
+  }
+  ASSIGN_OR_RETURN(SecretBytes key, DataKeyLocked(uuid));
+  ASSIGN_OR_RETURN(Stmt * b, Query("SELECT kind, sealed FROM blobs WHERE uuid=?"));
+  b->Bind(1, U(uuid));
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, b->Step());
+    if (!row) break;
+    const auto kind = BlobKind(b->Int(0));
+    Bytes sealed = b->Blob(1);
+    m.size_bytes += sealed.size();
+    uint64_t gen = 0;
+    auto plain = OpenEnvelope(key, uuid, SealedKind(kind), sealed, &gen);
+    if (!plain.ok()) return InstanceError(uuid, plain.status());
+    if (gen > out.generation)
+      return InstanceError(uuid, Status(Code::kCorruption, std::string(SealedKindName(SealedKind(kind))) +
+                                                               " is from generation " + std::to_string(gen) +
+                                                               ", newer than the instance's " +
+                                                               std::to_string(out.generation)));
+    switch (kind) {
+      case BlobKind::kPermanent: out.permanent = std::move(plain).value(); break;
+      case BlobKind::kSavestate: out.savestate = std::move(plain).value(); break;
+      case BlobKind::kVolatile:  // only the copy written with the newest state goes with it
+        if (gen == out.generation) out.volatile_copy = std::move(plain).value();
+        break;
+      default:
+        return InstanceError(uuid, Status(Code::kCorruption, "has a blob of unknown kind " +
+                                                                 std::to_string(int(kind))));
+    }
+  }
+  b->Reset();
+  if (out.permanent.empty())
+    return InstanceError(uuid, Status(Code::kCorruption, "has no permanent blob"));
+  ASSIGN_OR_RETURN(Stmt * r, Query("SELECT sequence, delivered, sealed FROM records WHERE uuid=?"));
+  ASSIGN_OR_RETURN(bool row, r->Bind(1, U(uuid)).Step());
+  if (row) {
+    Bytes sealed = r->Blob(2);
+    m.size_bytes += sealed.size();
+    auto plain = OpenEnvelope(key, uuid, SealedKind::kRecord, sealed);
+    if (!plain.ok()) return InstanceError(uuid, plain.status());
+    auto rec = DecodeRecord(*plain);
+    if (!rec.ok()) return InstanceError(uuid, rec.status());
+    if (rec->sequence != uint64_t(r->Int(0)))
+      return InstanceError(uuid, Status(Code::kCorruption, "command record's sequence differs from its row"));
+    rec->delivered = r->Int(1) != 0;
+    out.last_record = std::move(rec).value();
+  }
+  r->Reset();
+  return out;
+}
+
+Result<uint64_t> SqliteStore::ApplyCommit(const CommitRequest& req) {
+  const Uuid& uuid = req.uuid;
+  ASSIGN_OR_RETURN(Stmt * g, Query("SELECT generation FROM instances WHERE uuid=?"));
+  ASSIGN_OR_RETURN(bool row, g->Bind(1, U(uuid)).Step());
+  if (!row) return NoInstance(uuid);
+  const uint64_t current = uint64_t(g->Int(0));
+  g->Reset();
+  if (current != req.expected_generation)
+    return Status(Code::kFailedPrecondition, "instance " + uuid.ToString() + ": commit expected generation " +
+                                                 std::to_string(req.expected_generation) + ", the store holds " +
+                                                 std::to_string(current));
+  const uint64_t next = current + 1;
+  ASSIGN_OR_RETURN(SecretBytes key, DataKeyLocked(uuid));
+  auto put = [&](SealedKind kind, ByteView plain) -> Status {
+    ASSIGN_OR_RETURN(Bytes sealed, SealEnvelope(key, uuid, kind, next, plain));
+    ASSIGN_OR_RETURN(Stmt * s, Query("INSERT OR REPLACE INTO blobs(uuid, kind, sealed) VALUES(?, ?, ?)"));
+    return s->Bind(1, U(uuid)).Bind(2, int64_t(kind)).Bind(3, sealed).Run();
+  };
+  for (const auto& [kind, plain] : req.write) RETURN_IF_ERROR(put(SealedKind(kind), plain));
+  if (req.volatile_copy) RETURN_IF_ERROR(put(SealedKind::kVolatile, *req.volatile_copy));
+  for (BlobKind kind : req.remove) {
+    if (kind == BlobKind::kPermanent)
+      return Status(Code::kInvalidArgument, "instance " + uuid.ToString() + ": a commit cannot remove the permanent blob");
+    ASSIGN_OR_RETURN(Stmt * d, Query("DELETE FROM blobs WHERE uuid=? AND kind=?"));
+    RETURN_IF_ERROR(d->Bind(1, U(uuid)).Bind(2, int64_t(kind)).Run());
+  }
+  if (req.record) {
+    ASSIGN_OR_RETURN(Bytes sealed, SealEnvelope(key, uuid, SealedKind::kRecord, next, EncodeRecord(*req.record)));
+    ASSIGN_OR_RETURN(Stmt * s, Query("INSERT OR REPLACE INTO records(uuid, sequence, delivered, sealed)"
+                                     " VALUES(?, ?, ?, ?)"));
+    RETURN_IF_ERROR(s->Bind(1, U(uuid)).Bind(2, int64_t(req.record->sequence))
+                        .Bind(3, int64_t(req.record->delivered)).Bind(4, sealed).Run());
+  }
+  ASSIGN_OR_RETURN(Stmt * u, Query("UPDATE instances SET generation=?, last_written=? WHERE uuid=?"));
+  RETURN_IF_ERROR(u->Bind(1, int64_t(next)).Bind(2, Now()).Bind(3, U(uuid)).Run());
+  return next;
+}
+
+void SqliteStore::Enqueue(Job job) {
+  {
+    std::lock_guard<std::mutex> l(q_mu_);
+    queue_.push_back(std::move(job));
+  }
+  q_cv_.notify_one();
+}
+
+void SqliteStore::Commit(CommitRequest req, std::function<void(Result<uint64_t>)> done) {
+  auto shared = std::make_shared<CommitRequest>(std::move(req));
+  Enqueue(Job{[this, shared] { return ApplyCommit(*shared); }, std::move(done)});
+}
+
+Result<uint64_t> SqliteStore::CommitSync(CommitRequest req) {
+  std::promise<Result<uint64_t>> p;
+  auto f = p.get_future();
+  Commit(std::move(req), [&p](Result<uint64_t> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+Status SqliteStore::MarkDelivered(const Uuid& uuid, uint64_t sequence) {
+  // Queued: made durable with the next group. Losing the mark in a crash
+  // only makes a restarted daemon resend the recorded response.
+  Enqueue(Job{[this, uuid, sequence]() -> Result<uint64_t> {
+                ASSIGN_OR_RETURN(Stmt * s, Query("UPDATE records SET delivered=1 WHERE uuid=? AND sequence=?"));
+                RETURN_IF_ERROR(s->Bind(1, U(uuid)).Bind(2, int64_t(sequence)).Run());
+                return uint64_t(0);
+              },
+              [uuid, sequence](Result<uint64_t> r) {
+                if (!r.ok())
+                  LOG_WARN("instance {}: marking record {} delivered failed: {}", uuid.ToString(), sequence,
+                           r.status().message());
+              }});
+  return Status::Ok();
+}
+
+Status SqliteStore::TouchAttached(const Uuid& uuid) {
+  std::promise<Result<uint64_t>> p;
+  auto f = p.get_future();
+  Enqueue(Job{[this, uuid]() -> Result<uint64_t> {
+                ASSIGN_OR_RETURN(Stmt * s, Query("UPDATE instances SET last_attached=? WHERE uuid=?"));
+                RETURN_IF_ERROR(s->Bind(1, Now()).Bind(2, U(uuid)).Run());
+                if (db_.Changes() == 0) return NoInstance(uuid);
+                return uint64_t(0);
+              },
+              [&p](Result<uint64_t> r) { p.set_value(std::move(r)); }});
+  Result<uint64_t> r = f.get();
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+void SqliteStore::ThreadMain() {
+  for (;;) {
+    std::vector<Job> group;
+    {
+      std::unique_lock<std::mutex> l(q_mu_);
+      q_cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      while (!queue_.empty() && group.size() < settings_.max_group) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    RunGroup(group);
+  }
+}
+
+Status SqliteStore::RunAlone(Job& job, Result<uint64_t>* out) {
+  RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  *out = job.apply();
+  Status st = out->ok() ? db_.Exec("COMMIT") : out->status();
+  if (!st.ok()) (void)Rollback();
+  return st;
+}
+
+void SqliteStore::RunGroup(std::vector<Job>& group) {
+  std::vector<Result<uint64_t>> results;
+  results.reserve(group.size());
+  {
+    std::lock_guard<std::mutex> l(db_mu_);
+    Status st = db_.Exec("BEGIN IMMEDIATE");
+    if (st.ok()) {
+      for (Job& j : group) {
+        results.push_back(j.apply());
+        if (!results.back().ok()) {
+          st = results.back().status();
+          break;
+        }
+      }
+      if (st.ok()) st = db_.Exec("COMMIT");
+    }
+    if (!st.ok()) {
+      (void)Rollback();
+      results.clear();
+      if (group.size() == 1) {
+        results.push_back(st);
+      } else {
+        // Retry each member alone: one member's failure is not another's.
+        for (Job& j : group) {
+          Result<uint64_t> r = Status(Code::kInternal, "not run");
+          Status alone = RunAlone(j, &r);
+          results.push_back(alone.ok() ? std::move(r) : Result<uint64_t>(alone));
+        }
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(q_mu_);
+    commits_ += group.size();
+    ++groups_;
+  }
+  for (size_t i = 0; i < group.size(); ++i)
+    if (group[i].done) group[i].done(std::move(results[i]));
+}
+
+Status SqliteStore::Wipe(const Uuid& uuid) {
+  {
+    std::lock_guard<std::mutex> l(db_mu_);
+    RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      ASSIGN_OR_RETURN(Stmt * d, Query("DELETE FROM instances WHERE uuid=?"));
+      RETURN_IF_ERROR(d->Bind(1, U(uuid)).Run());
+      if (db_.Changes() == 0) return NoInstance(uuid);
+      ASSIGN_OR_RETURN(Stmt * b, Query("DELETE FROM blobs WHERE uuid=?"));
+      RETURN_IF_ERROR(b->Bind(1, U(uuid)).Run());
+      ASSIGN_OR_RETURN(Stmt * r, Query("DELETE FROM records WHERE uuid=?"));
+      RETURN_IF_ERROR(r->Bind(1, U(uuid)).Run());
+      return db_.Exec("COMMIT");
+    }();
+    if (!st.ok()) {
+      (void)Rollback();
+      return st;
+    }
+    {
+      std::lock_guard<std::mutex> k(keys_mu_);
+      data_keys_.erase(uuid);
+    }
+    // Old page images of the instance stay in the WAL until a TRUNCATE checkpoint.
+    RETURN_IF_ERROR(db_.Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+  }
+  const std::string vol = VolatilePath(uuid);
+  if (::unlink(vol.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "removing " + vol);
+  return Status::Ok();
+}
+
+Result<std::vector<InstanceMeta>> SqliteStore::List() {
+  std::lock_guard<std::mutex> l(db_mu_);
+  ASSIGN_OR_RETURN(Stmt * q, Query(
+      "SELECT i.uuid, i.tpm_version, i.created, i.last_attached, i.last_written, i.auto_created, i.ek_public,"
+      " length(i.data_key)"
+      " + (SELECT coalesce(sum(length(b.sealed)), 0) FROM blobs b WHERE b.uuid = i.uuid)"
+      " + (SELECT coalesce(sum(length(r.sealed)), 0) FROM records r WHERE r.uuid = i.uuid)"
+      " FROM instances i ORDER BY i.uuid"));
+  std::vector<InstanceMeta> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    InstanceMeta m;
+    Bytes u = q->Blob(0);
+    if (u.size() != m.uuid.bytes.size()) return Status(Code::kCorruption, "instances table holds a malformed uuid");
+    std::copy(u.begin(), u.end(), m.uuid.bytes.begin());
+    m.tpm_version = q->Text(1);
+    m.created = q->Int(2);
+    m.last_attached = q->Int(3);
+    m.last_written = q->Int(4);
+    m.auto_created = q->Int(5) != 0;
+    m.ek_public = q->Blob(6);
+    m.size_bytes = uint64_t(q->Int(7));
+    out.push_back(std::move(m));
+  }
+  q->Reset();
+  return out;
+}
+
+Status SqliteStore::Backup(const std::string& path) {
+  if (::access(path.c_str(), F_OK) == 0)
+    return Status(Code::kAlreadyExists, "backup target " + path + " already exists");
+  ASSIGN_OR_RETURN(Db dest, Db::Open(path, ""));
+  std::lock_guard<std::mutex> l(db_mu_);
+  sqlite3_backup* b = sqlite3_backup_init(dest.get(), "main", db_.get(), "main");
+  if (!b) return SqliteStatus(sqlite3_extended_errcode(dest.get()), "starting backup to " + path, dest.get());
+  int rc = sqlite3_backup_step(b, -1);
+  sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE) return SqliteStatus(rc, "backup to " + path);
+  return Status::Ok();
+}
+
+Status SqliteStore::SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) {
+  ASSIGN_OR_RETURN(SecretBytes key, DataKey(uuid));
+  ASSIGN_OR_RETURN(Bytes sealed,
+                   SealEnvelope(key, uuid, SealedKind::kVolatileFile, copy.generation, EncodeVolatile(copy)));
+  return WriteFileAtomically(VolatilePath(uuid), sealed);
+}
+
+Result<std::optional<VolatileCopy>> SqliteStore::LoadVolatile(const Uuid& uuid) {
+  const std::string path = VolatilePath(uuid);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT) return std::optional<VolatileCopy>();
+    return Status::FromErrno(errno, "opening " + path);
+  }
+  Bytes data;
+  uint8_t buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno(errno, "reading " + path);
+    if (n == 0) break;
+    data.insert(data.end(), buf, buf + n);
+  }
+  ASSIGN_OR_RETURN(SecretBytes key, DataKey(uuid));
+  uint64_t gen = 0;
+  auto plain = OpenEnvelope(key, uuid, SealedKind::kVolatileFile, data, &gen);
+  if (!plain.ok()) return InstanceError(uuid, plain.status().Annotate(path + ": "));
+  auto copy = DecodeVolatile(*plain, gen);
+  if (!copy.ok()) return InstanceError(uuid, copy.status().Annotate(path + ": "));
+  return std::optional<VolatileCopy>(std::move(copy).value());
+}
+
+Result<StoreStatus> SqliteStore::GetStatus() {
+  StoreStatus s;
+  s.db_path = db_.path();
+  s.runtime_dir = settings_.runtime_dir;
+  s.key_protection = settings_.key_protection;
+  s.db_bytes = FileSize(s.db_path) + FileSize(s.db_path + "-wal");
+  if (tpm_) {
+    s.host_tpm_transport = tpm_->config().tcti;
+    std::vector<uint32_t> pcrs = settings_.pcrs;
+    if (pcrs.empty()) pcrs = {0, 1, 2, 3, 4, 5, 6, 7};
+    auto values = tpm_->ReadPcrs(pcrs);
+    if (values.ok()) s.pcr_values = std::move(values).value();
+    else LOG_WARN("status: {}", values.status().message());
+  } else {
+    s.host_tpm_transport = "none (master key given by the caller)";
+  }
+  {
+    std::lock_guard<std::mutex> l(db_mu_);
+    ASSIGN_OR_RETURN(Stmt * q, Query("SELECT count(*) FROM instances"));
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    s.instances = row ? uint64_t(q->Int(0)) : 0;
+    q->Reset();
+  }
+  std::lock_guard<std::mutex> l(q_mu_);
+  s.commits = commits_;
+  s.commit_groups = groups_;
+  return s;
+}
+
+}  // namespace vtpm

@@ -1,0 +1,90 @@
+// SqliteStore: the Store on one SQLite database (design §2, §6b).
+//
+// Commits run on the store's own thread. Whatever is queued when the thread
+// wakes forms a group that commits in one transaction (one fsync); if that
+// transaction fails, every member is retried alone, so one instance's failure
+// (generation mismatch, unknown uuid) is never another's. Synchronous calls
+// take the database mutex and may wait for a group's fsync.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "store/dir_lock.h"
+#include "store/secret_bytes.h"
+#include "store/sqlite_db.h"
+#include "store/store.h"
+#include "tpm/host/host_tpm.h"
+
+namespace vtpm {
+
+struct SqliteStoreSettings {
+  std::string runtime_dir;
+  std::string key_protection;       // for GetStatus()
+  std::vector<uint32_t> pcrs;       // policy PCRs (status shows them; 0-7 when empty)
+  size_t max_group = 64;
+};
+
+class SqliteStore final : public Store {
+ public:
+  // `db` is open, pragmas applied, schema checked; `master` opened its key check.
+  SqliteStore(Db db, DirLock lock, SecretBytes master, std::unique_ptr<HostTpm> tpm, SqliteStoreSettings s);
+  ~SqliteStore() override;  // drains queued commits, then closes
+
+  Status Create(const InstanceMeta& meta, const std::map<BlobKind, Bytes>& blobs) override;
+  Result<LoadedInstance> Load(const Uuid& uuid) override;
+  void Commit(CommitRequest req, std::function<void(Result<uint64_t>)> done) override;
+  Result<uint64_t> CommitSync(CommitRequest req) override;
+  Status MarkDelivered(const Uuid& uuid, uint64_t sequence) override;
+  Status TouchAttached(const Uuid& uuid) override;
+  Status Wipe(const Uuid& uuid) override;
+  Result<std::vector<InstanceMeta>> List() override;
+  Status Backup(const std::string& path) override;
+  Status SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) override;
+  Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) override;
+  Result<StoreStatus> GetStatus() override;
+
+ private:
+  struct Job {
+    std::function<Result<uint64_t>()> apply;  // runs inside a transaction, db_mu_ held
+    std::function<void(Result<uint64_t>)> done;
+  };
+  void Enqueue(Job job);
+  void ThreadMain();
+  void RunGroup(std::vector<Job>& group);
+  Status RunAlone(Job& job, Result<uint64_t>* out);
+  Result<LoadedInstance> LoadLocked(const Uuid& uuid);
+  Result<uint64_t> ApplyCommit(const CommitRequest& req);
+  Result<Stmt*> Query(const char* sql);  // cached prepared statement, reset
+  Result<SecretBytes> DataKeyLocked(const Uuid& uuid);
+  Result<SecretBytes> DataKey(const Uuid& uuid);
+  Status Rollback();
+  std::string VolatilePath(const Uuid& uuid) const;
+
+  SqliteStoreSettings settings_;
+  DirLock lock_;
+  SecretBytes master_;
+  std::unique_ptr<HostTpm> tpm_;
+
+  std::mutex db_mu_;  // guards db_ and stmts_
+  Db db_;
+  std::unordered_map<const char*, Stmt> stmts_;
+
+  std::mutex keys_mu_;
+  std::map<Uuid, SecretBytes> data_keys_;
+
+  std::mutex q_mu_;
+  std::condition_variable q_cv_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  uint64_t commits_ = 0, groups_ = 0;  // under q_mu_
+  std::thread thread_;
+};
+
+}  // namespace vtpm

@@ -1,0 +1,467 @@
+// The only translation unit that includes tpm2-tss headers.
+#include "tpm/host/host_tpm.h"
+
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "common/log.h"
+#include "store/refusal.h"
+#include "tpm/host/rsa_oaep.h"
+
+namespace vtpm {
+namespace {
+
+// OAEP label for the bound master key; the TPM requires the trailing NUL.
+constexpr uint8_t kBindLabel[] = "VTPMMGRD MASTER KEY";  // sizeof includes the NUL
+
+std::string RcText(TSS2_RC rc) {
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "0x%x", rc);
+  return std::string(hex) + " (" + Tss2_RC_Decode(rc) + ")";
+}
+
+Status TpmFail(const std::string& what, TSS2_RC rc) {
+  return Status(Code::kTpmError, "host TPM: " + what + " failed: " + RcText(rc), int64_t(rc));
+}
+
+bool IsPolicyFail(TSS2_RC rc) {
+  // Format-one TPM response code TPM_RC_POLICY_FAIL (0x09D) with any session/parameter number.
+  return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER && (rc & 0x80) && (rc & 0x3f) == (TPM2_RC_POLICY_FAIL & 0x3f);
+}
+
+Bytes NameBytes(const TPM2B_NAME& n) { return Bytes(n.name, n.name + n.size); }
+
+template <typename T, TSS2_RC (*Marshal)(const T*, uint8_t*, size_t, size_t*)>
+Result<Bytes> MarshalTo(const T& v) {
+  Bytes out(sizeof(T));
+  size_t off = 0;
+  TSS2_RC rc = Marshal(&v, out.data(), out.size(), &off);
+  if (rc) return TpmFail("marshalling", rc);
+  out.resize(off);
+  return out;
+}
+
+template <typename T, TSS2_RC (*Unmarshal)(const uint8_t*, size_t, size_t*, T*)>
+Result<T> UnmarshalFrom(ByteView b, const char* what) {
+  T v{};
+  size_t off = 0;
+  if (Unmarshal(b.data(), b.size(), &off, &v) != TSS2_RC_SUCCESS || off != b.size())
+    return Refuse(Refusal::kBadManagerRecord, std::string("stored ") + what + " is malformed");
+  return v;
+}
+
+TPM2B_PUBLIC SrkTemplate() {  // TCG TPM v2.0 Provisioning Guidance, RSA-2048 storage key
+  TPM2B_PUBLIC t{};
+  auto& p = t.publicArea;
+  p.type = TPM2_ALG_RSA;
+  p.nameAlg = TPM2_ALG_SHA256;
+  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                       TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+  p.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
+  p.parameters.rsaDetail.symmetric.keyBits.aes = 128;
+  p.parameters.rsaDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+  p.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
+  p.parameters.rsaDetail.keyBits = 2048;
+  p.unique.rsa.size = 256;  // 256 zero bytes
+  return t;
+}
+
+// A fixed ECC P-256 endorsement primary: its Name depends only on the TPM's
+// endorsement seed, which TPM2_Clear keeps, so it tells "other TPM" from "cleared".
+TPM2B_PUBLIC TpmIdTemplate() {
+  TPM2B_PUBLIC t{};
+  auto& p = t.publicArea;
+  p.type = TPM2_ALG_ECC;
+  p.nameAlg = TPM2_ALG_SHA256;
+  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                       TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+  p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
+  p.parameters.eccDetail.symmetric.keyBits.aes = 128;
+  p.parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+  p.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
+  p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+  p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+  p.unique.ecc.x.size = 32;
+  p.unique.ecc.y.size = 32;
+  return t;
+}
+
+TPM2B_PUBLIC SkTemplate() {
+  TPM2B_PUBLIC t{};
+  auto& p = t.publicArea;
+  p.type = TPM2_ALG_RSA;
+  p.nameAlg = TPM2_ALG_SHA256;
+  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                       TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_DECRYPT;
+  p.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
+  p.parameters.rsaDetail.scheme.scheme = TPM2_ALG_OAEP;
+  p.parameters.rsaDetail.scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;
+  p.parameters.rsaDetail.keyBits = 2048;
+  return t;
+}
+
+Result<TPML_PCR_SELECTION> Sha256Selection(const std::vector<uint32_t>& pcrs) {
+  TPML_PCR_SELECTION s{};
+  s.count = 1;
+  s.pcrSelections[0].hash = TPM2_ALG_SHA256;
+  s.pcrSelections[0].sizeofSelect = 3;
+  for (uint32_t i : pcrs) {
+    if (i >= 24) return Status(Code::kInvalidArgument, "PCR index " + std::to_string(i) + " is not 0-23");
+    s.pcrSelections[0].pcrSelect[i / 8] |= uint8_t(1u << (i % 8));
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string PcrListString(const std::vector<uint32_t>& pcrs) {
+  std::string s = "sha256:";
+  for (size_t i = 0; i < pcrs.size(); ++i) s += (i ? "," : "") + std::to_string(pcrs[i]);
+  return s;
+}
+
+struct HostTpm::Impl {
+  TSS2_TCTI_CONTEXT* tcti = nullptr;
+  ESYS_CONTEXT* esys = nullptr;
+
+  ~Impl() {
+    if (esys) Esys_Finalize(&esys);
+    if (tcti) Tss2_TctiLdr_Finalize(&tcti);
+  }
+
+  // Owner of one ESYS_TR: flushes transient objects and sessions, closes
+  // the ESYS handle of persistent ones.
+  class Handle {
+   public:
+    Handle(ESYS_CONTEXT* e, ESYS_TR h, bool flush) : e_(e), h_(h), flush_(flush) {}
+    Handle(Handle&& o) noexcept : e_(o.e_), h_(std::exchange(o.h_, ESYS_TR_NONE)), flush_(o.flush_) {}
+    Handle& operator=(Handle&&) = delete;
+    Handle(const Handle&) = delete;
+    ~Handle() {
+      if (h_ == ESYS_TR_NONE) return;
+      if (flush_) Esys_FlushContext(e_, h_);
+      else Esys_TR_Close(e_, &h_);
+    }
+    ESYS_TR get() const { return h_; }
+    // The handle became persistent (EvictControl): close, don't flush.
+    void set_flush(bool f) { flush_ = f; }
+
+   private:
+    ESYS_CONTEXT* e_;
+    ESYS_TR h_;
+    bool flush_;
+  };
+
+  Status FlushLeftovers() {
+    for (TPM2_HANDLE first : {TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST}) {
+      TPMS_CAPABILITY_DATA* cap = nullptr;
+      TPMI_YES_NO more = 0;
+      TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, first,
+                                      TPM2_MAX_CAP_HANDLES, &more, &cap);
+      if (rc) return TpmFail("GetCapability(handles)", rc);
+      for (UINT32 i = 0; i < cap->data.handles.count; ++i) {
+        ESYS_TR tr = ESYS_TR_NONE;
+        TPM2_HANDLE h = cap->data.handles.handle[i];
+        if (Esys_TR_FromTPMPublic(esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr) == 0 &&
+            Esys_FlushContext(esys, tr) == 0)
+          LOG_INFO("host TPM: flushed leftover handle {:#010x}", h);
+      }
+      Esys_Free(cap);
+    }
+    return Status::Ok();
+  }
+
+  Result<bool> PersistentExists(uint32_t handle) {
+    TPMS_CAPABILITY_DATA* cap = nullptr;
+    TPMI_YES_NO more = 0;
+    TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, handle, 1,
+                                    &more, &cap);
+    if (rc) return TpmFail("GetCapability(persistent handles)", rc);
+    bool found = cap->data.handles.count > 0 && cap->data.handles.handle[0] == handle;
+    Esys_Free(cap);
+    return found;
+  }
+
+  Result<Bytes> NameOf(ESYS_TR h) {
+    TPM2B_NAME* name = nullptr;
+    TSS2_RC rc = Esys_TR_GetName(esys, h, &name);
+    if (rc) return TpmFail("TR_GetName", rc);
+    Bytes out = NameBytes(*name);
+    Esys_Free(name);
+    return out;
+  }
+
+  Result<Handle> CreatePrimary(ESYS_TR hierarchy, const TPM2B_PUBLIC& tmpl, const char* what) {
+    TPM2B_SENSITIVE_CREATE sens{};
+    TPM2B_DATA outside{};
+    TPML_PCR_SELECTION creation_pcr{};
+    ESYS_TR h = ESYS_TR_NONE;
+    TPM2B_PUBLIC* pub = nullptr;
+    TSS2_RC rc = Esys_CreatePrimary(esys, hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+                                    &outside, &creation_pcr, &h, &pub, nullptr, nullptr, nullptr);
+    Esys_Free(pub);
+    if (rc) return TpmFail(std::string("CreatePrimary(") + what + ")", rc);
+    return Handle(esys, h, true);
+  }
+
+  Result<Handle> OpenPersistent(uint32_t handle) {
+    ESYS_TR h = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
+    if (rc) return TpmFail("TR_FromTPMPublic(persistent SRK)", rc);
+    return Handle(esys, h, false);
+  }
+
+  // Empty when the endorsement hierarchy refuses (e.g. it has an auth value).
+  Bytes TpmId() {
+    auto h = CreatePrimary(ESYS_TR_RH_ENDORSEMENT, TpmIdTemplate(), "endorsement identity key");
+    if (!h.ok()) {
+      LOG_WARN("{}; a changed SRK will not be told apart from a different TPM", h.status().message());
+      return {};
+    }
+    auto name = NameOf(h->get());
+    return name.ok() ? *name : Bytes{};
+  }
+
+  // Session salted by `srk` with AES-128-CFB parameter encryption both ways.
+  Result<Handle> SaltedSession(ESYS_TR srk, TPM2_SE type) {
+    TPMT_SYM_DEF aes{};
+    aes.algorithm = TPM2_ALG_AES;
+    aes.keyBits.aes = 128;
+    aes.mode.aes = TPM2_ALG_CFB;
+    ESYS_TR s = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_StartAuthSession(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
+                                       type, &aes, TPM2_ALG_SHA256, &s);
+    if (rc) return TpmFail("StartAuthSession(salted)", rc);
+    Handle session(esys, s, true);
+    rc = Esys_TRSess_SetAttributes(esys, s,
+                                   TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT, 0xff);
+    if (rc) return TpmFail("TRSess_SetAttributes", rc);
+    return session;
+  }
+
+  Result<Handle> Load(ESYS_TR parent, const TPM2B_PRIVATE& priv, const TPM2B_PUBLIC& pub, const char* what) {
+    ESYS_TR h = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_Load(esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &h);
+    if (rc)
+      return Refuse(Refusal::kBadManagerRecord,
+                    std::string("host TPM cannot load the stored ") + what + ": " + RcText(rc) +
+                        "; the manager records do not belong to this SRK (restore the store from a backup)");
+    return Handle(esys, h, true);
+  }
+
+  Result<TPM2B_DIGEST> PcrPolicyDigest(const TPML_PCR_SELECTION& sel) {
+    TPMT_SYM_DEF none{};
+    none.algorithm = TPM2_ALG_NULL;
+    ESYS_TR s = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_StartAuthSession(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       nullptr, TPM2_SE_TRIAL, &none, TPM2_ALG_SHA256, &s);
+    if (rc) return TpmFail("StartAuthSession(trial)", rc);
+    Handle trial(esys, s, true);
+    TPM2B_DIGEST empty{};
+    rc = Esys_PolicyPCR(esys, s, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &sel);
+    if (rc) return TpmFail("PolicyPCR(trial)", rc);
+    TPM2B_DIGEST* d = nullptr;
+    rc = Esys_PolicyGetDigest(esys, s, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &d);
+    if (rc) return TpmFail("PolicyGetDigest", rc);
+    TPM2B_DIGEST out = *d;
+    Esys_Free(d);
+    return out;
+  }
+
+  Result<SecretBytes> RsaDecrypt(ESYS_TR srk, ESYS_TR sk, ByteView ciphertext) {
+    ASSIGN_OR_RETURN(Handle session, SaltedSession(srk, TPM2_SE_HMAC));
+    TPM2B_PUBLIC_KEY_RSA in{};
+    if (ciphertext.size() > sizeof in.buffer)
+      return Refuse(Refusal::kBadManagerRecord, "stored bound master key is too long");
+    in.size = uint16_t(ciphertext.size());
+    std::memcpy(in.buffer, ciphertext.data(), ciphertext.size());
+    TPMT_RSA_DECRYPT scheme{};
+    scheme.scheme = TPM2_ALG_OAEP;
+    scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;
+    TPM2B_DATA label{};
+    label.size = sizeof kBindLabel;
+    std::memcpy(label.buffer, kBindLabel, sizeof kBindLabel);
+    TPM2B_PUBLIC_KEY_RSA* out = nullptr;
+    TSS2_RC rc = Esys_RSA_Decrypt(esys, sk, session.get(), ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme, &label, &out);
+    if (rc)
+      return Refuse(Refusal::kBadManagerRecord,
+                    "host TPM cannot unbind the master key with the stored SK: " + RcText(rc));
+    SecretBytes key(ByteView(out->buffer, out->size));
+    OPENSSL_cleanse(out->buffer, out->size);
+    Esys_Free(out);
+    return key;
+  }
+
+  // Status names the PCRs when the policy fails.
+  Result<SecretBytes> Unseal(ESYS_TR srk, ESYS_TR sealed, const TPML_PCR_SELECTION& sel,
+                             const std::vector<uint32_t>& pcrs) {
+    ASSIGN_OR_RETURN(Handle session, SaltedSession(srk, TPM2_SE_POLICY));
+    TPM2B_DIGEST empty{};
+    TSS2_RC rc = Esys_PolicyPCR(esys, session.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &sel);
+    if (rc) return TpmFail("PolicyPCR", rc);
+    TPM2B_SENSITIVE_DATA* out = nullptr;
+    rc = Esys_Unseal(esys, sealed, session.get(), ESYS_TR_NONE, ESYS_TR_NONE, &out);
+    if (IsPolicyFail(rc))
+      return Refuse(Refusal::kPcrChanged,
+                    "host PCRs " + PcrListString(pcrs) +
+                        " differ from their values when the master key was sealed (dom0's boot chain changed); "
+                        "boot the measured configuration again, or restore the store with the master key from "
+                        "a host that still unseals it");
+    if (rc) return TpmFail("Unseal", rc);
+    SecretBytes key(ByteView(out->buffer, out->size));
+    OPENSSL_cleanse(out->buffer, out->size);
+    Esys_Free(out);
+    return key;
+  }
+};
+
+HostTpm::HostTpm(HostTpmConfig cfg, std::unique_ptr<Impl> impl) : cfg_(std::move(cfg)), impl_(std::move(impl)) {}
+HostTpm::~HostTpm() = default;
+
+Result<std::unique_ptr<HostTpm>> HostTpm::Open(const HostTpmConfig& cfg) {
+  auto impl = std::make_unique<Impl>();
+  TSS2_RC rc = Tss2_TctiLdr_Initialize(cfg.tcti.c_str(), &impl->tcti);
+  if (rc)
+    return Refuse(Refusal::kTpmUnavailable, "cannot open the host TPM through TCTI '" + cfg.tcti + "': " +
+                                                RcText(rc) + "; check the device or the tcti setting");
+  rc = Esys_Initialize(&impl->esys, impl->tcti, nullptr);
+  if (rc) return Refuse(Refusal::kTpmUnavailable, "Esys_Initialize on '" + cfg.tcti + "' failed: " + RcText(rc));
+  rc = Esys_Startup(impl->esys, TPM2_SU_CLEAR);  // success also when already started
+  if (rc) LOG_WARN("host TPM: Startup(CLEAR) returned {}", RcText(rc));
+  if (cfg.flush_leftovers) RETURN_IF_ERROR(impl->FlushLeftovers());
+  return std::unique_ptr<HostTpm>(new HostTpm(cfg, std::move(impl)));
+}
+
+Result<ManagerKeys> HostTpm::Provision(const SecretBytes& master) {
+  Impl& t = *impl_;
+  ManagerKeys k;
+  k.srk_handle = cfg_.srk_handle;
+  k.pcrs = cfg_.pcr_policy;
+  k.tpm_id = t.TpmId();
+  ASSIGN_OR_RETURN(bool persistent, t.PersistentExists(cfg_.srk_handle));
+  std::optional<Impl::Handle> srk;
+  if (persistent) {
+    ASSIGN_OR_RETURN(Impl::Handle h, t.OpenPersistent(cfg_.srk_handle));
+    srk.emplace(std::move(h));
+    LOG_INFO("host TPM: using the persistent SRK at {:#010x}", cfg_.srk_handle);
+  } else {
+    ASSIGN_OR_RETURN(Impl::Handle h, t.CreatePrimary(ESYS_TR_RH_OWNER, SrkTemplate(), "SRK"));
+    srk.emplace(std::move(h));
+    if (cfg_.persist_srk) {
+      ESYS_TR persisted = ESYS_TR_NONE;
+      TSS2_RC rc = Esys_EvictControl(t.esys, ESYS_TR_RH_OWNER, srk->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                     ESYS_TR_NONE, cfg_.srk_handle, &persisted);
+      if (rc) LOG_WARN("host TPM: cannot persist the SRK at {:#010x}: {}", cfg_.srk_handle, RcText(rc));
+      else Esys_TR_Close(t.esys, &persisted);
+    }
+  }
+  ASSIGN_OR_RETURN(k.srk_name, t.NameOf(srk->get()));
+
+  TPM2B_PUBLIC tmpl{};
+  TPM2B_SENSITIVE_CREATE sens{};
+  if (k.pcrs.empty()) {
+    tmpl = SkTemplate();
+  } else {
+    ASSIGN_OR_RETURN(TPML_PCR_SELECTION sel, Sha256Selection(k.pcrs));
+    ASSIGN_OR_RETURN(TPM2B_DIGEST policy, t.PcrPolicyDigest(sel));
+    tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
+    tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
+    tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT;  // policy only
+    tmpl.publicArea.authPolicy = policy;
+    tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+    sens.sensitive.data.size = uint16_t(master.size());
+    std::memcpy(sens.sensitive.data.buffer, master.data(), master.size());
+  }
+  // The salted session encrypts inSensitive (the sealed master key) on the bus.
+  ASSIGN_OR_RETURN(Impl::Handle session, t.SaltedSession(srk->get(), TPM2_SE_HMAC));
+  TPM2B_DATA outside{};
+  TPML_PCR_SELECTION creation_pcr{};
+  TPM2B_PRIVATE* priv = nullptr;
+  TPM2B_PUBLIC* pub = nullptr;
+  TSS2_RC rc = Esys_Create(t.esys, srk->get(), session.get(), ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &outside,
+                           &creation_pcr, &priv, &pub, nullptr, nullptr, nullptr);
+  OPENSSL_cleanse(&sens, sizeof sens);
+  if (rc) return TpmFail(k.pcrs.empty() ? "Create(SK)" : "Create(sealed master key)", rc);
+  std::unique_ptr<TPM2B_PRIVATE, decltype(&Esys_Free)> priv_owner(priv, Esys_Free);
+  std::unique_ptr<TPM2B_PUBLIC, decltype(&Esys_Free)> pub_owner(pub, Esys_Free);
+  ASSIGN_OR_RETURN(k.key_public, (MarshalTo<TPM2B_PUBLIC, Tss2_MU_TPM2B_PUBLIC_Marshal>(*pub)));
+  ASSIGN_OR_RETURN(k.key_private, (MarshalTo<TPM2B_PRIVATE, Tss2_MU_TPM2B_PRIVATE_Marshal>(*priv)));
+  if (k.pcrs.empty()) {
+    const auto& rsa = pub->publicArea.unique.rsa;
+    ASSIGN_OR_RETURN(k.bound_master,
+                     RsaOaepSha256Encrypt(ByteView(rsa.buffer, rsa.size), pub->publicArea.parameters.rsaDetail.exponent,
+                                          ByteView(kBindLabel, sizeof kBindLabel), master.view()));
+  }
+  // Prove the round trip now rather than at the next start.
+  ASSIGN_OR_RETURN(SecretBytes back, Recover(k));
+  if (back.size() != master.size() || CRYPTO_memcmp(back.data(), master.data(), master.size()) != 0)
+    return Status(Code::kTpmError, "host TPM: the provisioned master key does not round-trip");
+  return k;
+}
+
+Result<SecretBytes> HostTpm::Recover(const ManagerKeys& k) {
+  Impl& t = *impl_;
+  std::optional<Impl::Handle> srk;
+  ASSIGN_OR_RETURN(bool persistent, t.PersistentExists(k.srk_handle));
+  if (persistent) {
+    ASSIGN_OR_RETURN(Impl::Handle h, t.OpenPersistent(k.srk_handle));
+    ASSIGN_OR_RETURN(Bytes name, t.NameOf(h.get()));
+    if (name == k.srk_name) srk.emplace(std::move(h));
+    else LOG_WARN("host TPM: the key at {:#010x} is not the recorded SRK; trying the SRK template", k.srk_handle);
+  }
+  if (!srk) {
+    ASSIGN_OR_RETURN(Impl::Handle h, t.CreatePrimary(ESYS_TR_RH_OWNER, SrkTemplate(), "SRK"));
+    ASSIGN_OR_RETURN(Bytes name, t.NameOf(h.get()));
+    if (name != k.srk_name) {
+      Bytes id = t.TpmId();
+      if (!k.tpm_id.empty() && id == k.tpm_id)
+        return Refuse(Refusal::kOwnerCleared,
+                      "the host TPM is the one this store was provisioned on, but its owner hierarchy was cleared "
+                      "(the SRK changed), so the master key is lost on this TPM; restore the state directory "
+                      "together with a TPM that still holds the key, or move the store away to start anew");
+      return Refuse(Refusal::kDifferentTpm,
+                    std::string("the host TPM is not the one this store was provisioned on") +
+                        (k.tpm_id.empty() ? " (or its owner hierarchy was cleared)" : "") +
+                        ": its SRK differs; run vtpmmgrd on the original host or TPM, or move the state "
+                        "directory away to start anew (every vTPM in it is then lost)");
+    }
+    srk.emplace(std::move(h));
+  }
+  ASSIGN_OR_RETURN(TPM2B_PUBLIC pub, (UnmarshalFrom<TPM2B_PUBLIC, Tss2_MU_TPM2B_PUBLIC_Unmarshal>(
+                                         k.key_public, "key public area")));
+  ASSIGN_OR_RETURN(TPM2B_PRIVATE priv, (UnmarshalFrom<TPM2B_PRIVATE, Tss2_MU_TPM2B_PRIVATE_Unmarshal>(
+                                           k.key_private, "key private area")));
+  if (k.pcrs.empty()) {
+    ASSIGN_OR_RETURN(Impl::Handle sk, t.Load(srk->get(), priv, pub, "SK"));
+    return t.RsaDecrypt(srk->get(), sk.get(), k.bound_master);
+  }
+  ASSIGN_OR_RETURN(TPML_PCR_SELECTION sel, Sha256Selection(k.pcrs));
+  ASSIGN_OR_RETURN(Impl::Handle sealed, t.Load(srk->get(), priv, pub, "sealed master key"));
+  return t.Unseal(srk->get(), sealed.get(), sel, k.pcrs);
+}
+
+Result<PcrValues> HostTpm::ReadPcrs(const std::vector<uint32_t>& indices) {
+  PcrValues out;
+  for (uint32_t i : indices) {  // one per call: simple, and PCR_Read returns at most 8 digests
+    ASSIGN_OR_RETURN(TPML_PCR_SELECTION sel, Sha256Selection({i}));
+    UINT32 counter = 0;
+    TPML_PCR_SELECTION* got_sel = nullptr;
+    TPML_DIGEST* values = nullptr;
+    TSS2_RC rc = Esys_PCR_Read(impl_->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel, &counter, &got_sel,
+                               &values);
+    if (rc) return TpmFail("PCR_Read", rc);
+    if (values->count == 1) out.emplace_back(i, Bytes(values->digests[0].buffer,
+                                                      values->digests[0].buffer + values->digests[0].size));
+    Esys_Free(got_sel);
+    Esys_Free(values);
+  }
+  return out;
+}
+
+}  // namespace vtpm

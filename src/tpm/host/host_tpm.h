@@ -1,0 +1,73 @@
+// HostTpm: the host's TPM 2.0 (tpm2-tss ESAPI), used at start and when
+// provisioning, never on the per-command path (design §5).
+//
+// Key hierarchy: SRK (persistent handle when its Name matches the recorded
+// one, else CreatePrimary with the TCG RSA-2048 template) -> SK (RSA-2048
+// OAEP-SHA256 decrypt key) -> master key, RSA-OAEP-encrypted in software and
+// decrypted by TPM2_RSA_Decrypt through a session salted by the SRK with
+// response encryption. With a PCR policy the master key is instead sealed in a
+// keyedhash object under PolicyPCR(sha256: pcrs), unsealed the same way.
+// Every transient object and session is flushed on every path.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/status.h"
+#include "store/secret_bytes.h"
+
+namespace vtpm {
+
+struct HostTpmConfig {
+  std::string tcti = "device:/dev/tpmrm0";  // or "swtpm:host=127.0.0.1,port=N"
+  uint32_t srk_handle = 0x81000001;
+  bool persist_srk = true;             // EvictControl a newly created SRK to srk_handle
+  std::vector<uint32_t> pcr_policy;    // sha256 PCR indices; empty = bind to SK
+  bool flush_leftovers = false;        // only when the daemon owns the TPM alone (no RM)
+};
+
+// What recovering the master key needs later; TPM-wrapped, so not secret.
+struct ManagerKeys {
+  Bytes srk_name;             // TPM2B_NAME of the SRK at provisioning
+  Bytes tpm_id;               // Name of a fixed endorsement primary: tells TPMs apart
+  uint32_t srk_handle = 0;
+  std::vector<uint32_t> pcrs; // non-empty: sealed-to-PCR mode
+  Bytes key_public;           // marshalled TPM2B_PUBLIC of the SK or the sealed object
+  Bytes key_private;          // marshalled TPM2B_PRIVATE of the same
+  Bytes bound_master;         // SK mode: RSA-OAEP ciphertext of the master key
+};
+
+using PcrValues = std::vector<std::pair<uint32_t, Bytes>>;  // index, sha256 value
+
+class HostTpm {
+ public:
+  // Connects through `cfg.tcti`. Refusal::kTpmUnavailable when it cannot.
+  static Result<std::unique_ptr<HostTpm>> Open(const HostTpmConfig& cfg);
+  ~HostTpm();
+  HostTpm(const HostTpm&) = delete;
+  HostTpm& operator=(const HostTpm&) = delete;
+
+  // First start: protects `master` (32 bytes) under a new SK or sealed object
+  // and proves the round trip before returning.
+  Result<ManagerKeys> Provision(const SecretBytes& master);
+  // Later starts: the master key, or a Refusal (kDifferentTpm, kOwnerCleared,
+  // kPcrChanged, kBadManagerRecord) whose message names cause and way out.
+  Result<SecretBytes> Recover(const ManagerKeys& keys);
+  // sha256 bank values of `indices` (each < 24).
+  Result<PcrValues> ReadPcrs(const std::vector<uint32_t>& indices);
+  const HostTpmConfig& config() const { return cfg_; }
+
+ private:
+  struct Impl;
+  HostTpm(HostTpmConfig cfg, std::unique_ptr<Impl> impl);
+  HostTpmConfig cfg_;
+  std::unique_ptr<Impl> impl_;
+};
+
+std::string PcrListString(const std::vector<uint32_t>& pcrs);  // "sha256:0,7"
+
+}  // namespace vtpm
