@@ -154,6 +154,8 @@ Status XsClient::ReleaseDomain(uint32_t domid) {
   return Status::Ok();
 }
 
+bool XsClient::IsDomainIntroduced(uint32_t domid) { return xs_is_domain_introduced(h_, domid); }
+
 Result<std::optional<std::string>> XsClient::WaitFor(
     const std::string& path, const std::function<bool(const std::optional<std::string>&)>& pred,
     std::chrono::milliseconds timeout) {

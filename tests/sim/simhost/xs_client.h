@@ -43,6 +43,7 @@ class XsClient {
 
   Status IntroduceDomain(uint32_t domid);
   Status ReleaseDomain(uint32_t domid);
+  bool IsDomainIntroduced(uint32_t domid);
 
   // Waits until `pred(current value or nullopt)` holds, re-reading on every
   // watch event for `path`. Returns the last value seen, kTimeout otherwise.
