@@ -16,10 +16,10 @@ JOBS=${JOBS:-$(nproc)}
 bash scripts/install-deps.sh
 
 want() { local x; for x in "${tiers[@]}"; do [[ $x == "$1" ]] && return 0; done; return 1; }
-build() {  # build <dir> <cmake args...>
-  local dir=$1; shift
+build() {  # build <dir> <target> <cmake args...>
+  local dir=$1 target=$2; shift 2
   cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
-  cmake --build "$dir" -j "$JOBS"
+  cmake --build "$dir" -j "$JOBS" --target "$target"
 }
 declare -A took
 status=0
@@ -34,7 +34,7 @@ run_tier() {  # run_tier <tier> <build dir>
 
 if want unit || want sim; then
   s=$SECONDS
-  build build-asan -DVTPM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  build build-asan all -DVTPM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
   took[build-asan]=$((SECONDS - s))
   # gcc's ASan must be the first DSO; the sim tier preloads shims after it.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:verify_asan_link_order=0}
@@ -44,13 +44,13 @@ if want unit || want sim; then
 fi
 if want fuzz; then
   s=$SECONDS
-  build build-fuzz -DVTPM_FUZZ=ON -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Debug
+  build build-fuzz fuzz_all -DVTPM_FUZZ=ON -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=Debug
   took[build-fuzz]=$((SECONDS - s))
   run_tier fuzz build-fuzz
 fi
 if want fault || want e2e; then
   s=$SECONDS
-  build build
+  build build all
   took[build]=$((SECONDS - s))
   want fault && run_tier fault build
   want e2e && run_tier e2e build
