@@ -20,6 +20,8 @@ constexpr uint32_t kOrdTscPhysicalPresence = 0x4000000A;
 
 constexpr uint32_t kCapProperty = 0x05;
 constexpr uint32_t kCapPropInputBuffer = 0x124;
+constexpr uint32_t kCapFlag = 0x04;
+constexpr uint32_t kCapFlagPermanent = 0x108;
 constexpr uint32_t kNvIndexLock = 0xFFFFFFFF;
 
 // Header with a placeholder size; Finish() patches paramSize.
@@ -117,12 +119,34 @@ Bytes PcrExtend(uint32_t index, const PcrValue& digest) {
   return Finish(std::move(b));
 }
 
-Bytes GetCapabilityProperty(uint32_t property) {
+Bytes GetCapability(uint32_t capability, uint32_t sub_capability) {
   Bytes b = Begin(kOrdGetCapability);
-  AppendBe32(b, kCapProperty);
+  AppendBe32(b, capability);
   AppendBe32(b, 4);
-  AppendBe32(b, property);
+  AppendBe32(b, sub_capability);
   return Finish(std::move(b));
+}
+
+Bytes GetCapabilityProperty(uint32_t property) { return GetCapability(kCapProperty, property); }
+
+Bytes GetPermanentFlags() { return GetCapability(kCapFlag, kCapFlagPermanent); }
+
+std::optional<PermanentFlags> PermanentFlagsFromResponse(ByteView response) {
+  auto body = ResponseBody(response);
+  // respSize, TPM_STRUCTURE_TAG, then one byte per flag.
+  if (!body || body->size() < 4 + 2 + 16) return std::nullopt;
+  const uint8_t* f = body->data() + 6;
+  PermanentFlags p;
+  p.disable = f[0];
+  p.ownership = f[1];
+  p.deactivated = f[2];
+  p.read_pubek = f[3];
+  p.pp_lifetime_lock = f[6];
+  p.pp_hw_enable = f[7];
+  p.pp_cmd_enable = f[8];
+  p.cekp_used = f[9];
+  p.nv_locked = f[15];
+  return p;
 }
 
 std::optional<uint32_t> ResponseCode(ByteView response) {

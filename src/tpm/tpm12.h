@@ -48,7 +48,18 @@ Bytes ReadPubek(const std::array<uint8_t, 20>& nonce);
 Bytes NvLock();
 Bytes PcrRead(uint32_t index);
 Bytes PcrExtend(uint32_t index, const PcrValue& digest);
+Bytes GetCapability(uint32_t capability, uint32_t sub_capability);
 Bytes GetCapabilityProperty(uint32_t property);
+
+// TPM_PERMANENT_FLAGS fields the daemon checks (GetCapability(TPM_CAP_FLAG,
+// TPM_CAP_FLAG_PERMANENT)).
+struct PermanentFlags {
+  bool disable = false, ownership = false, deactivated = false, read_pubek = false;
+  bool pp_lifetime_lock = false, pp_hw_enable = false, pp_cmd_enable = false;
+  bool cekp_used = false, nv_locked = false;
+};
+Bytes GetPermanentFlags();
+std::optional<PermanentFlags> PermanentFlagsFromResponse(ByteView response);
 
 // The return code of a response, or nullopt if it is shorter than a header.
 std::optional<uint32_t> ResponseCode(ByteView response);
