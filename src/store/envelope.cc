@@ -62,7 +62,7 @@ Result<EnvelopeView> ParseEnvelope(ByteView stored) {
   v.format = stored[4];
   if (v.format > kEnvelopeFormat)
     return Status(Code::kFailedPrecondition,
-                  "sealed item has format " + std::to_string(v.format) + ", this vtpmmgrd reads up to " +
+                  "sealed item has format " + std::to_string(v.format) + " (written by a newer vtpmmgrd), this one reads up to " +
                       std::to_string(kEnvelopeFormat) + ": upgrade vtpmmgrd");
   if (v.format == 0) return Status(Code::kCorruption, "sealed item has format 0");
   if (!KnownKind(stored[5]))

@@ -1,0 +1,175 @@
+// HostTpm and OpenStore against a real swtpm (TPM 2.0) started per test.
+#include <gtest/gtest.h>
+
+#include "host_tpm_swtpm.h"
+#include "store/open_store.h"
+#include "store/refusal.h"
+#include "tpm/host/host_tpm.h"
+
+namespace vtpm {
+namespace {
+
+using testing::Swtpm;
+using testing::TempDir;
+
+class HostTpmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = Swtpm::Start(dir_.Sub("swtpm"));
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    tpm_.emplace(std::move(s).value());
+  }
+  HostTpmConfig Config(std::vector<uint32_t> pcrs = {}) const {
+    HostTpmConfig c;
+    c.tcti = tpm_->tcti();
+    c.pcr_policy = std::move(pcrs);
+    c.flush_leftovers = true;  // swtpm has no resource manager
+    return c;
+  }
+  std::unique_ptr<HostTpm> Open(const HostTpmConfig& c) {
+    auto h = HostTpm::Open(c);
+    EXPECT_TRUE(h.ok()) << h.status().message();
+    return h.ok() ? std::move(h).value() : nullptr;
+  }
+  void Restart() {
+    tpm_.reset();
+    auto s = Swtpm::Start(dir_.Sub("swtpm"));
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    tpm_.emplace(std::move(s).value());
+  }
+  TempDir dir_;
+  std::optional<Swtpm> tpm_;
+};
+
+SecretBytes RandomKey() { return std::move(SecretBytes::Random(32)).value(); }
+bool Same(const SecretBytes& a, const SecretBytes& b) {
+  return a.size() == b.size() && std::equal(a.data(), a.data() + a.size(), b.data());
+}
+
+TEST_F(HostTpmTest, ProvisionThenRecoverAfterPowerCycle) {
+  SecretBytes master = RandomKey();
+  ManagerKeys keys;
+  {
+    auto h = Open(Config());
+    ASSERT_TRUE(h);
+    auto k = h->Provision(master);
+    ASSERT_TRUE(k.ok()) << k.status().message();
+    keys = std::move(k).value();
+  }
+  EXPECT_FALSE(keys.srk_name.empty());
+  EXPECT_FALSE(keys.tpm_id.empty());
+  EXPECT_FALSE(keys.bound_master.empty());
+  EXPECT_TRUE(keys.pcrs.empty());
+  Restart();
+  auto h = Open(Config());
+  ASSERT_TRUE(h);
+  auto back = h->Recover(keys);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_TRUE(Same(*back, master));
+  EXPECT_TRUE(tpm_->Tool("tpm2_readpublic -c 0x81000001"));  // the SRK was persisted
+}
+
+TEST_F(HostTpmTest, TransientSrkIsRecreatedFromTemplate) {
+  HostTpmConfig c = Config();
+  c.persist_srk = false;
+  SecretBytes master = RandomKey();
+  auto h = Open(c);
+  ASSERT_TRUE(h);
+  auto keys = h->Provision(master);
+  ASSERT_TRUE(keys.ok()) << keys.status().message();
+  EXPECT_FALSE(tpm_->Tool("tpm2_readpublic -c 0x81000001"));
+  auto back = h->Recover(*keys);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_TRUE(Same(*back, master));
+}
+
+TEST_F(HostTpmTest, ReplacedPersistentKeyFallsBackToTemplate) {
+  SecretBytes master = RandomKey();
+  auto h = Open(Config());
+  ASSERT_TRUE(h);
+  auto keys = h->Provision(master);
+  ASSERT_TRUE(keys.ok());
+  // Another tool evicts our SRK and puts a different key at the handle.
+  ASSERT_TRUE(tpm_->Tool("tpm2_evictcontrol -C o -c 0x81000001"));
+  const std::string ctx = dir_.Sub("other.ctx");
+  ASSERT_TRUE(tpm_->Tool("tpm2_createprimary -C o -G ecc -c " + ctx));
+  ASSERT_TRUE(tpm_->Tool("tpm2_evictcontrol -C o -c " + ctx + " 0x81000001"));
+  ASSERT_TRUE(tpm_->Tool("tpm2_flushcontext -t"));
+  auto back = h->Recover(*keys);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_TRUE(Same(*back, master));
+}
+
+TEST_F(HostTpmTest, PcrSealedKeyRefusesAfterExtend) {
+  SecretBytes master = RandomKey();
+  auto h = Open(Config({16, 23}));
+  ASSERT_TRUE(h);
+  auto keys = h->Provision(master);
+  ASSERT_TRUE(keys.ok()) << keys.status().message();
+  EXPECT_TRUE(keys->bound_master.empty());
+  auto before = h->ReadPcrs({16});
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->size(), 1u);
+  EXPECT_EQ((*before)[0].second.size(), 32u);
+  auto back = h->Recover(*keys);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_TRUE(Same(*back, master));
+
+  ASSERT_TRUE(tpm_->Tool("tpm2_pcrextend 16:sha256=" + std::string(64, 'a')));
+  auto after = h->ReadPcrs({16});
+  ASSERT_TRUE(after.ok());
+  EXPECT_NE((*after)[0].second, (*before)[0].second);
+  auto refused = h->Recover(*keys);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(RefusalOf(refused.status()), Refusal::kPcrChanged) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("sha256:16,23"), std::string::npos);
+}
+
+TEST_F(HostTpmTest, UnreachableTpmIsUnavailable) {
+  HostTpmConfig c = Config();
+  tpm_.reset();  // nothing listens there any more
+  auto h = HostTpm::Open(c);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(RefusalOf(h.status()), Refusal::kTpmUnavailable);
+  EXPECT_NE(h.status().message().find(c.tcti), std::string::npos);
+}
+
+TEST_F(HostTpmTest, OpenStoreProvisionsThenUnbindsAndReadsBack) {
+  StoreOptions o;
+  o.state_dir = dir_.Sub("state");
+  o.runtime_dir = dir_.Sub("run");
+  o.host_tpm = Config();
+  std::vector<Uuid> ids;
+  {
+    auto s = OpenStore(o);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    for (int i = 0; i < 5; ++i) {
+      InstanceMeta m;
+      m.uuid.bytes[0] = uint8_t(i + 1);
+      ids.push_back(m.uuid);
+      ASSERT_TRUE((*s)->Create(m, {{BlobKind::kPermanent, Bytes(64, uint8_t(i))}}).ok());
+    }
+    auto st = (*s)->GetStatus();
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->host_tpm_transport, o.host_tpm.tcti);
+    EXPECT_EQ(st->instances, 5u);
+    EXPECT_EQ(st->pcr_values.size(), 8u);
+    EXPECT_NE(st->key_protection.find("SK"), std::string::npos);
+  }
+  Restart();
+  o.host_tpm.tcti = tpm_->tcti();
+  auto s = OpenStore(o);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  for (int i = 0; i < 5; ++i) {
+    auto l = (*s)->Load(ids[size_t(i)]);
+    ASSERT_TRUE(l.ok()) << l.status().message();
+    EXPECT_EQ(l->permanent, Bytes(64, uint8_t(i)));
+  }
+  // A store made with a test key is not opened through the TPM, and vice versa.
+  s = Status(Code::kInternal, "closed");
+  auto with_key = OpenStoreWithKey(o, RandomKey());
+  EXPECT_EQ(RefusalOf(with_key.status()), Refusal::kBadManagerRecord);
+}
+
+}  // namespace
+}  // namespace vtpm

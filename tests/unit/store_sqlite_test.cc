@@ -1,0 +1,262 @@
+// The SQLite store through its interface, with a caller-given master key.
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "host_tpm_swtpm.h"
+#include "store/open_store.h"
+#include "store/refusal.h"
+
+namespace vtpm {
+namespace {
+
+using testing::TempDir;
+
+SecretBytes Master(uint8_t fill = 7) {
+  SecretBytes k(32);
+  std::fill(k.data(), k.data() + 32, fill);
+  return k;
+}
+
+Uuid U(int n) {
+  Uuid u;
+  u.bytes[0] = 0x10;
+  u.bytes[15] = uint8_t(n);
+  u.bytes[14] = uint8_t(n >> 8);
+  return u;
+}
+
+Bytes Fill(size_t n, uint8_t v) { return Bytes(n, v); }
+
+class StoreTest : public ::testing::Test {
+ protected:
+  StoreOptions Opts() const {
+    StoreOptions o;
+    o.state_dir = dir_.Sub("state");
+    o.runtime_dir = dir_.Sub("run");
+    return o;
+  }
+  std::unique_ptr<Store> Open(uint8_t key = 7) {
+    auto s = OpenStoreWithKey(Opts(), Master(key));
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+  void CreateOne(Store& s, const Uuid& u) {
+    InstanceMeta m;
+    m.uuid = u;
+    m.ek_public = {1, 2, 3};
+    m.auto_created = true;
+    ASSERT_TRUE(s.Create(m, {{BlobKind::kPermanent, Fill(100, 0x11)}}).ok());
+  }
+  std::string Db() const { return Opts().state_dir + "/" + kStoreDbName; }
+  TempDir dir_;
+};
+
+TEST_F(StoreTest, CreateLoadCommitRoundTrip) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  CreateOne(*s, U(1));
+  auto l = s->Load(U(1));
+  ASSERT_TRUE(l.ok()) << l.status().message();
+  EXPECT_EQ(l->generation, 1u);
+  EXPECT_EQ(l->permanent, Fill(100, 0x11));
+  EXPECT_TRUE(l->meta.auto_created);
+  EXPECT_EQ(l->meta.ek_public, (Bytes{1, 2, 3}));
+  EXPECT_FALSE(l->last_record);
+
+  CommitRequest c;
+  c.uuid = U(1);
+  c.write[BlobKind::kPermanent] = Fill(200, 0x22);
+  c.write[BlobKind::kSavestate] = Fill(10, 0x33);
+  c.volatile_copy = Fill(50, 0x44);
+  c.record = CommandRecord{5, Fill(32, 1), Fill(10, 2), false};
+  c.expected_generation = 1;
+  auto g = s->CommitSync(c);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_EQ(*g, 2u);
+  l = s->Load(U(1));
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->generation, 2u);
+  EXPECT_EQ(l->permanent, Fill(200, 0x22));
+  EXPECT_EQ(l->savestate, Fill(10, 0x33));
+  EXPECT_EQ(l->volatile_copy, Fill(50, 0x44));
+  ASSERT_TRUE(l->last_record);
+  EXPECT_EQ(l->last_record->sequence, 5u);
+  EXPECT_EQ(l->last_record->response, Fill(10, 2));
+  EXPECT_FALSE(l->last_record->delivered);
+
+  // Stale generation fails and changes nothing.
+  auto stale = s->CommitSync(c);
+  EXPECT_EQ(stale.status().code(), Code::kFailedPrecondition);
+  // Removing the savestate; no volatile copy this time: the old one is stale.
+  CommitRequest c2;
+  c2.uuid = U(1);
+  c2.remove = {BlobKind::kSavestate};
+  c2.expected_generation = 2;
+  ASSERT_TRUE(s->CommitSync(c2).ok());
+  ASSERT_TRUE(s->MarkDelivered(U(1), 5).ok());
+  ASSERT_TRUE(s->TouchAttached(U(1)).ok());  // queued after MarkDelivered: both done
+  l = s->Load(U(1));
+  ASSERT_TRUE(l.ok());
+  EXPECT_FALSE(l->savestate);
+  EXPECT_FALSE(l->volatile_copy);
+  EXPECT_TRUE(l->last_record->delivered);
+  EXPECT_GT(l->meta.last_attached, 0);
+  EXPECT_EQ(s->Load(U(9)).status().code(), Code::kNotFound);
+  EXPECT_EQ(s->TouchAttached(U(9)).code(), Code::kNotFound);
+  InstanceMeta dup;
+  dup.uuid = U(1);
+  EXPECT_EQ(s->Create(dup, {{BlobKind::kPermanent, {1}}}).code(), Code::kAlreadyExists);
+}
+
+TEST_F(StoreTest, ReopenReadsEverythingBackAndRefusesWrongKey) {
+  {
+    auto s = Open();
+    ASSERT_TRUE(s);
+    for (int i = 0; i < 20; ++i) CreateOne(*s, U(i));
+  }
+  auto wrong = OpenStoreWithKey(Opts(), Master(8));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(RefusalOf(wrong.status()), Refusal::kBadManagerRecord) << wrong.status().message();
+  auto s = Open();
+  ASSERT_TRUE(s);
+  auto list = s->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 20u);
+  for (const auto& m : *list) {
+    EXPECT_GT(m.size_bytes, 100u);
+    EXPECT_TRUE(s->Load(m.uuid).ok());
+  }
+}
+
+TEST_F(StoreTest, SecondOpenerIsRefusedAsLocked) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  auto second = OpenStoreWithKey(Opts(), Master());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(RefusalOf(second.status()), Refusal::kLocked);
+  EXPECT_NE(second.status().message().find(std::to_string(::getpid())), std::string::npos)
+      << second.status().message();
+}
+
+TEST_F(StoreTest, GroupCommitKeepsMembersIndependent) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  constexpr int kN = 40;
+  for (int i = 0; i < kN; ++i) CreateOne(*s, U(i));
+  std::vector<std::promise<Result<uint64_t>>> done(kN + 1);
+  for (int i = 0; i < kN; ++i) {
+    CommitRequest c;
+    c.uuid = U(i);
+    c.write[BlobKind::kPermanent] = Fill(64, uint8_t(i));
+    c.expected_generation = 1;
+    s->Commit(std::move(c), [&done, i](Result<uint64_t> r) { done[size_t(i)].set_value(std::move(r)); });
+  }
+  CommitRequest bad;  // a member that must fail without failing the others
+  bad.uuid = U(3);
+  bad.expected_generation = 99;
+  s->Commit(std::move(bad), [&done](Result<uint64_t> r) { done[kN].set_value(std::move(r)); });
+  for (int i = 0; i < kN; ++i) {
+    auto r = done[size_t(i)].get_future().get();
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status().message();
+    EXPECT_EQ(*r, 2u);
+  }
+  EXPECT_EQ(done[kN].get_future().get().status().code(), Code::kFailedPrecondition);
+  auto st = s->GetStatus();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->instances, uint64_t(kN));
+  EXPECT_EQ(st->commits, uint64_t(kN + 1));
+  EXPECT_LE(st->commit_groups, st->commits);
+  for (int i = 0; i < kN; ++i) EXPECT_EQ(s->Load(U(i))->permanent, Fill(64, uint8_t(i)));
+}
+
+TEST_F(StoreTest, WipeRemovesInstanceAndItsVolatileCopy) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  CreateOne(*s, U(1));
+  CreateOne(*s, U(2));
+  VolatileCopy v;
+  v.blob = Fill(30, 9);
+  ASSERT_TRUE(s->SaveVolatile(U(1), v).ok());
+  ASSERT_TRUE(s->Wipe(U(1)).ok());
+  EXPECT_EQ(s->Load(U(1)).status().code(), Code::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(Opts().runtime_dir + "/" + U(1).ToString() + ".vol"));
+  EXPECT_EQ(s->Wipe(U(1)).code(), Code::kNotFound);
+  EXPECT_TRUE(s->Load(U(2)).ok());
+  EXPECT_EQ(std::filesystem::file_size(Db() + "-wal"), 0u);  // TRUNCATE checkpoint
+}
+
+TEST_F(StoreTest, VolatileCopyRoundTripAndTamper) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  CreateOne(*s, U(1));
+  auto none = s->LoadVolatile(U(1));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(*none);
+  VolatileCopy v;
+  v.blob = Fill(500, 0x5a);
+  v.boot_id.fill(3);
+  v.domid = 12;
+  v.sequence = 44;
+  v.generation = 1;
+  ASSERT_TRUE(s->SaveVolatile(U(1), v).ok());
+  auto back = s->LoadVolatile(U(1));
+  ASSERT_TRUE(back.ok() && *back);
+  EXPECT_EQ((*back)->blob, v.blob);
+  EXPECT_EQ((*back)->domid, 12u);
+  EXPECT_EQ((*back)->sequence, 44u);
+  EXPECT_EQ((*back)->generation, 1u);
+
+  const std::string path = Opts().runtime_dir + "/" + U(1).ToString() + ".vol";
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(40);
+  f.put('\x7f');
+  f.close();
+  auto bad = s->LoadVolatile(U(1));
+  EXPECT_EQ(bad.status().code(), Code::kCorruption);
+  // Another instance's copy renamed into place fails too (AAD binds the uuid).
+  CreateOne(*s, U(2));
+  ASSERT_TRUE(s->SaveVolatile(U(2), v).ok());
+  std::filesystem::rename(Opts().runtime_dir + "/" + U(2).ToString() + ".vol", path);
+  EXPECT_EQ(s->LoadVolatile(U(1)).status().code(), Code::kCorruption);
+  EXPECT_EQ(s->SaveVolatile(U(9), v).code(), Code::kNotFound);
+}
+
+TEST_F(StoreTest, NewerSchemaIsRefused) {
+  { ASSERT_TRUE(Open()); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(Db().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = x'0000000000000063' WHERE key = 'schema_version'",
+                         nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto s = OpenStoreWithKey(Opts(), Master());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(RefusalOf(s.status()), Refusal::kNewerSchema);
+  EXPECT_NE(s.status().message().find("99"), std::string::npos) << s.status().message();
+}
+
+TEST_F(StoreTest, BackupOpensWithTheSameKey) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  CreateOne(*s, U(1));
+  const std::string bdir = dir_.Sub("backup");
+  std::filesystem::create_directories(bdir);
+  ASSERT_TRUE(s->Backup(bdir + "/" + kStoreDbName).ok());
+  EXPECT_EQ(s->Backup(bdir + "/" + kStoreDbName).code(), Code::kAlreadyExists);
+  StoreOptions o = Opts();
+  o.state_dir = bdir;
+  o.runtime_dir = dir_.Sub("run2");
+  auto b = OpenStoreWithKey(o, Master());
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  auto l = (*b)->Load(U(1));
+  ASSERT_TRUE(l.ok()) << l.status().message();
+  EXPECT_EQ(l->permanent, Fill(100, 0x11));
+}
+
+}  // namespace
+}  // namespace vtpm
