@@ -154,13 +154,28 @@ Status XsClient::ReleaseDomain(uint32_t domid) {
   return Status::Ok();
 }
 
+Status XsClient::Watch(const std::string& path, const std::string& token) {
+  if (!xs_watch(h_, path.c_str(), token.c_str())) return XsErr("watch " + path);
+  return Status::Ok();
+}
+
+void XsClient::Unwatch(const std::string& path, const std::string& token) {
+  xs_unwatch(h_, path.c_str(), token.c_str());
+}
+
+int XsClient::watch_fd() { return xs_fileno(h_); }
+
+void XsClient::DrainWatchEvents() {
+  while (char** ev = xs_check_watch(h_)) std::free(ev);
+}
+
 bool XsClient::IsDomainIntroduced(uint32_t domid) { return xs_is_domain_introduced(h_, domid); }
 
 Result<std::optional<std::string>> XsClient::WaitFor(
     const std::string& path, const std::function<bool(const std::optional<std::string>&)>& pred,
     std::chrono::milliseconds timeout) {
   std::string token = "vtpm-sim-wait-" + std::to_string(g_token.fetch_add(1));
-  if (!xs_watch(h_, path.c_str(), token.c_str())) return XsErr("watch " + path);
+  RETURN_IF_ERROR(Watch(path, token));
   auto deadline = std::chrono::steady_clock::now() + timeout;
   Result<std::optional<std::string>> out = Status(Code::kTimeout, "waiting for " + path);
   for (;;) {
@@ -179,11 +194,11 @@ Result<std::optional<std::string>> XsClient::WaitFor(
                                        v->value_or("<absent>") + "')");
       break;
     }
-    pollfd pfd{xs_fileno(h_), POLLIN, 0};
+    pollfd pfd{watch_fd(), POLLIN, 0};
     ::poll(&pfd, 1, int(std::min<int64_t>(left.count(), 100)));
-    while (char** ev = xs_check_watch(h_)) std::free(ev);
+    DrainWatchEvents();
   }
-  xs_unwatch(h_, path.c_str(), token.c_str());
+  Unwatch(path, token);
   return out;
 }
 

@@ -51,6 +51,12 @@ class XsClient {
       const std::string& path, const std::function<bool(const std::optional<std::string>&)>& pred,
       std::chrono::milliseconds timeout);
 
+  // Raw watches, for callers running their own poll loop.
+  Status Watch(const std::string& path, const std::string& token);
+  void Unwatch(const std::string& path, const std::string& token);
+  int watch_fd();             // readable when watch events are queued
+  void DrainWatchEvents();    // discards queued events without blocking
+
   xs_handle* raw() const { return h_; }
 
  private:

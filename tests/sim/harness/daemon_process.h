@@ -1,0 +1,50 @@
+// DaemonProcess: the real vtpmmgrd binary on a SimHost, with its own config
+// file, state/runtime dirs under the host's temp dir, and READY=1 awaited on
+// a private NOTIFY_SOCKET. Destruction SIGKILLs it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/child_process.h"
+#include "harness/notify_socket.h"
+#include "simhost/sim_host.h"
+
+namespace vtpm::sim {
+
+struct DaemonOptions {
+  std::string engine = "scripted";
+  std::string extra_config;  // appended TOML (e.g. "[engine]\nscripted_delay_ms = 5\n")
+  std::string log_level = "debug";
+};
+
+class DaemonProcess {
+ public:
+  DaemonProcess(SimHost& host, DaemonOptions opts);
+  ~DaemonProcess();
+  // Starts the daemon and waits for READY=1.
+  Status Start();
+  // SIGTERM and wait for exit; returns the wait status.
+  Result<int> Stop();
+  // SIGKILL and reap.
+  void Kill();
+  bool running() { return child_.running() && !child_.TryWait(); }
+  pid_t pid() const { return child_.pid(); }
+  NotifySocket* notify() { return notify_.get(); }
+  const std::string& config_path() const { return config_path_; }
+  const std::string& log_path() const { return log_path_; }
+  std::string state_dir() const { return host_.dir() + "/state"; }
+  std::string runtime_dir() const { return host_.dir() + "/run"; }
+  // The daemon's stderr so far.
+  std::string Log() const;
+
+ private:
+  SimHost& host_;
+  DaemonOptions opts_;
+  std::string config_path_, log_path_;
+  std::unique_ptr<NotifySocket> notify_;
+  ChildProcess child_;
+  int starts_ = 0;
+};
+
+}  // namespace vtpm::sim
