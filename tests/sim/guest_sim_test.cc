@@ -124,7 +124,10 @@ TEST_F(GuestSimTest, MissingBackendFeatureIsFatal) {
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(g->Connect().code(), Code::kFailedPrecondition);
   EXPECT_EQ(xs().Read("/local/domain/4/error/device/vtpm/0/error")->value_or(""), "22 vTPM protocol 2 required");
-  EXPECT_EQ(Fe("state"), "5");
+  // xenbus_dev_fatal switched to Closing(5); the backend answering 5 then
+  // makes Linux close (6).
+  std::string fe_state = Fe("state");
+  EXPECT_TRUE(fe_state == "5" || fe_state == "6") << fe_state;
 }
 
 TEST_F(GuestSimTest, LinuxFrontendClosesForGoodOnDetach) {
