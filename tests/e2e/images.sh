@@ -1,0 +1,105 @@
+#!/bin/bash
+# images.sh CACHE_ROOT
+#
+# Builds (or reuses) the base images of the real-Xen e2e test from Debian
+# packages and prints the directory that holds them on the last line of stdout:
+#   xen          uncompressed Xen hypervisor (QEMU's multiboot loader takes it)
+#   vmlinuz      Debian kernel, used for dom0 and for the guest
+#   dom0.cpio    dom0 root (debootstrap minbase + xen-utils matching the
+#                hypervisor + the daemon's runtime libraries), newc cpio
+#   guest/       busybox (static) and xen-tpmfront.ko for the guest initramfs
+#   versions     package versions the image was built from
+# The directory is named after a hash of those package versions and of this
+# script, so a Debian update or an edit here builds a new image; older images
+# are removed. Concurrent callers serialise on a lock. Needs root and the
+# Debian archive (the mirror is taken from the host's apt sources).
+set -Eeuo pipefail
+CACHE=${1:?usage: images.sh CACHE_ROOT}
+SUITE=bookworm
+XEN_PKG=xen-hypervisor-4.17-amd64
+XEN_UTILS=xen-utils-4.17
+# Runtime libraries of vtpmmgrd, vtpm-worker and vtpmctl, plus tools the
+# scenarios use in dom0. Keep in step with the daemon's link line; a missing
+# one is reported by the dom0 ldd check of the e2e run.
+DOM0_PKGS=(
+  "$XEN_UTILS" xenstore-utils kmod procps busybox psmisc
+  libtpms0 libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-sys1
+  libtss2-tctildr0 libtss2-tcti-device0 tpm2-tools
+  libspdlog1.10 libfmt9 libtomlplusplus3 libsystemd0 libseccomp2 libsqlite3-0 libssl3
+)
+GUEST_PKGS=(busybox-static)
+
+log() { echo "[images] $*" >&2; }
+# "<package> <candidate version>" for each package, in one apt-cache call.
+candidates() {
+  apt-cache policy "$@" | awk '/^[^ ].*:$/{p=substr($0, 1, length($0)-1)} /^  Candidate:/{print p, $2}'
+}
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9
+
+kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+[[ -n $kpkg ]] || { log "cannot resolve the kernel package behind linux-image-amd64"; exit 1; }
+all=("$XEN_PKG" "$kpkg" "${DOM0_PKGS[@]}" "${GUEST_PKGS[@]}")
+versions=$(candidates "${all[@]}")
+if [[ $(grep -cv ' (none)$' <<<"$versions") != "${#all[@]}" ]]; then
+  log "packages without an installable version:"; log "$versions"; exit 1
+fi
+key=$( (echo "$versions"; cat "$0") | sha256sum | cut -c1-16)
+out=$CACHE/$key
+if [[ -e $out/ready ]]; then
+  log "cached: $out"
+  echo "$out"; exit 0
+fi
+log "building $out (cold)"
+find "$CACHE" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+work=$CACHE/tmp-$key
+rm -rf "$work"; mkdir -p "$work"/{debs,xen,kernel,img/guest}
+trap 'rm -rf "$work"' EXIT
+
+t0=$SECONDS
+(cd "$work/debs" && apt-get download -q -o APT::Sandbox::User=root "$XEN_PKG" "$kpkg" "${GUEST_PKGS[@]}" >/dev/null)
+dpkg -x "$work"/debs/"${XEN_PKG}"_*.deb "$work/xen"
+dpkg -x "$work"/debs/"${kpkg}"_*.deb "$work/kernel"
+dpkg -x "$work"/debs/busybox-static_*.deb "$work/bb"
+kver=${kpkg#linux-image-}
+zcat "$work"/xen/boot/xen-4.17-amd64.gz > "$work/img/xen"
+cp "$work/kernel/boot/vmlinuz-$kver" "$work/img/vmlinuz"
+cp "$work/bb/bin/busybox" "$work/img/guest/busybox"
+mods=$work/kernel/lib/modules/$kver
+cp "$mods/kernel/drivers/char/tpm/xen-tpmfront.ko" "$work/img/guest/"
+log "fetch: $((SECONDS - t0))s"
+
+t0=$SECONDS
+root=$work/root
+mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+[[ -n $mirror ]] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
+incl=$(IFS=,; echo "${DOM0_PKGS[*]}")
+if ! debootstrap --variant=minbase --include="$incl" "$SUITE" "$root" "$mirror" > "$work/debootstrap.log" 2>&1; then
+  tail -20 "$work/debootstrap.log" >&2; log "debootstrap failed"; exit 1
+fi
+# debootstrap only sees the release suite; take the point-release and security
+# updates the host uses so xen-utils matches the hypervisor.
+cp /etc/apt/sources.list.d/*.sources "$root/etc/apt/sources.list.d/" 2>/dev/null || cp /etc/apt/sources.list "$root/etc/apt/"
+chroot "$root" apt-get -q update > "$work/upgrade.log" 2>&1
+DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get -q -y upgrade >> "$work/upgrade.log" 2>&1 ||
+  { tail -20 "$work/upgrade.log" >&2; log "apt-get upgrade in dom0 root failed"; exit 1; }
+hv=$(dpkg-deb -f "$work"/debs/"${XEN_PKG}"_*.deb Version)
+ut=$(chroot "$root" dpkg-query -W -f='${Version}' "$XEN_UTILS")
+[[ $hv == "$ut" ]] || { log "dom0 $XEN_UTILS $ut does not match hypervisor $hv"; exit 1; }
+log "dom0 root: $((SECONDS - t0))s"
+
+t0=$SECONDS
+(cd "$root" && rm -rf var/cache/apt/* var/lib/apt/lists/* usr/share/doc/* usr/share/man/* \
+   usr/share/locale/* usr/share/info/* etc/apt/sources.list.d/*.sources)
+mkdir -p "$root/lib/modules/$kver"
+(cd "$mods" && cp -a --parents kernel/drivers/xen kernel/drivers/char/tpm \
+   modules.builtin modules.builtin.modinfo modules.order "$root/lib/modules/$kver/")
+chroot "$root" depmod "$kver"
+(cd "$root" && find . -xdev | cpio -o -H newc --quiet > "$work/img/dom0.cpio")
+{ echo "$versions"; echo "dom0 $XEN_UTILS $ut"; echo "kernel $kver"; } > "$work/img/versions"
+touch "$work/img/ready"
+mv "$work/img" "$out"
+log "pack: $((SECONDS - t0))s"
+echo "$out"
