@@ -15,6 +15,7 @@ PKGS=(
   trousers tpm-tools libtspi-dev
   clang-14 libclang-rt-14-dev
   procps psmisc util-linux
+  qemu-system-x86 debootstrap cpio python3
 )
 need=()
 for p in "${PKGS[@]}"; do
