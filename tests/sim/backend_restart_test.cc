@@ -82,7 +82,7 @@ TEST_P(RestartTest, ACommandPendingAcrossTheRestartIsAnswered) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, RestartTest, ::testing::Values(SIGTERM, SIGKILL),
-                         [](const auto& info) { return info.param == SIGKILL ? "SIGKILL" : "SIGTERM"; });
+                         [](const auto& p) { return p.param == SIGKILL ? "SIGKILL" : "SIGTERM"; });
 
 }  // namespace
 }  // namespace vtpm::sim

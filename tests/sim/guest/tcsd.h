@@ -20,13 +20,9 @@
 
 #include "common/child_process.h"
 #include "common/status.h"
+#include "simhost/run_capture.h"
 
 namespace vtpm::sim {
-
-struct ToolOutput {
-  int exit_code = -1;   // -1 when killed by a signal or timed out
-  std::string output;   // stdout and stderr, interleaved
-};
 
 class TcsdInstance {
  public:
@@ -49,9 +45,5 @@ class TcsdInstance {
   uint16_t port_ = 0;
   ChildProcess tcsd_;
 };
-
-// Runs `argv` with `env` overrides, capturing stdout+stderr (helper for Run).
-Result<ToolOutput> RunCapture(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                              std::chrono::milliseconds timeout);
 
 }  // namespace vtpm::sim
