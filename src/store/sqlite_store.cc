@@ -54,6 +54,17 @@ Status WriteFileAtomically(const std::string& path, ByteView data) {
   return Status::Ok();
 }
 
+// Columns first..first+5: tpm_version, created, last_attached, last_written,
+// auto_created, ek_public.
+void ReadMetaColumns(const Stmt& q, int first, InstanceMeta* m) {
+  m->tpm_version = q.Text(first);
+  m->created = q.Int(first + 1);
+  m->last_attached = q.Int(first + 2);
+  m->last_written = q.Int(first + 3);
+  m->auto_created = q.Int(first + 4) != 0;
+  m->ek_public = q.Blob(first + 5);
+}
+
 uint64_t FileSize(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
@@ -185,12 +196,7 @@ Result<LoadedInstance> SqliteStore::LoadLocked(const Uuid& uuid) {
                                      " ek_public, generation, length(data_key) FROM instances WHERE uuid=?"));
     ASSIGN_OR_RETURN(bool row, q->Bind(1, U(uuid)).Step());
     if (!row) return NoInstance(uuid);
-    m.tpm_version = q->Text(0);
-    m.created = q->Int(1);
-    m.last_attached = q->Int(2);
-    m.last_written = q->Int(3);
-    m.auto_created = q->Int(4) != 0;
-    m.ek_public = q->Blob(5);
+    ReadMetaColumns(*q, 0, &m);
     out.generation = uint64_t(q->Int(6));
     m.size_bytes = uint64_t(q->Int(7));
     q->Reset();
@@ -442,12 +448,7 @@ Result<std::vector<InstanceMeta>> SqliteStore::List() {
     Bytes u = q->Blob(0);
     if (u.size() != m.uuid.bytes.size()) return Status(Code::kCorruption, "instances table holds a malformed uuid");
     std::copy(u.begin(), u.end(), m.uuid.bytes.begin());
-    m.tpm_version = q->Text(1);
-    m.created = q->Int(2);
-    m.last_attached = q->Int(3);
-    m.last_written = q->Int(4);
-    m.auto_created = q->Int(5) != 0;
-    m.ek_public = q->Blob(6);
+    ReadMetaColumns(*q, 1, &m);
     m.size_bytes = uint64_t(q->Int(7));
     out.push_back(std::move(m));
   }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -68,6 +69,33 @@ inline CommitRequest NextCommit(int i, uint64_t g) {
   c.record = CommandRecord{g + 1, Content(i, g + 1, 32), Content(i, g + 1, 40), false};
   c.expected_generation = g;
   return c;
+}
+
+// Commits up to `draws` distinct random instances at once (so they form
+// groups). Each acknowledged commit advances `gens` and calls `on_ack`.
+// Returns false if any commit failed.
+template <typename Rng>
+bool CommitRandomBatch(Store& s, Rng& rng, std::map<int, uint64_t>& gens, int draws,
+                       const std::function<void(int, uint64_t)>& on_ack) {
+  std::vector<int> batch;
+  for (int k = 0; k < draws; ++k) batch.push_back(int(rng() % gens.size()));
+  std::sort(batch.begin(), batch.end());
+  batch.erase(std::unique(batch.begin(), batch.end()), batch.end());
+  std::vector<std::promise<Result<uint64_t>>> done(batch.size());
+  for (size_t k = 0; k < batch.size(); ++k)
+    s.Commit(NextCommit(batch[k], gens[batch[k]]),
+             [&done, k](Result<uint64_t> r) { done[k].set_value(std::move(r)); });
+  bool all_ok = true;
+  for (size_t k = 0; k < batch.size(); ++k) {
+    auto r = done[k].get_future().get();
+    if (!r.ok()) {
+      all_ok = false;
+      continue;
+    }
+    gens[batch[k]] = *r;
+    on_ack(batch[k], *r);
+  }
+  return all_ok;
 }
 
 // Every instance opens; its generation is `acked` or one more (a commit that

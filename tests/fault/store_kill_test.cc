@@ -25,22 +25,12 @@ namespace {
   }
   std::mt19937 rng(seed);
   for (;;) {
-    std::vector<int> batch;
-    for (int k = 0; k < 4; ++k) batch.push_back(int(rng() % gens.size()));
-    std::sort(batch.begin(), batch.end());
-    batch.erase(std::unique(batch.begin(), batch.end()), batch.end());
-    std::vector<std::promise<Result<uint64_t>>> done(batch.size());
-    for (size_t k = 0; k < batch.size(); ++k)
-      (*s)->Commit(NextCommit(batch[k], gens[batch[k]]),
-                   [&done, k](Result<uint64_t> r) { done[k].set_value(std::move(r)); });
-    for (size_t k = 0; k < batch.size(); ++k) {
-      auto r = done[k].get_future().get();
-      if (!r.ok()) _exit(4);
-      gens[batch[k]] = *r;
+    bool ok = CommitRandomBatch(**s, rng, gens, 4, [ack_fd](int i, uint64_t g) {
       char line[64];
-      int n = std::snprintf(line, sizeof line, "%d %llu\n", batch[k], static_cast<unsigned long long>(*r));
+      int n = std::snprintf(line, sizeof line, "%d %llu\n", i, static_cast<unsigned long long>(g));
       if (::write(ack_fd, line, size_t(n)) != n) _exit(5);
-    }
+    });
+    if (!ok) _exit(4);
   }
 }
 

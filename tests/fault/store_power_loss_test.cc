@@ -27,26 +27,7 @@ TEST(StorePowerLoss, EveryAcknowledgedCommitSurvives) {
     auto s = OpenStoreWithKey(o, TestMaster());
     ASSERT_TRUE(s.ok()) << "round " << round << ": " << s.status().message();
     FaultVfs::ArmPowerCut(1 + int64_t(rng() % 600));
-    bool power = true;
-    while (power) {
-      // A batch of concurrent commits on distinct instances forms groups.
-      std::vector<int> batch;
-      for (int k = 0; k < 4; ++k) batch.push_back(int(rng() % kInstances));
-      std::sort(batch.begin(), batch.end());
-      batch.erase(std::unique(batch.begin(), batch.end()), batch.end());
-      std::vector<std::promise<Result<uint64_t>>> done(batch.size());
-      for (size_t k = 0; k < batch.size(); ++k)
-        (*s)->Commit(NextCommit(batch[k], acked[batch[k]]),
-                     [&done, k](Result<uint64_t> r) { done[k].set_value(std::move(r)); });
-      for (size_t k = 0; k < batch.size(); ++k) {
-        auto r = done[k].get_future().get();
-        if (r.ok()) {
-          acked[batch[k]] = *r;
-          ++total_acked;
-        } else {
-          power = false;
-        }
-      }
+    while (CommitRandomBatch(**s, rng, acked, 4, [&total_acked](int, uint64_t) { ++total_acked; })) {
     }
     ASSERT_TRUE(FaultVfs::PowerIsOff());
     ++cuts;

@@ -56,16 +56,18 @@ Result<T> UnmarshalFrom(ByteView b, const char* what) {
   return v;
 }
 
+constexpr TPMA_OBJECT kStorageKeyAttrs = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                         TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                                         TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+constexpr TPMT_SYM_DEF_OBJECT kAes128Cfb = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
+
 TPM2B_PUBLIC SrkTemplate() {  // TCG TPM v2.0 Provisioning Guidance, RSA-2048 storage key
   TPM2B_PUBLIC t{};
   auto& p = t.publicArea;
   p.type = TPM2_ALG_RSA;
   p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                       TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-  p.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
-  p.parameters.rsaDetail.symmetric.keyBits.aes = 128;
-  p.parameters.rsaDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+  p.objectAttributes = kStorageKeyAttrs;
+  p.parameters.rsaDetail.symmetric = kAes128Cfb;
   p.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
   p.parameters.rsaDetail.keyBits = 2048;
   p.unique.rsa.size = 256;  // 256 zero bytes
@@ -79,11 +81,8 @@ TPM2B_PUBLIC TpmIdTemplate() {
   auto& p = t.publicArea;
   p.type = TPM2_ALG_ECC;
   p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                       TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-  p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_AES;
-  p.parameters.eccDetail.symmetric.keyBits.aes = 128;
-  p.parameters.eccDetail.symmetric.mode.aes = TPM2_ALG_CFB;
+  p.objectAttributes = kStorageKeyAttrs;
+  p.parameters.eccDetail.symmetric = kAes128Cfb;
   p.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
   p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
   p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
@@ -230,10 +229,7 @@ struct HostTpm::Impl {
 
   // Session salted by `srk` with AES-128-CFB parameter encryption both ways.
   Result<Handle> SaltedSession(ESYS_TR srk, TPM2_SE type) {
-    TPMT_SYM_DEF aes{};
-    aes.algorithm = TPM2_ALG_AES;
-    aes.keyBits.aes = 128;
-    aes.mode.aes = TPM2_ALG_CFB;
+    const TPMT_SYM_DEF aes = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
     ESYS_TR s = ESYS_TR_NONE;
     TSS2_RC rc = Esys_StartAuthSession(esys, srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
                                        type, &aes, TPM2_ALG_SHA256, &s);
