@@ -1,0 +1,318 @@
+#include "tpm/instance.h"
+
+#include <openssl/evp.h>
+
+#include "tpm/tpm12.h"
+
+namespace vtpm {
+namespace {
+
+constexpr int kMaxStartFailures = 3;
+
+Bytes Sha256(ByteView data) {
+  Bytes out(32);
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
+  out.resize(len);
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<Instance> Instance::Make(EventLoop& loop, Store& store, InstanceConfig cfg,
+                                         Uuid uuid, GuestCtx ctx) {
+  return std::shared_ptr<Instance>(
+      new Instance(loop, store, std::move(cfg), uuid, std::move(ctx)));
+}
+
+Instance::Instance(EventLoop& loop, Store& store, InstanceConfig cfg, Uuid uuid, GuestCtx ctx)
+    : loop_(loop), store_(store), cfg_(std::move(cfg)), uuid_(uuid), ctx_(std::move(ctx)) {}
+
+Instance::~Instance() { worker_.reset(); }
+
+void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume) {
+  if (phase_ != Phase::kWaiting) return;
+  permanent_ = std::move(loaded.permanent);
+  savestate_ = std::move(loaded.savestate);
+  generation_ = loaded.generation;
+  sequence_ = loaded.last_record ? loaded.last_record->sequence : 0;
+  if (resume) {
+    volatile_ = std::move(resume->blob);
+    sequence_ = std::max(sequence_, resume->sequence);
+  }
+  StartWorker();
+}
+
+void Instance::FailPowerOn(const Status& why) {
+  if (phase_ != Phase::kWaiting) return;
+  VLOG_ERROR(ctx_, "cannot power on the TPM: {}", why.ToString());
+  phase_ = Phase::kBroken;
+  broken_why_ = why;
+  FailAll(why);
+}
+
+void Instance::PowerOff() {
+  if (phase_ == Phase::kOff) return;
+  worker_.reset();
+  phase_ = Phase::kOff;
+  FailAll(Status(Code::kUnavailable, "TPM powered off"));
+}
+
+void Instance::StartWorker() {
+  phase_ = Phase::kStarting;
+  auto client = WorkerClient::Start(loop_, cfg_.worker);
+  if (!client.ok()) {
+    // Report asynchronously: callers of PowerOn() must not be re-entered.
+    std::weak_ptr<Instance> weak = weak_from_this();
+    Status st = client.status();
+    loop_.Post([weak, st] {
+      if (auto self = weak.lock()) self->Fault(st.Annotate("starting worker"));
+    });
+    return;
+  }
+  worker_ = std::move(client).value();
+  WorkerRequest init;
+  init.type = WorkerMsg::kInit;
+  init.permanent = permanent_;
+  init.savestate = savestate_;
+  init.volatile_state = volatile_;
+  started_ = volatile_.has_value();
+  worker_->Call(init, cfg_.start_deadline, [this](Result<WorkerReply> r) { OnInit(std::move(r)); });
+}
+
+void Instance::OnInit(Result<WorkerReply> reply) {
+  if (reply.ok() && reply->type != WorkerMsg::kReply)
+    reply = Status(Code::kUnavailable, "worker refused to start: " + reply->message);
+  if (!reply.ok()) return Fault(reply.status().Annotate("TPM_Init"));
+  VLOG_DEBUG(ctx_, "worker {} started ({})", worker_->pid(),
+             started_ ? "resumed volatile state" : "TPM_Init");
+  if (!started_ && cfg_.startup_clear) {
+    Op startup;
+    startup.id = next_op_id_++;
+    startup.command = tpm12::Startup(tpm12::kStClear);
+    startup.admin_done = [ctx = ctx_](Result<Bytes> r) {
+      auto rc = r.ok() ? tpm12::ResponseCode(*r) : std::nullopt;
+      if (rc != tpm12::kSuccess)
+        VLOG_WARN(ctx, "TPM_Startup(ST_CLEAR) at power-on failed (rc {})", rc.value_or(~0u));
+    };
+    queue_.push_front(std::move(startup));
+  }
+  auto keep = shared_from_this();
+  CommitThen(*reply, std::nullopt, [this] {
+    phase_ = Phase::kReady;
+    Pump();
+  });
+}
+
+void Instance::Enqueue(Op op) {
+  op.id = next_op_id_++;
+  if (phase_ == Phase::kOff || phase_ == Phase::kBroken) {
+    // Never answer inside the caller's call.
+    std::weak_ptr<Instance> weak = weak_from_this();
+    Status why = phase_ == Phase::kOff ? Status(Code::kUnavailable, "TPM powered off") : broken_why_;
+    loop_.Post([weak, op = std::move(op), why]() mutable {
+      if (auto self = weak.lock()) self->FailOp(std::move(op), why);
+    });
+    return;
+  }
+  queue_.push_back(std::move(op));
+  Pump();
+}
+
+void Instance::Execute(Bytes command, uint8_t locality, Done done) {
+  Op op;
+  op.command = std::move(command);
+  op.locality = locality;
+  op.guest = true;
+  op.guest_done = std::move(done);
+  Enqueue(std::move(op));
+}
+
+void Instance::RunAdmin(Bytes command, bool physical_presence, AdminDone done) {
+  Op op;
+  op.command = std::move(command);
+  op.presence = physical_presence;
+  op.admin_done = std::move(done);
+  Enqueue(std::move(op));
+}
+
+bool Instance::busy() const {
+  if (in_flight_ && in_flight_->guest && in_flight_->guest_done) return true;
+  for (auto& op : queue_)
+    if (op.guest) return true;
+  return false;
+}
+
+void Instance::Abort() {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    it = it->guest ? queue_.erase(it) : std::next(it);
+  }
+  if (!in_flight_ || !in_flight_->guest) return;
+  if (phase_ == Phase::kCommitting) {
+    // Its state is being made durable and cannot be taken back; only the
+    // response is dropped.
+    in_flight_->guest_done = nullptr;
+    VLOG_WARN(ctx_, "cancelled command had already executed; its response is dropped");
+    return;
+  }
+  VLOG_INFO(ctx_, "cancelled command: restarting the TPM from its state before the command");
+  in_flight_.reset();
+  worker_.reset();
+  ++restarts_;
+  StartWorker();
+}
+
+void Instance::Pump() {
+  if (phase_ != Phase::kReady || in_flight_ || queue_.empty()) return;
+  in_flight_ = std::move(queue_.front());
+  queue_.pop_front();
+  phase_ = Phase::kRunning;
+  WorkerRequest req;
+  req.type = WorkerMsg::kExecute;
+  req.command = in_flight_->command;
+  req.locality = in_flight_->locality;
+  req.physical_presence = in_flight_->presence;
+  uint64_t id = in_flight_->id;
+  worker_->Call(req, cfg_.command_deadline,
+                [this, id](Result<WorkerReply> r) { OnReply(id, std::move(r)); });
+}
+
+void Instance::OnReply(uint64_t id, Result<WorkerReply> reply) {
+  if (!in_flight_ || in_flight_->id != id) return;
+  if (reply.ok() && reply->type != WorkerMsg::kReply)
+    reply = Status(Code::kUnavailable, "worker failed: " + reply->message);
+  if (!reply.ok()) return Fault(reply.status());
+  CommandRecord record;
+  record.sequence = sequence_ + 1;
+  record.request_digest = Sha256(in_flight_->command);
+  record.response = reply->response;
+  bool recorded = !reply->changes.empty();
+  // Volatile state is worth resuming from once the TPM has run a command.
+  started_ = true;
+  CommitThen(*reply, std::move(record), [this, recorded, response = reply->response] {
+    ++sequence_;
+    Deliver(response, recorded ? std::optional<uint64_t>(sequence_) : std::nullopt);
+  });
+}
+
+void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
+                          std::function<void()> then) {
+  const uint64_t sequence = record ? record->sequence : sequence_;
+  if (reply.changes.empty()) {
+    if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
+    SaveVolatileCopy(sequence);
+    then();
+    return;
+  }
+  CommitRequest req;
+  req.uuid = uuid_;
+  for (auto& c : reply.changes) {
+    if (c.data)
+      req.write[c.kind] = *c.data;
+    else
+      req.remove.push_back(c.kind);
+  }
+  if (!reply.volatile_state.empty()) req.volatile_copy = reply.volatile_state;
+  req.record = std::move(record);
+  req.expected_generation = generation_;
+  phase_ = Phase::kCommitting;
+  std::weak_ptr<Instance> weak = weak_from_this();
+  EventLoop* loop = &loop_;
+  store_.Commit(std::move(req), [weak, loop, reply, sequence, then](Result<uint64_t> gen) {
+    // Store thread: hop back to the loop.
+    loop->Post([weak, gen, reply, sequence, then] {
+      if (auto self = weak.lock()) self->OnCommitted(gen, reply, sequence, then);
+    });
+  });
+}
+
+void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
+                           uint64_t sequence, std::function<void()> then) {
+  if (phase_ != Phase::kCommitting) return;  // powered off meanwhile
+  if (!generation.ok()) return Fault(generation.status().Annotate("committing TPM state"));
+  generation_ = *generation;
+  for (auto& c : reply.changes) {
+    if (c.kind == BlobKind::kPermanent && c.data) permanent_ = *c.data;
+    if (c.kind == BlobKind::kSavestate) savestate_ = c.data;
+  }
+  if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
+  phase_ = Phase::kRunning;
+  SaveVolatileCopy(sequence);
+  then();
+}
+
+void Instance::SaveVolatileCopy(uint64_t sequence) {
+  if (ctx_.domid < 0 || !volatile_) return;
+  VolatileCopy copy;
+  copy.blob = *volatile_;
+  copy.boot_id = cfg_.boot_id;
+  copy.domid = uint32_t(ctx_.domid);
+  copy.sequence = sequence;
+  copy.generation = generation_;
+  Status st = store_.SaveVolatile(uuid_, copy);
+  if (!st.ok()) VLOG_WARN(ctx_, "saving volatile state failed: {}", st.ToString());
+}
+
+void Instance::Deliver(Bytes response, std::optional<uint64_t> record_sequence) {
+  auto keep = shared_from_this();
+  start_failures_ = 0;
+  phase_ = Phase::kReady;
+  if (in_flight_) {
+    Op op = std::move(*in_flight_);
+    in_flight_.reset();
+    bool delivered = false;
+    if (op.guest && op.guest_done) {
+      op.guest_done(std::move(response));
+      delivered = true;
+    } else if (op.admin_done) {
+      op.admin_done(std::move(response));
+      delivered = true;
+    }
+    if (delivered && record_sequence) {
+      Status st = store_.MarkDelivered(uuid_, *record_sequence);
+      if (!st.ok()) VLOG_WARN(ctx_, "marking command {} delivered failed: {}", *record_sequence,
+                              st.ToString());
+    }
+  }
+  if (phase_ == Phase::kReady) Pump();
+}
+
+void Instance::Fault(const Status& why) {
+  auto keep = shared_from_this();
+  if (phase_ == Phase::kOff || phase_ == Phase::kBroken) return;
+  VLOG_ERROR(ctx_, "TPM worker fault: {}; restarting from the last committed state",
+             why.ToString());
+  worker_.reset();
+  if (++start_failures_ >= kMaxStartFailures) {
+    phase_ = Phase::kBroken;
+    broken_why_ = why.Annotate("TPM cannot start");
+    VLOG_ERROR(ctx_, "giving up after {} failed starts", start_failures_);
+    FailAll(broken_why_);
+    return;
+  }
+  if (in_flight_) {
+    Op op = std::move(*in_flight_);
+    in_flight_.reset();
+    FailOp(std::move(op), why);
+  }
+  if (phase_ == Phase::kOff) return;  // the failure callback powered us off
+  ++restarts_;
+  StartWorker();
+}
+
+void Instance::FailOp(Op op, const Status& why) {
+  if (op.guest && op.guest_done) op.guest_done(tpm12::ErrorResponse(tpm12::kFail));
+  if (op.admin_done) op.admin_done(why);
+}
+
+void Instance::FailAll(const Status& why) {
+  auto keep = shared_from_this();
+  std::deque<Op> ops;
+  if (in_flight_) ops.push_back(std::move(*in_flight_));
+  in_flight_.reset();
+  for (auto& op : queue_) ops.push_back(std::move(op));
+  queue_.clear();
+  for (auto& op : ops) FailOp(std::move(op), why);
+}
+
+}  // namespace vtpm

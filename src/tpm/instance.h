@@ -1,0 +1,131 @@
+// Instance: one TPM 1.2 instance powered on in a vtpm-worker; the Engine a
+// device uses (engine.h), plus the daemon's own admin commands.
+//
+// Commands - guest and admin - run one at a time, in arrival order. For each:
+// the worker executes it; NV blobs libtpms stored or deleted are committed
+// through Store::Commit together with the command record (sequence, SHA-256
+// of the request, response) and the volatile state; then the volatile copy
+// is saved (Store::SaveVolatile, tagged with boot id, domid, sequence and
+// generation); only then is the response delivered (design §3, §6).
+//
+// Faults: a worker that crashes, misses the command deadline or sends
+// garbage, and a failed commit, kill the worker and restart it from the last
+// committed state (permanent + savestate + the last delivered volatile
+// state); the command in flight gets TPM_FAIL, the next one runs normally.
+// Three faults in a row (no command delivered between) leave it broken: every command
+// then gets TPM_FAIL until it is powered on again.
+//
+// All methods run on the event-loop thread.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "common/event_loop.h"
+#include "common/log.h"
+#include "store/store.h"
+#include "tpm/engine.h"
+#include "tpm/worker_client.h"
+
+namespace vtpm {
+
+struct InstanceConfig {
+  WorkerOptions worker;
+  std::chrono::milliseconds command_deadline{30000};
+  // Worker start-up: exec, sandbox, libtpms self-test (RSA key generation).
+  std::chrono::milliseconds start_deadline{30000};
+  bool startup_clear = true;  // send TPM_Startup(ST_CLEAR) at power-on
+  std::array<uint8_t, 16> boot_id{};
+};
+
+class Instance final : public Engine, public std::enable_shared_from_this<Instance> {
+ public:
+  using AdminDone = std::function<void(Result<Bytes>)>;
+
+  // Not yet powered: commands queue until PowerOn() or FailPowerOn().
+  // `ctx.domid` < 0 marks an admin-only power-on (no volatile copies).
+  static std::shared_ptr<Instance> Make(EventLoop& loop, Store& store, InstanceConfig cfg,
+                                        Uuid uuid, GuestCtx ctx);
+  ~Instance() override;
+
+  // TPM_Init from `loaded`; with `resume` the TPM continues from that
+  // volatile state (no Startup), otherwise Startup(ST_CLEAR) follows when
+  // configured.
+  void PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume);
+  // The instance could not be created or loaded: queued and later commands fail.
+  void FailPowerOn(const Status& why);
+  // Kills the worker; queued commands fail. Idempotent.
+  void PowerOff();
+
+  // Engine
+  void Execute(Bytes command, uint8_t locality, Done done) override;
+  void Abort() override;
+  bool busy() const override;
+
+  // A command of the daemon itself; `physical_presence` is what libtpms'
+  // hardware presence callback reports while it runs. `done` gets the
+  // response, or the error that prevented one.
+  void RunAdmin(Bytes command, bool physical_presence, AdminDone done);
+
+  const GuestCtx& ctx() const { return ctx_; }
+  bool powered() const { return phase_ != Phase::kOff && phase_ != Phase::kBroken; }
+  uint64_t restarts() const { return restarts_; }
+  pid_t worker_pid() const { return worker_ ? worker_->pid() : -1; }
+
+ private:
+  enum class Phase { kWaiting, kStarting, kReady, kRunning, kCommitting, kOff, kBroken };
+  struct Op {
+    uint64_t id = 0;
+    Bytes command;
+    uint8_t locality = 0;
+    bool presence = false;
+    bool guest = false;
+    Done guest_done;
+    AdminDone admin_done;
+  };
+
+  Instance(EventLoop& loop, Store& store, InstanceConfig cfg, Uuid uuid, GuestCtx ctx);
+  void StartWorker();
+  void OnInit(Result<WorkerReply> reply);
+  void Pump();
+  void OnReply(uint64_t id, Result<WorkerReply> reply);
+  void CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
+                  std::function<void()> then);
+  void OnCommitted(Result<uint64_t> generation, const WorkerReply& reply, uint64_t sequence,
+                   std::function<void()> then);
+  void SaveVolatileCopy(uint64_t sequence);
+  void Deliver(Bytes response, std::optional<uint64_t> record_sequence);
+  void Fault(const Status& why);
+  void FailOp(Op op, const Status& why);
+  void FailAll(const Status& why);
+  void Enqueue(Op op);
+
+  EventLoop& loop_;
+  Store& store_;
+  InstanceConfig cfg_;
+  Uuid uuid_;
+  GuestCtx ctx_;
+  Phase phase_ = Phase::kWaiting;
+  std::unique_ptr<WorkerClient> worker_;
+
+  // Last committed state: what a restarted worker starts from.
+  Bytes permanent_;
+  std::optional<Bytes> savestate_;
+  std::optional<Bytes> volatile_;  // after the last delivered command
+  uint64_t generation_ = 0;
+  uint64_t sequence_ = 0;
+  bool started_ = false;  // TPM_Startup done in this power cycle
+
+  std::deque<Op> queue_;
+  std::optional<Op> in_flight_;
+  uint64_t next_op_id_ = 1;
+  uint64_t restarts_ = 0;
+  int start_failures_ = 0;  // faults since the last delivered command
+  Status broken_why_;
+};
+
+}  // namespace vtpm

@@ -1,0 +1,235 @@
+#include "tpm/instance_manager.h"
+
+#include <ctime>
+
+namespace vtpm {
+namespace {
+
+GuestCtx AdminCtx(const Uuid& uuid) { return GuestCtx{-1, -1, uuid.ToString()}; }
+
+// Runs admin commands in order on `inst`, each required to succeed.
+void RunAdminChain(std::shared_ptr<Instance> inst, std::vector<std::pair<Bytes, bool>> steps,
+                   size_t next, std::function<void(Status)> done) {
+  if (next == steps.size()) return done(Status::Ok());
+  Bytes cmd = steps[next].first;
+  bool presence = steps[next].second;
+  Instance* raw = inst.get();
+  raw->RunAdmin(std::move(cmd), presence,
+                [inst = std::move(inst), steps = std::move(steps), next,
+                 done = std::move(done)](Result<Bytes> r) mutable {
+                  if (!r.ok()) return done(r.status());
+                  auto rc = tpm12::ResponseCode(*r);
+                  if (rc != tpm12::kSuccess)
+                    return done(Status(Code::kTpmError,
+                                       "admin command " + std::to_string(next) + " failed",
+                                       rc.value_or(tpm12::kFail)));
+                  RunAdminChain(std::move(inst), std::move(steps), next + 1, std::move(done));
+                });
+}
+
+}  // namespace
+
+InstanceManager::InstanceManager(EventLoop& loop, Store& store, InstanceManagerOptions opts)
+    : loop_(loop), store_(store), opts_(std::move(opts)) {}
+
+InstanceManager::~InstanceManager() {
+  *alive_ = false;
+  manufacturing_.clear();
+  for (auto& [uuid, inst] : instances_) inst->PowerOff();
+}
+
+InstanceConfig InstanceManager::MakeConfig() const {
+  InstanceConfig cfg;
+  cfg.worker = opts_.worker;
+  cfg.command_deadline = opts_.command_deadline;
+  cfg.start_deadline = opts_.admin_deadline;
+  cfg.startup_clear = opts_.startup_clear;
+  cfg.boot_id = opts_.boot_id;
+  return cfg;
+}
+
+std::shared_ptr<Instance> InstanceManager::Running(const Uuid& uuid) const {
+  auto it = instances_.find(uuid);
+  return it == instances_.end() ? nullptr : it->second;
+}
+
+std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, const GuestCtx& ctx,
+                                                            uint64_t generation) {
+  auto copy = store_.LoadVolatile(uuid);
+  if (!copy.ok()) {
+    VLOG_WARN(ctx, "volatile copy unusable ({}); powering on fresh", copy.status().ToString());
+    return std::nullopt;
+  }
+  if (!*copy) return std::nullopt;
+  std::string why;
+  if (!VolatileCopyUsable(**copy, opts_.boot_id, uint32_t(ctx.domid), generation, &why)) {
+    VLOG_INFO(ctx, "not resuming the volatile copy ({}); powering on fresh", why);
+    return std::nullopt;
+  }
+  VLOG_INFO(ctx, "resuming the TPM from its volatile copy (sequence {})", (*copy)->sequence);
+  return std::move(**copy);
+}
+
+Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const GuestCtx& ctx) {
+  if (auto inst = Running(uuid)) {
+    if (inst->ctx().domid == ctx.domid) {
+      VLOG_INFO(ctx, "reconnected to the running TPM");
+      return std::shared_ptr<Engine>(inst);
+    }
+    return Status(Code::kBusy, inst->ctx().domid < 0
+                                   ? "instance " + uuid.ToString() + " is busy with vtpmctl"
+                                   : "instance " + uuid.ToString() + " is attached to domain " +
+                                         std::to_string(inst->ctx().domid));
+  }
+  if (manufacturing_.count(uuid))
+    return Status(Code::kBusy, "instance " + uuid.ToString() + " is being created");
+  auto loaded = store_.Load(uuid);
+  if (loaded.ok()) {
+    auto inst = Instance::Make(loop_, store_, MakeConfig(), uuid, ctx);
+    auto resume = UsableVolatile(uuid, ctx, loaded->generation);
+    Status touch = store_.TouchAttached(uuid);
+    if (!touch.ok()) VLOG_WARN(ctx, "recording the attach time failed: {}", touch.ToString());
+    instances_[uuid] = inst;
+    VLOG_INFO(ctx, "powering on the TPM ({})", resume ? "resume" : "TPM_Init");
+    inst->PowerOn(std::move(loaded).value(), std::move(resume));
+    return std::shared_ptr<Engine>(inst);
+  }
+  if (loaded.status().code() != Code::kNotFound) return loaded.status();
+  if (!opts_.auto_create)
+    return Status(Code::kNotFound, "no vTPM instance " + uuid.ToString() +
+                                       " and auto_create is off (vtpmctl create)");
+  VLOG_INFO(ctx, "auto-creating vTPM instance {} on first attach", uuid.ToString());
+  auto inst = Instance::Make(loop_, store_, MakeConfig(), uuid, ctx);
+  instances_[uuid] = inst;
+  std::weak_ptr<Instance> weak = inst;
+  Manufacture(uuid, true, ctx, [weak](Result<LoadedInstance> created) {
+    auto self = weak.lock();
+    if (!self) return;
+    if (created.ok())
+      self->PowerOn(std::move(created).value(), std::nullopt);
+    else
+      self->FailPowerOn(created.status());
+  });
+  return std::shared_ptr<Engine>(inst);
+}
+
+void InstanceManager::Disconnect(const Uuid& uuid, const GuestCtx& ctx) {
+  if (auto inst = Running(uuid); inst && inst->ctx().domid == ctx.domid)
+    VLOG_INFO(ctx, "frontend disconnected; the TPM stays powered");
+}
+
+void InstanceManager::Release(const Uuid& uuid, const GuestCtx& ctx) {
+  auto inst = Running(uuid);
+  if (!inst || inst->ctx().domid != ctx.domid) return;
+  VLOG_INFO(ctx, "device released; powering the TPM off");
+  instances_.erase(uuid);
+  inst->PowerOff();
+}
+
+void InstanceManager::Manufacture(const Uuid& uuid, bool auto_created, const GuestCtx& ctx,
+                                  CreatedCallback done) {
+  auto start = std::chrono::steady_clock::now();
+  std::weak_ptr<bool> alive = alive_;
+  auto on_done = [this, alive, uuid, auto_created, ctx, start,
+                  done = std::move(done)](Result<ManufacturedTpm> tpm) {
+    if (auto a = alive.lock(); !a || !*a) return;
+    // The Manufacturer is inside its own callback: unregister it now, free it later.
+    if (auto it = manufacturing_.find(uuid); it != manufacturing_.end()) {
+      std::shared_ptr<Manufacturer> hold(it->second.release());
+      manufacturing_.erase(it);
+      loop_.Post([hold] {});
+    }
+    if (!tpm.ok()) return done(tpm.status().Annotate("manufacturing " + uuid.ToString()));
+    InstanceMeta meta;
+    meta.uuid = uuid;
+    meta.created = int64_t(std::time(nullptr));
+    meta.auto_created = auto_created;
+    meta.ek_public = tpm->ek_public;
+    Status st = store_.Create(meta, {{BlobKind::kPermanent, tpm->permanent}});
+    if (!st.ok()) return done(st);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    VLOG_INFO(ctx, "manufactured TPM 1.2 (EK created, nvLocked, presence locked) in {} ms",
+              ms.count());
+    done(store_.Load(uuid));
+  };
+  manufacturing_[uuid] =
+      Manufacturer::Start(loop_, opts_.worker, opts_.admin_deadline, std::move(on_done));
+}
+
+void InstanceManager::Create(const Uuid& uuid, std::function<void(Result<InstanceMeta>)> done) {
+  if (manufacturing_.count(uuid) || Running(uuid))
+    return done(Status(Code::kAlreadyExists, "instance " + uuid.ToString() + " exists"));
+  auto existing = store_.Load(uuid);
+  if (existing.ok())
+    return done(Status(Code::kAlreadyExists, "instance " + uuid.ToString() + " exists"));
+  if (existing.status().code() != Code::kNotFound) return done(existing.status());
+  Manufacture(uuid, false, AdminCtx(uuid), [done = std::move(done)](Result<LoadedInstance> r) {
+    if (!r.ok()) return done(r.status());
+    done(std::move(r->meta));
+  });
+}
+
+Result<Bytes> InstanceManager::ReadEkPublic(const Uuid& uuid) {
+  ASSIGN_OR_RETURN(LoadedInstance loaded, store_.Load(uuid));
+  if (loaded.meta.ek_public.empty())
+    return Status(Code::kNotFound, "no EK recorded for " + uuid.ToString());
+  return loaded.meta.ek_public;
+}
+
+void InstanceManager::Clear(const Uuid& uuid, std::function<void(Status)> done) {
+  std::vector<std::pair<Bytes, bool>> steps = {{tpm12::ForceClear(), true},
+                                               {tpm12::PhysicalEnable(), true},
+                                               {tpm12::PhysicalSetDeactivated(false), true}};
+  if (auto inst = Running(uuid)) {
+    VLOG_INFO(inst->ctx(), "vtpmctl clear: clearing the running TPM");
+    return RunAdminChain(inst, std::move(steps), 0, std::move(done));
+  }
+  if (manufacturing_.count(uuid))
+    return done(Status(Code::kBusy, "instance " + uuid.ToString() + " is being created"));
+  auto loaded = store_.Load(uuid);
+  if (!loaded.ok()) return done(loaded.status());
+  InstanceConfig cfg = MakeConfig();
+  cfg.startup_clear = true;
+  auto inst = Instance::Make(loop_, store_, cfg, uuid, AdminCtx(uuid));
+  instances_[uuid] = inst;
+  VLOG_INFO(inst->ctx(), "vtpmctl clear: powering on the TPM for the clear");
+  inst->PowerOn(std::move(loaded).value(), std::nullopt);
+  std::weak_ptr<bool> alive = alive_;
+  RunAdminChain(inst, std::move(steps), 0,
+                [this, alive, uuid, inst, done = std::move(done)](Status st) {
+                  if (auto a = alive.lock(); a && *a) {
+                    if (Running(uuid) == inst) instances_.erase(uuid);
+                  }
+                  // Off after this callback returns (it runs inside the instance).
+                  loop_.Post([inst] { inst->PowerOff(); });
+                  done(st);
+                });
+}
+
+void InstanceManager::ReadPcrs(const Uuid& uuid,
+                               std::function<void(Result<std::vector<tpm12::PcrValue>>)> done) {
+  auto inst = Running(uuid);
+  if (!inst || inst->ctx().domid < 0)
+    return done(Status(Code::kFailedPrecondition, "instance " + uuid.ToString() + " is not running"));
+  auto pcrs = std::make_shared<std::vector<tpm12::PcrValue>>();
+  auto shared_done = std::make_shared<std::function<void(Result<std::vector<tpm12::PcrValue>>)>>(
+      std::move(done));
+  for (uint32_t i = 0; i < tpm12::kNumPcrs; ++i) {
+    inst->RunAdmin(tpm12::PcrRead(i), false, [pcrs, shared_done, i](Result<Bytes> r) {
+      if (!*shared_done) return;  // an earlier read failed
+      auto v = r.ok() ? tpm12::PcrFromResponse(*r) : std::nullopt;
+      if (!v) {
+        auto cb = std::move(*shared_done);
+        *shared_done = nullptr;
+        return cb(r.ok() ? Status(Code::kTpmError, "PCRRead " + std::to_string(i) + " failed",
+                                  tpm12::ResponseCode(*r).value_or(tpm12::kFail))
+                         : r.status());
+      }
+      pcrs->push_back(*v);
+      if (pcrs->size() == tpm12::kNumPcrs) (*shared_done)(std::move(*pcrs));
+    });
+  }
+}
+
+}  // namespace vtpm

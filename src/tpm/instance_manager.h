@@ -1,0 +1,88 @@
+// InstanceManager: the daemon's EngineProvider (engine.h) over the Store.
+//
+// Instances are keyed by uuid and powered on for one domain at a time
+// (design §6): Connect() of a new domain powers on (TPM_Init, then
+// Startup(ST_CLEAR) unless configured off) - or, after a daemon restart,
+// resumes from the runtime directory's volatile copy when it belongs to this
+// boot, this domain and the stored generation. A reconnect of the same
+// domain gets the running instance; Disconnect() keeps it powered;
+// Release() powers it off. An unknown uuid is created on first attach when
+// `auto_create` is set (manufactured in a worker while its first commands
+// wait). It also serves vtpmctl: create, EK public key, clear, PCRs.
+// All methods run on the event-loop thread; callbacks run there too.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "common/event_loop.h"
+#include "store/store.h"
+#include "tpm/engine.h"
+#include "tpm/instance.h"
+#include "tpm/manufacture.h"
+#include "tpm/tpm12.h"
+
+namespace vtpm {
+
+struct InstanceManagerOptions {
+  WorkerOptions worker;  // path: ${VTPM_LIBEXECDIR}/vtpm-worker; uid/gid: ResolveWorkerUser()
+  bool auto_create = true;
+  bool startup_clear = true;  // config `startup = clear | none`
+  // Per guest command; below the guest's 50 s TPM 1.2 short duration.
+  std::chrono::milliseconds command_deadline{30000};
+  // Worker start-up and each manufacturing step (RSA-2048 key generation).
+  std::chrono::milliseconds admin_deadline{30000};
+  std::array<uint8_t, 16> boot_id{};  // ReadBootId()
+};
+
+class InstanceManager final : public EngineProvider {
+ public:
+  InstanceManager(EventLoop& loop, Store& store, InstanceManagerOptions opts);
+  ~InstanceManager() override;
+  InstanceManager(const InstanceManager&) = delete;
+  InstanceManager& operator=(const InstanceManager&) = delete;
+
+  // EngineProvider. Connect() fails with kBusy while the instance is powered
+  // for another domain (or a vtpmctl operation holds it), kNotFound for an
+  // unknown uuid without auto_create.
+  Result<std::shared_ptr<Engine>> Connect(const Uuid& uuid, const GuestCtx& ctx) override;
+  void Disconnect(const Uuid& uuid, const GuestCtx& ctx) override;
+  void Release(const Uuid& uuid, const GuestCtx& ctx) override;
+
+  // vtpmctl create: manufactures and stores a new instance (kAlreadyExists if it exists).
+  void Create(const Uuid& uuid, std::function<void(Result<InstanceMeta>)> done);
+  // The EK public key (TPM_PUBKEY) recorded at manufacture.
+  Result<Bytes> ReadEkPublic(const Uuid& uuid);
+  // vtpmctl clear: TPM_ForceClear, TPM_PhysicalEnable and
+  // TPM_PhysicalSetDeactivated(FALSE) under the daemon's physical presence.
+  // On a running instance they run between the guest's commands (the
+  // deactivated flag takes effect at its next power-on); otherwise the
+  // instance is powered on for this alone.
+  void Clear(const Uuid& uuid, std::function<void(Status)> done);
+  // vtpmctl show: PCRs 0-23 of a running instance (kFailedPrecondition if off).
+  void ReadPcrs(const Uuid& uuid,
+                std::function<void(Result<std::vector<tpm12::PcrValue>>)> done);
+
+  // The powered instance of `uuid`, or null.
+  std::shared_ptr<Instance> Running(const Uuid& uuid) const;
+
+ private:
+  using CreatedCallback = std::function<void(Result<LoadedInstance>)>;
+  void Manufacture(const Uuid& uuid, bool auto_created, const GuestCtx& ctx, CreatedCallback done);
+  InstanceConfig MakeConfig() const;
+  std::optional<VolatileCopy> UsableVolatile(const Uuid& uuid, const GuestCtx& ctx,
+                                             uint64_t generation);
+
+  EventLoop& loop_;
+  Store& store_;
+  InstanceManagerOptions opts_;
+  std::map<Uuid, std::shared_ptr<Instance>> instances_;
+  std::map<Uuid, std::unique_ptr<Manufacturer>> manufacturing_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace vtpm
