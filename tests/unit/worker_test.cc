@@ -2,7 +2,10 @@
 // reporting, state round trip, sandbox.
 #include <sys/wait.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "worker_test_util.h"
 
@@ -117,6 +120,57 @@ TEST_F(WorkerTest, SaveStateIsReportedAndDeletedAtStartup) {
   EXPECT_FALSE(del->data.has_value());
 }
 
+// NV on a TPM that is not manufactured (no nvLocked, no owner): define,
+// write and read need no authorisation; the blobs carry them to a new worker.
+Bytes NvDefine(uint32_t index, uint32_t size) {
+  Bytes b = tpm12::NvLock();
+  StoreBe32(b.data() + 12, index);
+  StoreBe32(b.data() + 70, 0x00000002);  // TPM_NV_PER_OWNERWRITE (no owner yet)
+  StoreBe32(b.data() + 77, size);        // dataSize
+  return b;
+}
+Bytes NvWrite(uint32_t index, ByteView data) {
+  Bytes b = {0x00, 0xC1, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0xCD};
+  AppendBe32(b, index);
+  AppendBe32(b, 0);  // offset
+  AppendBe32(b, uint32_t(data.size()));
+  AppendBytes(b, data);
+  StoreBe32(b.data() + 2, uint32_t(b.size()));
+  return b;
+}
+Bytes NvRead(uint32_t index, uint32_t size) {
+  Bytes b = {0x00, 0xC1, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0xCF};
+  AppendBe32(b, index);
+  AppendBe32(b, 0);
+  AppendBe32(b, size);
+  StoreBe32(b.data() + 2, uint32_t(b.size()));
+  return b;
+}
+
+TEST_F(WorkerTest, NvDefineWriteReadSurvivesThroughBlobs) {
+  auto w = Start();
+  Bytes permanent = PermanentOf(Call(*w, InitRequest()));
+  ASSERT_EQ(Rc(*w, tpm12::Startup(tpm12::kStClear)), tpm12::kSuccess);
+  const uint32_t index = 0x00011000;
+  const Bytes data = {'v', 't', 'p', 'm', '-', 'n', 'v', '!'};
+  WorkerReply def = Call(*w, ExecRequest(NvDefine(index, uint32_t(data.size()))));
+  ASSERT_EQ(tpm12::ResponseCode(def.response), tpm12::kSuccess);
+  ASSERT_NE(FindChange(def, BlobKind::kPermanent), nullptr) << "NV_DefineSpace stored nothing";
+  WorkerReply wr = Call(*w, ExecRequest(NvWrite(index, data)));
+  ASSERT_EQ(tpm12::ResponseCode(wr.response), tpm12::kSuccess);
+  permanent = PermanentOf(wr);
+
+  auto w2 = Start();
+  Call(*w2, InitRequest(permanent));
+  ASSERT_EQ(Rc(*w2, tpm12::Startup(tpm12::kStClear)), tpm12::kSuccess);
+  WorkerReply rd = Call(*w2, ExecRequest(NvRead(index, uint32_t(data.size()))));
+  ASSERT_EQ(tpm12::ResponseCode(rd.response), tpm12::kSuccess);
+  auto body = tpm12::ResponseBody(rd.response);
+  ASSERT_TRUE(body.has_value());
+  ASSERT_EQ(body->size(), 4 + data.size());
+  EXPECT_EQ(Bytes(body->begin() + 4, body->end()), data);
+}
+
 TEST_F(WorkerTest, ExecuteBeforeInitIsRefusedAndWorkerExits) {
   auto w = Start();
   WorkerReply r = Call(*w, ExecRequest(tpm12::PcrRead(0)));
@@ -154,6 +208,40 @@ void ExpectKilledBySeccomp(EventLoop& loop, WorkerClient& w, const WorkerRequest
   ASSERT_TRUE(w.exit_status().has_value());
   EXPECT_TRUE(WIFSIGNALED(*w.exit_status())) << DescribeWaitStatus(*w.exit_status());
   EXPECT_EQ(WTERMSIG(*w.exit_status()), SIGSYS) << DescribeWaitStatus(*w.exit_status());
+}
+
+// What /proc says about a running worker: unprivileged, no_new_privs,
+// seccomp filter mode, only its socket (and stderr) open.
+TEST_F(WorkerTest, SandboxIsInPlace) {
+  auto w = Start();
+  Call(*w, InitRequest());
+  std::string status_path = "/proc/" + std::to_string(w->pid()) + "/status";
+  FILE* f = fopen(status_path.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::map<std::string, std::string> fields;
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    std::string l(line);
+    auto colon = l.find(':');
+    if (colon == std::string::npos) continue;
+    auto v = l.substr(colon + 1);
+    v.erase(0, v.find_first_not_of(" \t"));
+    if (!v.empty() && v.back() == '\n') v.pop_back();
+    fields[l.substr(0, colon)] = v;
+  }
+  fclose(f);
+  EXPECT_EQ(fields["NoNewPrivs"], "1");
+  EXPECT_EQ(fields["Seccomp"], "2");
+  if (geteuid() == 0) {
+    auto [uid, gid] = ResolveWorkerUser();
+    EXPECT_EQ(fields["Uid"].substr(0, fields["Uid"].find_first_of(" \t")), std::to_string(uid));
+    EXPECT_EQ(fields["Gid"].substr(0, fields["Gid"].find_first_of(" \t")), std::to_string(gid));
+    EXPECT_EQ(fields["Groups"], "");
+  }
+  std::set<std::string> fds;
+  for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(w->pid()) + "/fd"))
+    fds.insert(e.path().filename());
+  EXPECT_EQ(fds, (std::set<std::string>{"2", "3"}));
 }
 
 TEST_F(WorkerTest, SandboxKillsOpen) {
