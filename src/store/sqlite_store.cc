@@ -151,13 +151,12 @@ Status SqliteStore::Create(const InstanceMeta& meta, const std::map<BlobKind, By
     ASSIGN_OR_RETURN(Bytes s, SealEnvelope(key, uuid, SealedKind(kind), 1, plain));
     sealed.emplace_back(kind, std::move(s));
   }
-  std::lock_guard<std::mutex> l(db_mu_);
-  ASSIGN_OR_RETURN(Stmt * exists, Query("SELECT 1 FROM instances WHERE uuid=?"));
-  ASSIGN_OR_RETURN(bool row, exists->Bind(1, U(uuid)).Step());
-  exists->Reset();
-  if (row) return Status(Code::kAlreadyExists, "instance " + uuid.ToString() + " already exists");
-  RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
-  Status st = [&]() -> Status {
+  // Through the store thread, so concurrent creates share a group's fsync.
+  auto apply = [this, &uuid, &meta, &wrapped, &sealed]() -> Result<uint64_t> {
+    ASSIGN_OR_RETURN(Stmt * exists, Query("SELECT 1 FROM instances WHERE uuid=?"));
+    ASSIGN_OR_RETURN(bool row, exists->Bind(1, U(uuid)).Step());
+    exists->Reset();
+    if (row) return Status(Code::kAlreadyExists, "instance " + uuid.ToString() + " already exists");
     const int64_t now = Now();
     ASSIGN_OR_RETURN(Stmt * ins, Query("INSERT INTO instances(uuid, tpm_version, created, last_attached,"
                                        " last_written, auto_created, ek_public, data_key, generation)"
@@ -169,11 +168,15 @@ Status SqliteStore::Create(const InstanceMeta& meta, const std::map<BlobKind, By
       ASSIGN_OR_RETURN(Stmt * b, Query("INSERT INTO blobs(uuid, kind, sealed) VALUES(?, ?, ?)"));
       RETURN_IF_ERROR(b->Bind(1, U(uuid)).Bind(2, int64_t(kind)).Bind(3, s).Run());
     }
-    return db_.Exec("COMMIT");
-  }();
-  if (!st.ok()) {
-    (void)Rollback();
-    return InstanceError(uuid, st.Annotate("creating: "));
+    return uint64_t(1);
+  };
+  std::promise<Result<uint64_t>> p;
+  auto f = p.get_future();
+  Enqueue(Job{apply, [&p](Result<uint64_t> r) { p.set_value(std::move(r)); }});
+  Result<uint64_t> r = f.get();
+  if (!r.ok()) {
+    if (r.status().code() == Code::kAlreadyExists) return r.status();
+    return InstanceError(uuid, r.status().Annotate("creating: "));
   }
   std::lock_guard<std::mutex> k(keys_mu_);
   data_keys_.insert_or_assign(uuid, std::move(key));
