@@ -134,12 +134,14 @@ void Backend::ReconcileDevice(uint32_t domid, uint32_t devid) {
 }
 
 void Backend::OnEvtchnFd() {
-  while (auto port = evtchn_.TakePending()) {
-    (void)evtchn_.Unmask(*port);
-    auto it = ports_.find(*port);
-    if (it == ports_.end()) continue;
-    if (auto dev = it->second.lock()) dev->OnNotify();
-  }
+  // One port per wake-up: xenevtchn_pending() is a blocking read of the
+  // evtchn device; the fd stays readable (level-triggered) while more wait.
+  auto port = evtchn_.TakePending();
+  if (!port) return;
+  (void)evtchn_.Unmask(*port);
+  auto it = ports_.find(*port);
+  if (it == ports_.end()) return;
+  if (auto dev = it->second.lock()) dev->OnNotify();
 }
 
 std::vector<DeviceInfo> Backend::List() const {

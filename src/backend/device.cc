@@ -105,6 +105,7 @@ bool Device::Adopt() {
         return true;
       }
       VLOG_INFO(ctx_, "re-adopted connected device (ring-ref {}, event-channel {})", ring_ref_, remote_port_);
+      OnNotify();  // a command may have been pending across the restart
       return true;
     }
   }

@@ -151,7 +151,8 @@ class EventChannels {
 
   Result<BoundPort> BindInterdomain(uint32_t domid, uint32_t remote_port);
   int fd() const;
-  // Next port with a pending event (masked until Unmask), or nullopt.
+  // Next port with a pending event (masked until Unmask), or nullopt. Call
+  // once per readable fd: the underlying read blocks when nothing is queued.
   std::optional<uint32_t> TakePending();
   Status Unmask(uint32_t port);
 

@@ -1,3 +1,6 @@
+#include <thread>
+#include <chrono>
+#include <algorithm>
 #include "xen_sim.h"
 
 #include <dirent.h>
@@ -146,14 +149,25 @@ Status StoreRecord(const std::string& path, const PortRecord& r) {
   return WriteFileAtomic(path, s);
 }
 
-// Sends one notification datagram; a dead or missing receiver drops it.
-void SendNotification(int from_fd, const std::string& sock, uint32_t port) {
+// Sends one notification datagram; a dead or missing receiver drops it. A
+// live receiver whose queue is full (net.unix.max_dgram_qlen, 10 by default)
+// is busy, not gone: Xen never drops an event for it, so retry for up to
+// `patience`. Returns false when the datagram was not queued.
+bool SendNotification(int from_fd, const std::string& sock, uint32_t port,
+                      std::chrono::milliseconds patience = std::chrono::milliseconds(2000)) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (sock.size() >= sizeof(addr.sun_path)) return;
+  if (sock.size() >= sizeof(addr.sun_path)) return false;
   std::memcpy(addr.sun_path, sock.c_str(), sock.size());
-  (void)::sendto(from_fd, &port, sizeof(port), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&addr),
-                 sizeof(addr));
+  auto deadline = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    if (::sendto(from_fd, &port, sizeof(port), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&addr),
+                 sizeof(addr)) == sizeof(port))
+      return true;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
 }
 
 std::atomic<uint32_t> g_handle_serial{0};
@@ -311,11 +325,17 @@ Status EvtchnEndpoint::Unbind(uint32_t local_port) {
 }
 
 Status EvtchnEndpoint::SendSelf(uint32_t port) {
-  SendNotification(sock_.get(), sock_path_, port);
+  // Never wait on our own queue (we are its only reader): a full queue means
+  // the fd stays readable, and the port is re-sent on the next Pending().
+  if (!SendNotification(sock_.get(), sock_path_, port, std::chrono::milliseconds(0)))
+    self_backlog_.push_back(port);
   return Status::Ok();
 }
 
 Result<uint32_t> EvtchnEndpoint::Pending(bool block) {
+  std::deque<uint32_t> backlog;
+  backlog.swap(self_backlog_);
+  for (uint32_t p : backlog) (void)SendSelf(p);
   std::deque<uint32_t> ready;
   bool first = true;
   for (;;) {
@@ -336,12 +356,13 @@ Result<uint32_t> EvtchnEndpoint::Pending(bool block) {
       p.pending_while_masked = true;
       continue;
     }
-    if (auto_mask_) p.masked = true;
-    ready.push_back(port);  // keep draining so masked duplicates coalesce
+    // Keep draining so duplicates coalesce; only the port returned gets masked.
+    if (std::find(ready.begin(), ready.end(), port) == ready.end()) ready.push_back(port);
   }
   if (ready.empty()) return Status(Code::kBusy, "no unmasked event pending", EAGAIN);
   uint32_t out = ready.front();
   ready.pop_front();
+  if (auto_mask_) ports_[out].masked = true;
   for (uint32_t p : ready) (void)SendSelf(p);  // keep the fd readable for the rest
   return out;
 }

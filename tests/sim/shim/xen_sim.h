@@ -122,6 +122,7 @@ class EvtchnEndpoint {
   std::string sock_path_;
   UniqueFd sock_;
   std::map<uint32_t, Port> ports_;
+  std::deque<uint32_t> self_backlog_;  // self-notifications our full queue refused
   bool auto_mask_ = true;
 };
 
