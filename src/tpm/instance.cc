@@ -55,7 +55,8 @@ void Instance::PowerOff() {
   if (phase_ == Phase::kOff) return;
   worker_.reset();
   phase_ = Phase::kOff;
-  FailAll(Status(Code::kUnavailable, "TPM powered off"));
+  // The device is gone: its callbacks are dropped, not called.
+  FailAll(Status(Code::kUnavailable, "TPM powered off"), /*notify_guest=*/false);
 }
 
 void Instance::StartWorker() {
@@ -300,19 +301,19 @@ void Instance::Fault(const Status& why) {
   StartWorker();
 }
 
-void Instance::FailOp(Op op, const Status& why) {
-  if (op.guest && op.guest_done) op.guest_done(tpm12::ErrorResponse(tpm12::kFail));
+void Instance::FailOp(Op op, const Status& why, bool notify_guest) {
+  if (op.guest && op.guest_done && notify_guest) op.guest_done(tpm12::ErrorResponse(tpm12::kFail));
   if (op.admin_done) op.admin_done(why);
 }
 
-void Instance::FailAll(const Status& why) {
+void Instance::FailAll(const Status& why, bool notify_guest) {
   auto keep = shared_from_this();
   std::deque<Op> ops;
   if (in_flight_) ops.push_back(std::move(*in_flight_));
   in_flight_.reset();
   for (auto& op : queue_) ops.push_back(std::move(op));
   queue_.clear();
-  for (auto& op : ops) FailOp(std::move(op), why);
+  for (auto& op : ops) FailOp(std::move(op), why, notify_guest);
 }
 
 }  // namespace vtpm

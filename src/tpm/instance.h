@@ -58,7 +58,8 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume);
   // The instance could not be created or loaded: queued and later commands fail.
   void FailPowerOn(const Status& why);
-  // Kills the worker; queued commands fail. Idempotent.
+  // Kills the worker. Queued and in-flight guest commands are dropped (their
+  // `done` never runs: the device is gone); admin commands fail. Idempotent.
   void PowerOff();
 
   // Engine
@@ -100,8 +101,8 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void SaveVolatileCopy(uint64_t sequence);
   void Deliver(Bytes response, std::optional<uint64_t> record_sequence);
   void Fault(const Status& why);
-  void FailOp(Op op, const Status& why);
-  void FailAll(const Status& why);
+  void FailOp(Op op, const Status& why, bool notify_guest = true);
+  void FailAll(const Status& why, bool notify_guest = true);
   void Enqueue(Op op);
 
   EventLoop& loop_;
