@@ -266,9 +266,12 @@ Result<uint64_t> SqliteStore::ApplyCommit(const CommitRequest& req) {
                                                  std::to_string(current));
   const uint64_t next = current + 1;
   ASSIGN_OR_RETURN(SecretBytes key, DataKeyLocked(uuid));
+  // Upserts update rows in place (same rowid, same leaf page): a commit
+  // touches a fixed handful of pages whatever the number of instances.
   auto put = [&](SealedKind kind, ByteView plain) -> Status {
     ASSIGN_OR_RETURN(Bytes sealed, SealEnvelope(key, uuid, kind, next, plain));
-    ASSIGN_OR_RETURN(Stmt * s, Query("INSERT OR REPLACE INTO blobs(uuid, kind, sealed) VALUES(?, ?, ?)"));
+    ASSIGN_OR_RETURN(Stmt * s, Query("INSERT INTO blobs(uuid, kind, sealed) VALUES(?, ?, ?)"
+                                     " ON CONFLICT(uuid, kind) DO UPDATE SET sealed = excluded.sealed"));
     return s->Bind(1, U(uuid)).Bind(2, int64_t(kind)).Bind(3, sealed).Run();
   };
   for (const auto& [kind, plain] : req.write) RETURN_IF_ERROR(put(SealedKind(kind), plain));
@@ -281,8 +284,9 @@ Result<uint64_t> SqliteStore::ApplyCommit(const CommitRequest& req) {
   }
   if (req.record) {
     ASSIGN_OR_RETURN(Bytes sealed, SealEnvelope(key, uuid, SealedKind::kRecord, next, EncodeRecord(*req.record)));
-    ASSIGN_OR_RETURN(Stmt * s, Query("INSERT OR REPLACE INTO records(uuid, sequence, delivered, sealed)"
-                                     " VALUES(?, ?, ?, ?)"));
+    ASSIGN_OR_RETURN(Stmt * s, Query("INSERT INTO records(uuid, sequence, delivered, sealed) VALUES(?, ?, ?, ?)"
+                                     " ON CONFLICT(uuid) DO UPDATE SET sequence = excluded.sequence,"
+                                     " delivered = excluded.delivered, sealed = excluded.sealed"));
     RETURN_IF_ERROR(s->Bind(1, U(uuid)).Bind(2, int64_t(req.record->sequence))
                         .Bind(3, int64_t(req.record->delivered)).Bind(4, sealed).Run());
   }

@@ -3,8 +3,8 @@
 // All blobs handed in are plaintext; the store encrypts each with the
 // instance's data key (AES-256-GCM, AAD = uuid | blob kind | generation) and
 // never writes plaintext to disk. It refuses - never resets - on any mismatch.
-// Thread-safety: one Store is used from the daemon loop; commits run on the
-// store's own thread (group commit) and complete through a callback.
+// Thread-safety: every method may be called from any thread. Commits run on
+// the store's own thread (group commit) and complete through a callback.
 #pragma once
 
 #include <array>
@@ -81,20 +81,33 @@ struct CommitRequest {
   uint64_t expected_generation = 0;  // fails with kFailedPrecondition on mismatch
 };
 
+// Errors: kNotFound (no such instance), kAlreadyExists, kCorruption (an
+// item of that instance fails validation - message names the instance, the
+// item and "restore from a backup or wipe"), kFailedPrecondition (generation
+// mismatch, or an item written by a newer vtpmmgrd), kIoError (sub-code
+// ENOSPC when the disk is full; nothing is lost and a retry may succeed).
 class Store {
  public:
   virtual ~Store() = default;
+  // One durable transaction: the instance row (generation 1, a fresh data
+  // key) and its blobs (kPermanent required). Blocks for the commit.
   virtual Status Create(const InstanceMeta& meta, const std::map<BlobKind, Bytes>& blobs) = 0;
+  // Decrypts and validates everything of the instance. `volatile_copy` is set
+  // only if it was written with the current generation.
   virtual Result<LoadedInstance> Load(const Uuid& uuid) = 0;
   // Asynchronous durable commit; `done` gets the new generation. Runs on the
   // store thread: the caller must hop back to its loop.
   virtual void Commit(CommitRequest req, std::function<void(Result<uint64_t>)> done) = 0;
   // Synchronous variant, for tools and tests.
   virtual Result<uint64_t> CommitSync(CommitRequest req) = 0;
+  // Queued behind pending commits and made durable with the next group;
+  // returns at once (a lost mark only makes a restarted daemon resend).
   virtual Status MarkDelivered(const Uuid& uuid, uint64_t sequence) = 0;
-  virtual Status TouchAttached(const Uuid& uuid) = 0;
+  virtual Status TouchAttached(const Uuid& uuid) = 0;  // blocks for the commit
+  // Deletes the data key, blobs, record and volatile copy (crypto-shred),
+  // then wal_checkpoint(TRUNCATE). Backups made earlier still hold it.
   virtual Status Wipe(const Uuid& uuid) = 0;
-  virtual Result<std::vector<InstanceMeta>> List() = 0;
+  virtual Result<std::vector<InstanceMeta>> List() = 0;  // sorted by uuid
   // Online copy through SQLite's backup API; `path` must not exist.
   virtual Status Backup(const std::string& path) = 0;
 
