@@ -1,6 +1,15 @@
 // The simulator's command-line tools: vtpm-sim-xl and vtpm-sim-guest, run as
 // separate processes against the SimHost (environment exported by SimHost).
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/bytes.h"
+#include "common/unique_fd.h"
 
 #include "simhost/line_process.h"
 #include "simhost/run_capture.h"
@@ -43,6 +52,49 @@ TEST_F(SimCliTest, XlCreateGuestSendDestroy) {
   EXPECT_EQ(destroyed.exit_code, 0) << destroyed.output;
   EXPECT_NE(destroyed.output.find("== 6 (forced retry): ok"), std::string::npos) << destroyed.output;
   EXPECT_FALSE(xs().Exists("/local/domain/6"));
+}
+
+// One command over the guest's TPM socket, like swtpm's raw framing.
+Result<Bytes> SocketCommand(const std::string& path, const Bytes& cmd) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
+    return Status::FromErrno(errno, "connect " + path);
+  if (::write(fd.get(), cmd.data(), cmd.size()) != ssize_t(cmd.size())) return Status::FromErrno(errno, "write");
+  uint8_t buf[4096];
+  ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+  if (n <= 0) return Status(Code::kUnavailable, "no response");
+  return Bytes(buf, buf + n);
+}
+
+TEST_F(SimCliTest, GuestServesItsTpmOnASocketUntilSigterm) {
+  SpawnOptions bo;
+  bo.argv = {SimHost::ToolPath("vtpm-sim-fake-tpmback"), "7", "0"};
+  auto backend = LineProcess::Start(bo, [this](const SpawnOptions& o) { return host().SpawnWithShim(o); });
+  ASSERT_TRUE(backend.ok());
+  ASSERT_EQ(RunTool({SimHost::ToolPath("vtpm-sim-xl"), "create", "7"}).exit_code, 0);
+  const std::string sock = host().dir() + "/guest7.sock";
+  SpawnOptions go;
+  go.argv = {SimHost::ToolPath("vtpm-sim-guest"), "7", "--socket", sock};
+  auto guest = LineProcess::Start(go);
+  ASSERT_TRUE(guest.ok());
+  for (;;) {
+    auto l = guest->ReadLine();
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    if (l->rfind("serving", 0) == 0) break;
+  }
+  auto rsp = SocketCommand(sock, Bytes{0x00, 0xC1, 0, 0, 0, 12, 0, 0, 0, 0x46, 0x77, 0x88});
+  ASSERT_TRUE(rsp.ok()) << rsp.status().ToString();
+  EXPECT_EQ(*rsp, (Bytes{0x00, 0xC4, 0, 0, 0, 12, 0, 0, 0, 0, 0x77, 0x88}));
+  guest->child().Signal(SIGTERM);
+  auto served = guest->ReadLine();
+  ASSERT_TRUE(served.ok()) << served.status().ToString();
+  EXPECT_EQ(*served, "served 1 failed 0");
+  auto shutdown = guest->ReadLine();
+  ASSERT_TRUE(shutdown.ok()) << shutdown.status().ToString();
+  EXPECT_EQ(shutdown->rfind("shutdown backend-answered yes", 0), 0u) << *shutdown;
 }
 
 TEST_F(SimCliTest, XlAttachTimesOutWithoutBackend) {

@@ -9,8 +9,6 @@
 // SIGINT/SIGTERM or the backend closes the device. On exit a Linux guest does
 // the shutdown handshake, a mini-os guest its close sequence. Exit status 0
 // on success, 1 on any failure.
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 
 #include "guest/frontend.h"
 #include "guest/tpm_socket_server.h"
+#include "simhost/term_signals.h"
 
 using namespace vtpm;
 using namespace vtpm::sim;
@@ -68,12 +67,8 @@ int main(int argc, char** argv) {
   fo.first_command_duration = std::chrono::milliseconds(duration_ms);
   const auto duration = std::chrono::milliseconds(duration_ms);
 
-  // Block the signals before any thread starts; they are read from a signalfd.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  // Before any thread starts.
+  UniqueFd sfd(BlockTerminationSignals());
 
   auto g = GuestFrontend::Create(fo);
   if (!g.ok()) {
@@ -112,12 +107,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::cout << "serving " << socket_path << std::endl;
-    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
     while (!fe.device_gone()) {
-      pollfd pfd{sfd, POLLIN, 0};
+      pollfd pfd{sfd.get(), POLLIN, 0};
       if (::poll(&pfd, 1, 100) > 0) break;
     }
-    ::close(sfd);
     std::cout << "served " << (*server)->commands_served() << " failed " << (*server)->commands_failed()
               << std::endl;
   }

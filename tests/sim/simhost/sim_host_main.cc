@@ -6,14 +6,14 @@
 //   export VTPM_SIM_DIR=...
 //   export VTPM_SIM_PRELOAD=...   (LD_PRELOAD value for dom0 programs)
 //   ready
-#include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "common/unique_fd.h"
 #include "simhost/sim_host.h"
+#include "simhost/term_signals.h"
 #include "simhost/xs_client.h"
 
 using namespace vtpm::sim;
@@ -24,11 +24,7 @@ int main(int argc, char** argv) {
   app.add_flag("--keep", opts.keep_dir, "keep the temp dir on exit");
   app.add_flag("--trace", opts.xenstored_trace, "xenstored -T trace.log");
   CLI11_PARSE(app, argc, argv);
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  vtpm::UniqueFd sfd(BlockTerminationSignals());
   auto host = SimHost::Start(opts);
   if (!host.ok()) {
     std::cerr << "vtpm-sim-host: " << host.status().ToString() << "\n";
@@ -45,9 +41,7 @@ int main(int argc, char** argv) {
   std::cout << "export XENSTORED_PATH=" << (*host)->xenstored_socket() << "\n"
             << "export VTPM_SIM_DIR=" << (*host)->sim_dir() << "\n"
             << "export VTPM_SIM_PRELOAD=" << SimHost::ShimPreload() << "\nready" << std::endl;
-  int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
   signalfd_siginfo si;
-  (void)!::read(sfd, &si, sizeof(si));
-  ::close(sfd);
+  (void)!::read(sfd.get(), &si, sizeof(si));
   return 0;
 }

@@ -6,10 +6,11 @@
 //   write OFF TEXT         -> ok
 //   unmap                  -> ok | err ERRNO
 //   bind DOMID PORT        -> ok LOCALPORT | err ERRNO
-//   wait MS                -> event PORT | timeout | err ERRNO   (poll fd + pending)
+//   wait MS                -> event PORT | timeout | err ERRNO   (epoll on the fd + pending)
 //   unmask PORT / notify PORT / unbind PORT -> ok | err ERRNO
 //   quit
-#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -35,6 +36,14 @@ int main() {
   xenevtchn_handle* ev = xenevtchn_open(nullptr, 0);
   if (gt == nullptr || ev == nullptr) {
     std::cerr << "vtpm-sim-xen-peer: open failed: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  // The daemon waits on the event-channel fd with epoll; so does this peer.
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event want{};
+  want.events = EPOLLIN;
+  if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, xenevtchn_fd(ev), &want) != 0) {
+    std::cerr << "vtpm-sim-xen-peer: epoll: " << std::strerror(errno) << "\n";
     return 1;
   }
   uint8_t* page = nullptr;
@@ -80,8 +89,8 @@ int main() {
     } else if (cmd == "wait") {
       int ms = 0;
       in >> ms;
-      pollfd pfd{xenevtchn_fd(ev), POLLIN, 0};
-      if (::poll(&pfd, 1, ms) <= 0) {
+      epoll_event got{};
+      if (epoll_wait(ep, &got, 1, ms) <= 0) {
         Reply("timeout");
         continue;
       }
@@ -99,6 +108,7 @@ int main() {
     }
   }
   if (page != nullptr) xengnttab_unmap(gt, page, 1);
+  ::close(ep);
   xenevtchn_close(ev);
   xengnttab_close(gt);
   return 0;
