@@ -84,16 +84,26 @@ bool Swtpm::Tool(const std::string& args) const {
   return std::system(cmd.c_str()) == 0;
 }
 
-std::string SqliteDump(const std::string& db_path) {
-  std::string cmd = "sqlite3 '" + db_path + "' .dump 2>&1";
+namespace {
+// stdout of a shell command, or nullopt if it failed.
+std::optional<std::string> Capture(const std::string& cmd) {
   std::string out;
   FILE* f = ::popen(cmd.c_str(), "r");
-  if (!f) return "popen failed";
+  if (!f) return std::nullopt;
   char buf[4096];
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  ::pclose(f);
+  if (::pclose(f) != 0) return std::nullopt;
   return out;
+}
+}  // namespace
+
+std::optional<std::string> Swtpm::ToolOutput(const std::string& args) const {
+  return Capture("TSS2_LOG=all+none " + args + " -T '" + tcti() + "' 2>/dev/null");
+}
+
+std::string SqliteDump(const std::string& db_path) {
+  return Capture("sqlite3 '" + db_path + "' .dump 2>&1").value_or("sqlite3 .dump failed");
 }
 
 }  // namespace vtpm::testing

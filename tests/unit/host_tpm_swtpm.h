@@ -2,6 +2,7 @@
 // self-removing temporary directory. Shared by the unit and fault tiers.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "common/child_process.h"
@@ -36,6 +37,8 @@ class Swtpm {
   std::string tcti() const { return "swtpm:host=127.0.0.1,port=" + std::to_string(port_); }
   // Runs a tpm2-tools command (e.g. "tpm2_clear") against this swtpm; false on failure.
   bool Tool(const std::string& args) const;
+  // Same, returning its stdout (nullopt on failure).
+  std::optional<std::string> ToolOutput(const std::string& args) const;
 
  private:
   Swtpm(ChildProcess p, int port) : proc_(std::move(p)), port_(port) {}

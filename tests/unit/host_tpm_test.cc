@@ -125,6 +125,31 @@ TEST_F(HostTpmTest, PcrSealedKeyRefusesAfterExtend) {
   EXPECT_NE(refused.status().message().find("sha256:16,23"), std::string::npos);
 }
 
+// swtpm has no resource manager and 3 object slots: a leaked handle on any
+// path would show in getcap and soon fail loads with TPM_RC_OBJECT_MEMORY.
+TEST_F(HostTpmTest, NoHandleLeftLoadedOnAnyPath) {
+  SecretBytes master = RandomKey();
+  HostTpmConfig c = Config({16});
+  c.flush_leftovers = false;
+  auto h = Open(c);
+  ASSERT_TRUE(h);
+  auto keys = h->Provision(master);
+  ASSERT_TRUE(keys.ok()) << keys.status().message();
+  ManagerKeys bad_blob = *keys;
+  bad_blob.key_private.back() ^= 1;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(h->Recover(*keys).ok());
+    EXPECT_EQ(RefusalOf(h->Recover(bad_blob).status()), Refusal::kBadManagerRecord);
+  }
+  ASSERT_TRUE(tpm_->Tool("tpm2_pcrextend 16:sha256=" + std::string(64, 'c')));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(RefusalOf(h->Recover(*keys).status()), Refusal::kPcrChanged);
+  for (const char* cap : {"handles-transient", "handles-loaded-session"}) {
+    auto text = tpm_->ToolOutput(std::string("tpm2_getcap ") + cap);
+    ASSERT_TRUE(text) << cap;
+    EXPECT_EQ(text->find("0x"), std::string::npos) << cap << " left loaded:\n" << *text;
+  }
+}
+
 TEST_F(HostTpmTest, UnreachableTpmIsUnavailable) {
   HostTpmConfig c = Config();
   tpm_.reset();  // nothing listens there any more

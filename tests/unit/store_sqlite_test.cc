@@ -240,6 +240,22 @@ TEST_F(StoreTest, NewerSchemaIsRefused) {
   EXPECT_NE(s.status().message().find("99"), std::string::npos) << s.status().message();
 }
 
+TEST_F(StoreTest, TamperedManagerRecordIsRefused) {
+  { ASSERT_TRUE(Open()); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(Db().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE meta SET value = substr(value, 1, 20) || x'00' || substr(value, 22)"
+                         " WHERE key = 'key_check'",
+                         nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto s = OpenStoreWithKey(Opts(), Master());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(RefusalOf(s.status()), Refusal::kBadManagerRecord);
+  EXPECT_NE(s.status().message().find("bad tag"), std::string::npos) << s.status().message();
+  EXPECT_EQ(StartExitStatus(s.status()), 15);
+}
+
 TEST_F(StoreTest, BackupOpensWithTheSameKey) {
   auto s = Open();
   ASSERT_TRUE(s);
