@@ -54,6 +54,13 @@ class StoreTest : public ::testing::Test {
     ASSERT_TRUE(s.Create(m, {{BlobKind::kPermanent, Fill(100, 0x11)}}).ok());
   }
   std::string Db() const { return Opts().state_dir + "/" + kStoreDbName; }
+  // Runs `sql` on the closed store's database, as another tool would.
+  void ExecOnDb(const char* sql) const {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(Db().c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql;
+    sqlite3_close(db);
+  }
   TempDir dir_;
 };
 
@@ -229,11 +236,7 @@ TEST_F(StoreTest, VolatileCopyRoundTripAndTamper) {
 
 TEST_F(StoreTest, NewerSchemaIsRefused) {
   { ASSERT_TRUE(Open()); }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(Db().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = x'0000000000000063' WHERE key = 'schema_version'",
-                         nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  ExecOnDb("UPDATE meta SET value = x'0000000000000063' WHERE key = 'schema_version'");
   auto s = OpenStoreWithKey(Opts(), Master());
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(RefusalOf(s.status()), Refusal::kNewerSchema);
@@ -242,13 +245,7 @@ TEST_F(StoreTest, NewerSchemaIsRefused) {
 
 TEST_F(StoreTest, TamperedManagerRecordIsRefused) {
   { ASSERT_TRUE(Open()); }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(Db().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "UPDATE meta SET value = substr(value, 1, 20) || x'00' || substr(value, 22)"
-                         " WHERE key = 'key_check'",
-                         nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  ExecOnDb("UPDATE meta SET value = substr(value, 1, 20) || x'00' || substr(value, 22) WHERE key = 'key_check'");
   auto s = OpenStoreWithKey(Opts(), Master());
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(RefusalOf(s.status()), Refusal::kBadManagerRecord);
