@@ -189,5 +189,24 @@ TEST_F(GuestSimTest, RawHeaderAccess) {
   EXPECT_EQ(LoadBe32(g->page() + kRingHeader + 6), 0x15u);  // TPM_SIZE
 }
 
+Bytes TimeoutsAnswer(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  Bytes r = {0x00, 0xC4, 0, 0, 0, 30, 0, 0, 0, 0, 0, 0, 0, 16};
+  for (uint32_t v : {a, b, c, d}) AppendBe32(r, v);
+  return r;
+}
+
+TEST(ParseTisTimeoutsTest, MicrosecondsMillisecondsAndMalformed) {
+  EXPECT_EQ(ParseTisTimeouts(TimeoutsAnswer(750000, 2000000, 750000, 750000)),
+            (std::array<uint32_t, 4>{750000, 2000000, 750000, 750000}));
+  // Below 1000: the TPM answered in ms (Linux multiplies by 1000).
+  EXPECT_EQ(ParseTisTimeouts(TimeoutsAnswer(750, 2000, 0, 750)), (std::array<uint32_t, 4>{750000, 2000000, 0, 750000}));
+  Bytes err = TimeoutsAnswer(1, 2, 3, 4);
+  err[9] = 0x26;  // TPM_INVALID_POSTINIT
+  EXPECT_FALSE(ParseTisTimeouts(err).has_value());
+  Bytes short_answer = TimeoutsAnswer(1, 2, 3, 4);
+  short_answer.pop_back();
+  EXPECT_FALSE(ParseTisTimeouts(short_answer).has_value());
+}
+
 }  // namespace
 }  // namespace vtpm::sim

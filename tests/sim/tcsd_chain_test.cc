@@ -57,6 +57,9 @@ TEST_F(TcsdChainTest, TpmToolsTalkToTheGuestTpmThroughTheRing) {
   ASSERT_EQ(first.size(), 30u);
   EXPECT_EQ(LoadBe32(first.data() + 6), 0u);
   EXPECT_EQ(LoadBe32(first.data() + 10), 16u);
+  auto timeouts = ParseTisTimeouts(first);
+  ASSERT_TRUE(timeouts.has_value());
+  EXPECT_EQ((*guest)->timeout_c().count(), int64_t((uint64_t(timeouts->at(2)) + 999) / 1000));
 
   ASSERT_EQ(::chmod(host().dir().c_str(), 0755), 0);  // tcsd runs as tss
   auto server = TpmSocketServer::Start(**guest, host().dir() + "/guest-tpm.sock", std::chrono::seconds(30));

@@ -26,6 +26,19 @@ Bytes Tpm12GetTimeoutsCommand() {
   return b;
 }
 
+std::optional<std::array<uint32_t, 4>> ParseTisTimeouts(ByteView r) {
+  // tag C4 | paramSize 30 | returnCode 0 | respSize 16 | A B C D
+  if (r.size() != 30 || LoadBe16(r.data()) != 0x00C4 || LoadBe32(r.data() + 2) != 30 ||
+      LoadBe32(r.data() + 6) != 0 || LoadBe32(r.data() + 10) != 16)
+    return std::nullopt;
+  std::array<uint32_t, 4> t{};
+  for (size_t i = 0; i < 4; ++i) t[i] = LoadBe32(r.data() + 14 + 4 * i);
+  if (t[0] != 0 && t[0] < 1000) {
+    for (auto& v : t) v *= 1000;  // the TPM answered in ms
+  }
+  return t;
+}
+
 Result<std::unique_ptr<GuestFrontend>> GuestFrontend::Create(const FrontendOptions& opts) {
   std::unique_ptr<GuestFrontend> f(new GuestFrontend(opts));
   if (f->opts_.sim_dir.empty()) {
@@ -107,6 +120,10 @@ Status GuestFrontend::Connect() {
   // tpmfront_probe: tpm_get_timeouts() right away, typically before the
   // backend has bound the port (that notification is lost).
   first_response_ = Transmit(Tpm12GetTimeoutsCommand(), opts_.first_command_duration);
+  if (first_response_.ok() && opts_.adopt_tpm_timeouts) {
+    if (auto t = ParseTisTimeouts(*first_response_))
+      opts_.timeout_c = std::chrono::milliseconds((uint64_t(t->at(2)) + 999) / 1000);
+  }
   std::unique_lock<std::mutex> l(mu_);
   if (!cv_.wait_for(l, opts_.connect_timeout, [&] { return fe_state_ == 4 || fatal_ || gone_; }))
     return Status(Code::kTimeout, "frontend did not reach Connected (backend never went to 3/4)");

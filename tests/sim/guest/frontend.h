@@ -12,6 +12,7 @@
 // unregisters its device for good and writes fe 6 (there is no reconnect).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -41,6 +42,10 @@ struct FrontendOptions {
   std::chrono::milliseconds first_command_duration{120000};
   // How long Connect() waits for the handshake to reach fe 4.
   std::chrono::milliseconds connect_timeout{10000};
+  // Like tpm1_get_timeouts: when the probe's answer carries the four TIS
+  // timeouts (µs; values below 1000 are taken as ms), timeout_c becomes
+  // timeout C — 0 included, as Linux keeps a reported 0.
+  bool adopt_tpm_timeouts = true;
 };
 
 // Page header offsets (struct tpmif_shared_page).
@@ -51,6 +56,8 @@ enum RingState : uint8_t { kIdle = 0, kSubmit = 1, kFinish = 2, kCancel = 3 };
 // TPM 1.2 GetCapability(TPM_CAP_PROPERTY, TPM_CAP_PROP_TIS_TIMEOUT): the first
 // command Linux sends (tpm_get_timeouts).
 Bytes Tpm12GetTimeoutsCommand();
+// The four TIS timeouts A..D (µs) from a successful answer to it.
+std::optional<std::array<uint32_t, 4>> ParseTisTimeouts(ByteView response);
 
 struct ShutdownResult {
   bool backend_answered = false;  // saw backend 5 within 5 s
@@ -71,6 +78,8 @@ class GuestFrontend {
   // then a transaction with ring-ref + event-channel, fe 4, waits for be 4.
   Status Connect();
   const Result<Bytes>& first_response() const { return first_response_; }
+  // timeout_c in effect (see FrontendOptions::adopt_tpm_timeouts).
+  std::chrono::milliseconds timeout_c() const { return opts_.timeout_c; }
 
   // One command, like Linux's vtpm_send + vtpm_recv + tpm_try_transmit:
   // kTimeout (-ETIME) after cancelling when the backend takes longer than
