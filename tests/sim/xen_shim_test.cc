@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <cstring>
 
@@ -119,6 +120,17 @@ TEST_F(XenShimTest, BindingReleasedByProcessDeathCanBeRebound) {
   ASSERT_EQ(rebound.rfind("ok ", 0), 0u) << rebound;
   ASSERT_TRUE(guest.Notify(*port).ok());
   EXPECT_EQ(Ask(second, "wait 2000"), "event " + rebound.substr(3));
+}
+
+TEST_F(XenShimTest, OpenFailsLikeAHostWithoutXenWhenNoSimDir) {
+  SpawnOptions o;
+  o.argv = {SimHost::ToolPath("vtpm-sim-xen-peer")};
+  o.env = {"VTPM_SIM_DIR="};
+  auto p = LineProcess::Start(o, [this](const SpawnOptions& so) { return host().SpawnWithShim(so); });
+  ASSERT_TRUE(p.ok());
+  auto ws = p->child().WaitFor(std::chrono::seconds(10));
+  ASSERT_TRUE(ws.has_value());
+  EXPECT_TRUE(WIFEXITED(*ws) && WEXITSTATUS(*ws) == 1) << DescribeWaitStatus(*ws);
 }
 
 TEST_F(XenShimTest, BindRejectsPortsNotOfferedToDom0) {
