@@ -1,6 +1,8 @@
 #include "fault_vfs.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -24,6 +26,8 @@ std::mutex g_mu;
 std::map<std::string, std::vector<Op>> g_pending;
 bool g_power_off = false;
 bool g_full = false;
+bool g_torn = false;
+uint64_t g_torn_rng = 0x2545f4914f6cdd1dull;
 int64_t g_ops = 0;
 int64_t g_cut_at = -1;
 sqlite3_vfs* g_base = nullptr;
@@ -38,14 +42,36 @@ struct File {
 sqlite3_file* Real(sqlite3_file* f) { return reinterpret_cast<File*>(f)->real; }
 const std::string& PathOf(sqlite3_file* f) { return *reinterpret_cast<File*>(f)->path; }
 
+// Power goes off. Torn: each unsynced write or truncate independently did or
+// did not reach the platter (in order); otherwise none did. g_mu held.
+void PowerOffLocked() {
+  g_power_off = true;
+  if (g_torn) {
+    for (const auto& [path, ops] : g_pending) {
+      int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      for (const Op& op : ops) {
+        g_torn_rng ^= g_torn_rng << 13;
+        g_torn_rng ^= g_torn_rng >> 7;
+        g_torn_rng ^= g_torn_rng << 17;
+        if (g_torn_rng & 1) continue;
+        if (op.truncate) {
+          if (::ftruncate(fd, op.off) != 0) break;
+        } else if (::pwrite(fd, op.data.data(), op.data.size(), op.off) != ssize_t(op.data.size())) {
+          break;
+        }
+      }
+      ::close(fd);
+    }
+  }
+  g_pending.clear();
+  g_cut_at = -1;
+}
+
 // Counts a write or sync; cuts power when the armed count is reached. g_mu held.
 bool CountOpAndMaybeCut() {
   ++g_ops;
-  if (g_cut_at >= 0 && g_ops >= g_cut_at) {
-    g_power_off = true;
-    g_pending.clear();
-    g_cut_at = -1;
-  }
+  if (g_cut_at >= 0 && g_ops >= g_cut_at) PowerOffLocked();
   return g_power_off;
 }
 
@@ -222,13 +248,17 @@ void FaultVfs::Register() {
 
 void FaultVfs::CutPower() {
   std::lock_guard<std::mutex> l(g_mu);
-  g_power_off = true;
-  g_pending.clear();
+  PowerOffLocked();
 }
 
 void FaultVfs::ArmPowerCut(int64_t n) {
   std::lock_guard<std::mutex> l(g_mu);
   g_cut_at = n > 0 ? g_ops + n : -1;
+}
+
+void FaultVfs::SetTornWrites(bool torn) {
+  std::lock_guard<std::mutex> l(g_mu);
+  g_torn = torn;
 }
 
 bool FaultVfs::PowerIsOff() {

@@ -65,6 +65,10 @@ TEST(StoreEnospc, RealFullFilesystem) {
   std::filesystem::create_directories(mnt);
   if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0)
     GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  struct Unmount {  // also when an assertion returns early
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
   const std::string filler = mnt + "/filler";
   {
     StoreOptions o;
@@ -83,7 +87,6 @@ TEST(StoreEnospc, RealFullFilesystem) {
       }
     });
   }
-  ::umount2(mnt.c_str(), MNT_DETACH);
 }
 
 }  // namespace
