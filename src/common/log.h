@@ -3,8 +3,9 @@
 // Use VLOG_INFO(ctx, "fmt", args...) with a GuestCtx, or LOG_INFO("fmt", ...)
 // for lines about the daemon itself. Text output reads
 //   "domid=3 devid=0 uuid=...: connected (ring-ref 8, port 5)".
-// The journal sink (log_journal.cc) also sends DOMID, DEVID and UUID fields,
-// read from the context active while the line is emitted.
+// The journal sink (log.cc) sends each line as a journal entry (native
+// protocol) with DOMID, DEVID and UUID fields read from the context active
+// while the line is emitted.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -34,9 +35,18 @@ class ScopedLogContext {
   const GuestCtx* prev_;
 };
 
-// Sets up the default logger: the journal when `use_journal`, stderr otherwise.
-// `level` is one of spdlog's names (trace, debug, info, warn, error).
-void InitLogging(const std::string& program, bool use_journal, const std::string& level);
+inline constexpr char kJournalSocket[] = "/run/systemd/journal/socket";
+
+// Sets up the default logger: the journal when `use_journal` (entries sent
+// as datagrams in the journal's native protocol to `journal_socket`),
+// stderr otherwise. `level` is one of spdlog's names (trace, debug, info,
+// warn, error).
+void InitLogging(const std::string& program, bool use_journal, const std::string& level,
+                 const std::string& journal_socket = kJournalSocket);
+
+// True when stderr is connected to the journal (systemd's $JOURNAL_STREAM
+// names stderr's device and inode): log_target = auto then picks the journal.
+bool StderrIsJournal();
 
 }  // namespace vtpm
 

@@ -99,10 +99,10 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   Reader r(root, source_name);
   RETURN_IF_ERROR(r.CheckKeys({
       {"daemon", {"state_dir", "runtime_dir", "control_socket", "log_level", "log_target", "auto_create",
-                  "command_deadline_ms"}},
+                  "command_deadline_ms", "journal_socket"}},
       {"xen", {"backend_domid", "allow_any_locality"}},
       {"host_tpm", {"tcti", "srk_handle", "persist_srk", "pcr_policy"}},
-      {"engine", {"kind", "worker_path", "scripted_delay_ms", "scripted_slow_uuids", "scripted_slow_delay_ms"}},
+      {"engine", {"kind", "worker_path", "startup", "scripted_delay_ms", "scripted_slow_uuids", "scripted_slow_delay_ms"}},
   }));
   Config c;
   RETURN_IF_ERROR(r.Get("daemon", "state_dir", c.state_dir));
@@ -110,6 +110,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("daemon", "control_socket", c.control_socket));
   RETURN_IF_ERROR(r.Get("daemon", "log_level", c.log_level));
   RETURN_IF_ERROR(r.Get("daemon", "log_target", c.log_target));
+  RETURN_IF_ERROR(r.Get("daemon", "journal_socket", c.journal_socket));
   RETURN_IF_ERROR(r.Get("daemon", "auto_create", c.auto_create));
   RETURN_IF_ERROR(r.Get("daemon", "command_deadline_ms", c.command_deadline));
   RETURN_IF_ERROR(r.Get("xen", "backend_domid", c.backend_domid));
@@ -120,21 +121,34 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("host_tpm", "pcr_policy", c.pcr_policy));
   RETURN_IF_ERROR(r.Get("engine", "kind", c.engine));
   RETURN_IF_ERROR(r.Get("engine", "worker_path", c.worker_path));
+  RETURN_IF_ERROR(r.Get("engine", "startup", c.startup));
   RETURN_IF_ERROR(r.Get("engine", "scripted_delay_ms", c.scripted_delay));
   RETURN_IF_ERROR(r.Get("engine", "scripted_slow_uuids", c.scripted_slow_uuids));
   RETURN_IF_ERROR(r.Get("engine", "scripted_slow_delay_ms", c.scripted_slow_delay));
 
-  auto bad = [&](const std::string& what) { return Status(Code::kInvalidArgument, source_name + ": " + what); };
+  // A bad value names the line of its key (or only the file for a default).
+  auto bad = [&](const char* sec, const char* key, const std::string& what) {
+    const toml::node* n = root.at_path(std::string(sec) + "." + key).node();
+    std::string where = n ? Where(source_name, *n) : source_name;
+    return Status(Code::kInvalidArgument, where + ": [" + sec + "] " + key + " " + what);
+  };
   if (c.engine != "libtpms" && c.engine != "scripted")
-    return bad("[engine] kind must be \"libtpms\" or \"scripted\", not \"" + c.engine + "\"");
+    return bad("engine", "kind", "must be \"libtpms\" or \"scripted\", not \"" + c.engine + "\"");
+  if (c.startup != "clear" && c.startup != "none")
+    return bad("engine", "startup", "must be \"clear\" or \"none\", not \"" + c.startup + "\"");
+  if (c.journal_socket.empty() || c.journal_socket[0] != '/')
+    return bad("daemon", "journal_socket", "must be an absolute path");
   if (c.log_target != "auto" && c.log_target != "journal" && c.log_target != "stderr")
-    return bad("[daemon] log_target must be auto, journal or stderr");
+    return bad("daemon", "log_target", "must be auto, journal or stderr");
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
-  if (!kLevels.count(c.log_level)) return bad("[daemon] log_level must be trace, debug, info, warn or error");
-  if (c.state_dir.empty() || c.state_dir[0] != '/') return bad("[daemon] state_dir must be an absolute path");
-  if (c.runtime_dir.empty() || c.runtime_dir[0] != '/') return bad("[daemon] runtime_dir must be an absolute path");
+  if (!kLevels.count(c.log_level)) return bad("daemon", "log_level", "must be trace, debug, info, warn or error");
+  if (c.state_dir.empty() || c.state_dir[0] != '/') return bad("daemon", "state_dir", "must be an absolute path");
+  if (c.runtime_dir.empty() || c.runtime_dir[0] != '/')
+    return bad("daemon", "runtime_dir", "must be an absolute path");
+  if (!c.control_socket.empty() && c.control_socket[0] != '/')
+    return bad("daemon", "control_socket", "must be an absolute path");
   if (c.command_deadline < std::chrono::milliseconds(100) || c.command_deadline > std::chrono::milliseconds(50000))
-    return bad("[daemon] command_deadline_ms must be between 100 and 50000 (below the guest's 50 s duration)");
+    return bad("daemon", "command_deadline_ms", "must be between 100 and 50000 (below the guest's 50 s duration)");
   return c;
 }
 

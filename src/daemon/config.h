@@ -19,6 +19,7 @@ struct Config {
   std::string control_socket;  // default: <runtime_dir>/control.sock
   std::string log_level = "info";
   std::string log_target = "auto";  // auto | journal | stderr
+  std::string journal_socket = "/run/systemd/journal/socket";  // where journal entries go
   bool auto_create = true;
   std::chrono::milliseconds command_deadline{30000};
   // [xen]
@@ -32,6 +33,7 @@ struct Config {
   // [engine]
   std::string engine = "libtpms";  // libtpms | scripted (tests only)
   std::string worker_path;         // default: the installed vtpm-worker
+  std::string startup = "clear";   // clear: TPM_Startup(ST_CLEAR) at power-on | none: the guest sends it
   std::chrono::milliseconds scripted_delay{0};
   std::vector<std::string> scripted_slow_uuids;
   std::chrono::milliseconds scripted_slow_delay{2000};

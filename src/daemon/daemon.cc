@@ -11,8 +11,13 @@
 #include "backend/xen.h"
 #include "common/event_loop.h"
 #include "common/log.h"
+#include "daemon/control_ops.h"
+#include "daemon/control_server.h"
 #include "daemon/exit_codes.h"
 #include "daemon/scripted_engine.h"
+#include "store/open_store.h"
+#include "store/refusal.h"
+#include "tpm/instance_manager.h"
 
 namespace vtpm {
 namespace {
@@ -40,7 +45,7 @@ class SignalSource {
   UniqueFd fd_;
 };
 
-std::unique_ptr<EngineProvider> MakeEngines(const Config& cfg, EventLoop& loop) {
+std::unique_ptr<EngineProvider> MakeScriptedEngines(const Config& cfg, EventLoop& loop) {
   std::set<Uuid> slow;
   for (auto& s : cfg.scripted_slow_uuids)
     if (auto u = Uuid::Parse(s); u.ok()) slow.insert(*u);
@@ -63,10 +68,47 @@ int RunDaemon(const Config& cfg) {
     return kExitFailure;
   }
 
-  if (cfg.engine != "scripted") {
-    LOG_ERROR("engine '{}' is not available in this build; use [engine] kind = \"scripted\"", cfg.engine);
-    return kExitConfig;
+  // The store (and the host TPM behind its master key) comes first: if it
+  // refuses, nothing else is touched.
+  std::unique_ptr<Store> store;
+  std::unique_ptr<EngineProvider> engines;
+  InstanceManager* instances = nullptr;
+  if (cfg.engine == "libtpms") {
+    StoreOptions so;
+    so.state_dir = cfg.state_dir;
+    so.runtime_dir = cfg.runtime_dir;
+    so.host_tpm.tcti = cfg.tcti;
+    so.host_tpm.srk_handle = cfg.srk_handle;
+    so.host_tpm.persist_srk = cfg.persist_srk;
+    so.host_tpm.pcr_policy = cfg.pcr_policy;
+    auto opened = OpenStore(so);
+    if (!opened.ok()) {
+      LOG_ERROR("refusing to start: {}", opened.status().message());
+      return StartExitStatus(opened.status());
+    }
+    store = std::move(opened).value();
+    auto boot_id = ReadBootId();
+    if (!boot_id.ok()) {
+      LOG_ERROR("{}", boot_id.status().message());
+      return kExitFailure;
+    }
+    InstanceManagerOptions io;
+    io.worker.path = cfg.worker_path.empty() ? std::string(VTPM_WORKER_DEFAULT_PATH) : cfg.worker_path;
+    std::tie(io.worker.uid, io.worker.gid) = ResolveWorkerUser();
+    io.auto_create = cfg.auto_create;
+    io.startup_clear = cfg.startup == "clear";
+    io.command_deadline = cfg.command_deadline;
+    io.boot_id = *boot_id;
+    auto im = std::make_unique<InstanceManager>(loop, *store, io);
+    instances = im.get();
+    engines = std::move(im);
+    LOG_INFO("state store {} opened; host TPM {} ({})", cfg.state_dir, cfg.tcti,
+             cfg.pcr_policy.empty() ? "master key bound to the storage key" : "master key sealed to host PCRs");
+  } else {
+    LOG_WARN("engine 'scripted' selected: guests get a test echo engine, not a TPM");
+    engines = MakeScriptedEngines(cfg, loop);
   }
+
   auto xs = XenStore::Open();
   auto gnt = GrantTable::Open();
   auto evt = EventChannels::Open();
@@ -75,8 +117,6 @@ int RunDaemon(const Config& cfg) {
       LOG_ERROR("{}", st->message());
       return kExitUnavailable;
     }
-  auto engines = MakeEngines(cfg, loop);
-
   BackendOptions bopts;
   bopts.own_domid = cfg.backend_domid;
   bopts.allow_any_locality = cfg.allow_any_locality;
@@ -84,6 +124,15 @@ int RunDaemon(const Config& cfg) {
   if (!backend.ok()) {
     LOG_ERROR("cannot start the vTPM backend: {}", backend.status().message());
     return kExitUnavailable;
+  }
+
+  ControlOps ops(loop, **backend, store.get(), instances, cfg);
+  auto control = ControlServer::Start(loop, cfg.ControlSocket(), [&ops](const ControlRequest& req, ControlServer::Reply reply) {
+    ops.Handle(req, std::move(reply));
+  });
+  if (!control.ok()) {
+    LOG_ERROR("cannot open the control socket: {}", control.status().message());
+    return kExitFailure;
   }
 
   Status st = loop.Add(sigs->fd(), EPOLLIN, [&](uint32_t) {
@@ -109,11 +158,15 @@ int RunDaemon(const Config& cfg) {
     };
     ping();
   }
-  LOG_INFO("vtpmmgrd ready: backend for {} ({} devices known)", (*backend)->backend_root(), (*backend)->List().size());
+  LOG_INFO("vtpmmgrd ready: backend for {} ({} devices known), control socket {}", (*backend)->backend_root(),
+           (*backend)->List().size(), (*control)->path());
   sd_notifyf(0, "READY=1\nSTATUS=serving %zu devices", (*backend)->List().size());
 
   st = loop.Run();
+  control->reset();
   backend->reset();
+  engines.reset();
+  store.reset();
   if (!st.ok()) {
     LOG_ERROR("event loop failed: {}", st.message());
     return kExitFailure;

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
 
   auto cfg = vtpm::LoadConfig(config_path);
   if (!cfg.ok()) {
-    vtpm::InitLogging("vtpmmgrd", false, "info");
+    vtpm::InitLogging("vtpmmgrd", vtpm::StderrIsJournal(), "info");
     LOG_ERROR("configuration error: {}", cfg.status().message());
     return vtpm::kExitConfig;
   }
@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
     fmt::print("{}: OK\n", config_path);
     return vtpm::kExitOk;
   }
-  vtpm::InitLogging("vtpmmgrd", cfg->log_target == "journal", cfg->log_level);
+  bool journal = cfg->log_target == "journal" || (cfg->log_target == "auto" && vtpm::StderrIsJournal());
+  vtpm::InitLogging("vtpmmgrd", journal, cfg->log_level, cfg->journal_socket);
   return vtpm::RunDaemon(*cfg);
 }

@@ -1,0 +1,286 @@
+#include "daemon/control_ops.h"
+
+#include <ctime>
+
+#include "common/log.h"
+
+namespace vtpm {
+namespace {
+
+using nlohmann::json;
+using Reply = ControlServer::Reply;
+
+constexpr uint32_t kTpmClearDisabled = 0x05;  // TPM_CLEAR_DISABLED (TPM 1.2 main part 2, 16)
+
+std::string Hex(const uint8_t* p, size_t n) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string s;
+  s.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    s.push_back(kDigits[p[i] >> 4]);
+    s.push_back(kDigits[p[i] & 15]);
+  }
+  return s;
+}
+
+ControlResponse Error(ResultCode code, std::string sentence) {
+  ControlResponse r;
+  r.result = code;
+  r.error = std::move(sentence);
+  return r;
+}
+
+ControlResponse Ok(json data) {
+  ControlResponse r;
+  r.data = std::move(data);
+  return r;
+}
+
+// A Status from the store or the instance manager, plus what to do about it.
+ControlResponse FromStatus(const Status& st, const Uuid& uuid) {
+  switch (st.code()) {
+    case Code::kNotFound:
+      return Error(ResultCode::kNotFound, "no vTPM instance " + uuid.ToString() +
+                                              " exists; run 'vtpmctl list' to see the instances");
+    case Code::kCorruption:
+      return Error(ResultCode::kFailed, st.message() + "; restore the store from a backup or wipe the instance");
+    default:
+      return Error(ResultFor(st), st.message() + "; see the daemon's journal for details");
+  }
+}
+
+GuestCtx AdminCtx(const Uuid& uuid) {
+  GuestCtx c;
+  c.uuid = uuid.ToString();
+  return c;
+}
+
+int64_t LastUsed(const InstanceMeta& m) { return std::max(m.created, m.last_attached); }
+
+}  // namespace
+
+ControlOps::ControlOps(EventLoop& loop, Backend& backend, Store* store, InstanceManager* instances,
+                       const Config& cfg)
+    : loop_(loop), backend_(backend), store_(store), instances_(instances), cfg_(cfg) {}
+
+ControlOps::~ControlOps() { *alive_ = false; }
+
+void ControlOps::Handle(const ControlRequest& req, Reply reply) {
+  if (req.verb == Verb::kList) return List(std::move(reply));
+  if (req.verb == Verb::kStatus) return StatusVerb(std::move(reply));
+  if (!store_ || !instances_)
+    return reply(Error(ResultCode::kUnavailable,
+                       std::string("this daemon runs the scripted test engine, which keeps no vTPM instances; "
+                                   "set [engine] kind = \"libtpms\" to use '") +
+                           VerbName(req.verb) + "'"));
+  switch (req.verb) {
+    case Verb::kShow: return Show(*req.uuid, std::move(reply));
+    case Verb::kCreate: return Create(req, std::move(reply));
+    case Verb::kWipe: return Wipe(req, std::move(reply));
+    case Verb::kClear: return Clear(*req.uuid, std::move(reply));
+    case Verb::kPrune: return Prune(req.idle_for_seconds, std::move(reply));
+    case Verb::kBackup: return Backup(req.path, std::move(reply));
+    default: return reply(Error(ResultCode::kBadRequest, "unknown verb; see vtpmctl --help"));
+  }
+}
+
+bool ControlOps::InUse(const Uuid& uuid) const {
+  return backend_.FindByUuid(uuid) != nullptr || (instances_ && instances_->Running(uuid) != nullptr);
+}
+
+void ControlOps::List(Reply reply) {
+  std::map<std::string, DeviceInfo> devices;
+  for (const DeviceInfo& d : backend_.List())
+    if (!d.uuid.empty() && !d.refused) devices.emplace(d.uuid, d);
+  auto attached = [&](const std::string& uuid) -> json {
+    auto it = devices.find(uuid);
+    if (it == devices.end()) return nullptr;
+    return {{"domid", it->second.domid}, {"devid", it->second.devid}, {"connected", it->second.connected}};
+  };
+  json rows = json::array();
+  if (store_) {
+    auto metas = store_->List();
+    if (!metas.ok()) return reply(Error(ResultCode::kFailed, metas.status().message() + "; check the store"));
+    for (const InstanceMeta& m : *metas) {
+      std::string u = m.uuid.ToString();
+      rows.push_back({{"uuid", u}, {"tpm_version", m.tpm_version}, {"attached", attached(u)},
+                      {"created", m.created}, {"last_used", LastUsed(m)}, {"size_bytes", m.size_bytes},
+                      {"auto_created", m.auto_created}});
+      devices.erase(u);
+    }
+  }
+  // Devices without a stored instance (scripted engine, or being created).
+  for (auto& [u, d] : devices)
+    rows.push_back({{"uuid", u}, {"tpm_version", nullptr}, {"attached", attached(u)}, {"created", nullptr},
+                    {"last_used", nullptr}, {"size_bytes", nullptr}, {"auto_created", nullptr}});
+  reply(Ok({{"instances", rows}}));
+}
+
+void ControlOps::Show(const Uuid& uuid, Reply reply) {
+  auto metas = store_->List();
+  if (!metas.ok()) return reply(FromStatus(metas.status(), uuid));
+  const InstanceMeta* meta = nullptr;
+  for (const InstanceMeta& m : *metas)
+    if (m.uuid == uuid) meta = &m;
+  if (!meta) return reply(FromStatus(Status(Code::kNotFound, ""), uuid));
+  json data = {{"uuid", uuid.ToString()}, {"tpm_version", meta->tpm_version}, {"created", meta->created},
+               {"last_used", LastUsed(*meta)}, {"last_written", meta->last_written},
+               {"size_bytes", meta->size_bytes}, {"auto_created", meta->auto_created}, {"attached", nullptr},
+               {"pcrs", nullptr}};
+  auto ek = instances_->ReadEkPublic(uuid);
+  data["ek_public"] = ek.ok() ? json(Hex(ek->data(), ek->size())) : json(nullptr);
+  if (auto dev = backend_.FindByUuid(uuid))
+    data["attached"] = {{"domid", dev->ctx().domid}, {"devid", dev->ctx().devid}, {"connected", dev->connected()}};
+  if (!instances_->Running(uuid)) return reply(Ok(std::move(data)));
+  std::weak_ptr<bool> alive = alive_;
+  instances_->ReadPcrs(uuid, [alive, data = std::move(data), reply = std::move(reply)](
+                                 Result<std::vector<tpm12::PcrValue>> pcrs) mutable {
+    if (auto a = alive.lock(); !a || !*a) return;
+    if (pcrs.ok()) {
+      json list = json::array();
+      for (auto& p : *pcrs) list.push_back(Hex(p.data(), p.size()));
+      data["pcrs"] = std::move(list);
+    } else {
+      data["pcrs_error"] = pcrs.status().message();
+    }
+    reply(Ok(std::move(data)));
+  });
+}
+
+void ControlOps::Create(const ControlRequest& req, Reply reply) {
+  const Uuid uuid = *req.uuid;
+  if (req.tpm_version != "1.2")
+    return reply(Error(ResultCode::kBadRequest, "TPM version '" + req.tpm_version +
+                                                    "' is not supported; vtpmmgrd emulates TPM 1.2 only (--tpm 1.2)"));
+  std::weak_ptr<bool> alive = alive_;
+  instances_->Create(uuid, [alive, uuid, reply = std::move(reply)](Result<InstanceMeta> r) {
+    if (auto a = alive.lock(); !a || !*a) return;
+    if (!r.ok()) {
+      if (r.status().code() == Code::kAlreadyExists)
+        return reply(Error(ResultCode::kConflict, "instance " + uuid.ToString() +
+                                                      " already exists; use it, or wipe it first to start over"));
+      return reply(FromStatus(r.status(), uuid));
+    }
+    VLOG_INFO(AdminCtx(uuid), "vtpmctl create: instance created (TPM {})", r->tpm_version);
+    reply(Ok({{"uuid", uuid.ToString()}, {"tpm_version", r->tpm_version}, {"created", r->created}}));
+  });
+}
+
+void ControlOps::StatusVerb(Reply reply) {
+  size_t known = backend_.List().size();
+  json data = {{"version", "vtpmmgrd 0.1.0"},
+               {"engine", cfg_.engine},
+               {"control_socket", cfg_.ControlSocket()},
+               {"devices", {{"known", known}, {"connected", backend_.connected_count()}}},
+               {"store", nullptr},
+               {"host_tpm", nullptr}};
+  if (store_) {
+    auto st = store_->GetStatus();
+    if (!st.ok()) return reply(Error(ResultCode::kFailed, st.status().message() + "; check the host TPM and the store"));
+    json pcrs = json::array();
+    for (auto& [i, v] : st->pcr_values) pcrs.push_back({{"index", i}, {"sha256", Hex(v.data(), v.size())}});
+    data["store"] = {{"path", st->db_path}, {"runtime_dir", st->runtime_dir}, {"instances", st->instances},
+                     {"size_bytes", st->db_bytes}, {"commits", st->commits}, {"commit_groups", st->commit_groups}};
+    data["host_tpm"] = {{"transport", st->host_tpm_transport}, {"key_protection", st->key_protection},
+                        {"pcr_policy", cfg_.pcr_policy}, {"pcrs", pcrs}};
+  }
+  reply(Ok(std::move(data)));
+}
+
+Status ControlOps::WipeNow(const Uuid& uuid, const GuestCtx& ctx) {
+  if (auto inst = instances_->Running(uuid)) instances_->Release(uuid, inst->ctx());
+  RETURN_IF_ERROR(store_->Wipe(uuid));
+  VLOG_INFO(ctx, "vtpmctl wipe: instance wiped (data key destroyed; older backups still hold it)");
+  return {};
+}
+
+void ControlOps::Wipe(const ControlRequest& req, Reply reply) {
+  const Uuid uuid = *req.uuid;
+  auto loaded = store_->Load(uuid);
+  if (!loaded.ok() && loaded.status().code() == Code::kNotFound) return reply(FromStatus(loaded.status(), uuid));
+  auto dev = backend_.FindByUuid(uuid);
+  auto inst = instances_->Running(uuid);
+  if ((dev || inst) && !req.force) {
+    const GuestCtx& where = dev ? dev->ctx() : inst->ctx();
+    return reply(Error(ResultCode::kConflict,
+                       "instance " + uuid.ToString() + " is attached to domid " + std::to_string(where.domid) +
+                           " devid " + std::to_string(where.devid) +
+                           "; detach it first (xl vtpm-detach) or use --force, which removes the guest's TPM"));
+  }
+  auto finish = [this, uuid, reply](const GuestCtx& ctx, bool forced) {
+    Status st = WipeNow(uuid, ctx);
+    if (!st.ok()) return reply(FromStatus(st, uuid));
+    reply(Ok({{"uuid", uuid.ToString()}, {"forced", forced}}));
+  };
+  if (!dev) return finish(inst ? inst->ctx() : AdminCtx(uuid), bool(inst));
+  VLOG_WARN(dev->ctx(), "vtpmctl wipe --force: closing the device (backend 5, then 6); "
+                        "the uuid stays refused until its backend directory is recreated");
+  dev->ForceClose();
+  std::weak_ptr<bool> alive = alive_;
+  AwaitClosed(dev, EventLoop::Clock::now() + kForceCloseWait,
+              [this, alive, dev, uuid, reply, finish](bool closed) {
+                if (auto a = alive.lock(); !a || !*a) return;
+                if (!closed)
+                  return reply(Error(ResultCode::kFailed,
+                                     "domid " + std::to_string(dev->ctx().domid) + " did not close its vTPM frontend within " +
+                                         std::to_string(kForceCloseWait.count()) +
+                                         " s; the device stays closed: destroy the guest (xl destroy) and run wipe again"));
+                finish(dev->ctx(), true);
+              });
+}
+
+void ControlOps::AwaitClosed(std::shared_ptr<Device> dev, EventLoop::Clock::time_point deadline,
+                             std::function<void(bool)> done) {
+  if (!dev->connected()) return done(true);
+  if (EventLoop::Clock::now() >= deadline) return done(false);
+  std::weak_ptr<bool> alive = alive_;
+  loop_.AddTimer(std::chrono::milliseconds(20), [this, alive, dev, deadline, done = std::move(done)]() mutable {
+    if (auto a = alive.lock(); !a || !*a) return;
+    AwaitClosed(std::move(dev), deadline, std::move(done));
+  });
+}
+
+void ControlOps::Clear(const Uuid& uuid, Reply reply) {
+  std::weak_ptr<bool> alive = alive_;
+  bool running = instances_->Running(uuid) != nullptr;
+  instances_->Clear(uuid, [alive, uuid, running, reply = std::move(reply)](Status st) {
+    if (auto a = alive.lock(); !a || !*a) return;
+    if (st.code() == Code::kTpmError && st.sub_code() == kTpmClearDisabled)
+      return reply(Error(ResultCode::kTpmRefused,
+                         "the guest disabled ForceClear (TPM_DisableForceClear) until its next TPM Startup; "
+                         "reboot the guest and run clear again before it boots its OS"));
+    if (!st.ok()) return reply(FromStatus(st, uuid));
+    VLOG_INFO(AdminCtx(uuid), "vtpmctl clear: owner cleared (EK kept; enabled, activated at next Startup)");
+    reply(Ok({{"uuid", uuid.ToString()},
+              {"running", running},
+              {"note", "the owner is removed and the EK kept; the TPM is enabled, and it is activated at the "
+                       "guest's next TPM Startup (reboot the guest)"}}));
+  });
+}
+
+void ControlOps::Prune(int64_t idle_for_seconds, Reply reply) {
+  auto metas = store_->List();
+  if (!metas.ok()) return reply(Error(ResultCode::kFailed, metas.status().message() + "; check the store"));
+  const int64_t now = int64_t(std::time(nullptr));
+  json pruned = json::array();
+  for (const InstanceMeta& m : *metas) {
+    if (!m.auto_created || InUse(m.uuid) || now - LastUsed(m) < idle_for_seconds) continue;
+    Status st = store_->Wipe(m.uuid);
+    if (!st.ok()) return reply(Error(ResultCode::kFailed, "pruning " + m.uuid.ToString() + ": " + st.message() +
+                                                              "; the instances listed before it were pruned"));
+    VLOG_INFO(AdminCtx(m.uuid), "vtpmctl prune: auto-created instance idle for {} s wiped", now - LastUsed(m));
+    pruned.push_back({{"uuid", m.uuid.ToString()}, {"last_used", LastUsed(m)}});
+  }
+  reply(Ok({{"pruned", pruned}, {"idle_for_seconds", idle_for_seconds}}));
+}
+
+void ControlOps::Backup(const std::string& path, Reply reply) {
+  Status st = store_->Backup(path);
+  if (st.code() == Code::kAlreadyExists)
+    return reply(Error(ResultCode::kConflict, path + " already exists; choose a new file name"));
+  if (!st.ok()) return reply(Error(ResultCode::kFailed, st.message() + "; check that the directory exists and has room"));
+  LOG_INFO("vtpmctl backup: store copied to {}", path);
+  reply(Ok({{"path", path}}));
+}
+
+}  // namespace vtpm

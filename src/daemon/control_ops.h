@@ -1,0 +1,59 @@
+// ControlOps: what each vtpmctl verb does in the daemon (vtpmctl(8)).
+//
+// Runs on the event-loop thread. Store calls are synchronous and short;
+// InstanceManager operations (create, clear, PCR reads) and the wait for a
+// guest to close its frontend (wipe --force) complete asynchronously, so the
+// loop keeps serving guests meanwhile.
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "backend/backend.h"
+#include "daemon/config.h"
+#include "daemon/control_server.h"
+#include "store/store.h"
+#include "tpm/instance_manager.h"
+
+namespace vtpm {
+
+class ControlOps {
+ public:
+  // `store` and `instances` are null with the scripted test engine: then
+  // only list (devices) and status answer.
+  ControlOps(EventLoop& loop, Backend& backend, Store* store, InstanceManager* instances, const Config& cfg);
+  ~ControlOps();
+  ControlOps(const ControlOps&) = delete;
+  ControlOps& operator=(const ControlOps&) = delete;
+
+  void Handle(const ControlRequest& req, ControlServer::Reply reply);
+
+  // How long wipe --force waits for the guest to close its frontend.
+  static constexpr std::chrono::seconds kForceCloseWait{10};
+
+ private:
+  void List(ControlServer::Reply reply);
+  void Show(const Uuid& uuid, ControlServer::Reply reply);
+  void Create(const ControlRequest& req, ControlServer::Reply reply);
+  void StatusVerb(ControlServer::Reply reply);
+  void Wipe(const ControlRequest& req, ControlServer::Reply reply);
+  void Clear(const Uuid& uuid, ControlServer::Reply reply);
+  void Prune(int64_t idle_for_seconds, ControlServer::Reply reply);
+  void Backup(const std::string& path, ControlServer::Reply reply);
+
+  // Waits (polling on the loop) until `dev` has unmapped the guest's page.
+  void AwaitClosed(std::shared_ptr<Device> dev, EventLoop::Clock::time_point deadline,
+                   std::function<void(bool closed)> done);
+  Status WipeNow(const Uuid& uuid, const GuestCtx& ctx);
+  // Whether a device holds `uuid` or its instance is powered.
+  bool InUse(const Uuid& uuid) const;
+
+  EventLoop& loop_;
+  Backend& backend_;
+  Store* store_;
+  InstanceManager* instances_;
+  const Config& cfg_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace vtpm
