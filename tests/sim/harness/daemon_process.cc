@@ -22,7 +22,8 @@ Status DaemonProcess::Start() {
   {
     std::ofstream c(config_path_);
     c << "[daemon]\nstate_dir = \"" << state_dir() << "\"\nruntime_dir = \"" << runtime_dir()
-      << "\"\nlog_level = \"" << opts_.log_level << "\"\nlog_target = \"stderr\"\n";
+      << "\"\nlog_level = \"" << opts_.log_level << "\"\nlog_target = \"" << opts_.log_target << "\"\n"
+      << opts_.daemon_config;
     if (opts_.extra_config.find("[engine]") == std::string::npos)
       c << "[engine]\nkind = \"" << opts_.engine << "\"\n";
     c << opts_.extra_config;
@@ -36,6 +37,7 @@ Status DaemonProcess::Start() {
   SpawnOptions o;
   o.argv = {VTPM_DAEMON_PATH, "--config", config_path_};
   o.env = {"NOTIFY_SOCKET=" + notify_->path(), "VTPM_WORKER_PATH=" VTPM_WORKER_BIN};
+  o.env.insert(o.env.end(), opts_.env.begin(), opts_.env.end());
   o.fd_map = {{log.get(), 2}};
   auto c = host_.SpawnWithShim(std::move(o));
   if (!c.ok()) return c.status();

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/child_process.h"
 #include "harness/notify_socket.h"
@@ -16,6 +17,9 @@ struct DaemonOptions {
   std::string engine = "scripted";
   std::string extra_config;  // appended TOML (e.g. "[engine]\nscripted_delay_ms = 5\n")
   std::string log_level = "debug";
+  std::string log_target = "stderr";
+  std::string daemon_config;          // more [daemon] keys (e.g. "journal_socket = \"...\"\n")
+  std::vector<std::string> env;       // more environment ("WATCHDOG_USEC=200000")
 };
 
 class DaemonProcess {
