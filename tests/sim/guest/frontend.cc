@@ -219,7 +219,7 @@ bool GuestFrontend::WaitIdle(std::chrono::milliseconds timeout) {
   for (;;) {
     uint8_t s = state();
     if (s == kIdle || s == kFinish) return true;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return false;
     // Linux polls every TPM_TIMEOUT (5 ms); a notification wakes it early.
     pollfd pfd{evtchn_->fd(), POLLIN, 0};

@@ -40,7 +40,7 @@ Result<std::string> LineProcess::ReadLine(std::chrono::milliseconds timeout) {
       buf_.erase(0, nl + 1);
       return line;
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return Status(Code::kTimeout, "no line from child (have '" + buf_ + "')");
     pollfd pfd{out_.get(), POLLIN, 0};
     int r = ::poll(&pfd, 1, int(left.count()));

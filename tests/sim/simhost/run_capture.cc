@@ -41,7 +41,7 @@ Result<ToolOutput> RunCapture(const std::vector<std::string>& argv, const std::v
   ToolOutput out;
   auto deadline = Clock::now() + timeout;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       child.Kill();
       out.output += "\n<timed out>";
@@ -55,7 +55,7 @@ Result<ToolOutput> RunCapture(const std::vector<std::string>& argv, const std::v
     if (n <= 0) break;
     out.output.append(buf, size_t(n));
   }
-  auto ws = child.WaitFor(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+  auto ws = child.WaitFor(std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()));
   if (ws && WIFEXITED(*ws)) out.exit_code = WEXITSTATUS(*ws);
   return out;
 }

@@ -188,7 +188,7 @@ Result<std::optional<std::string>> XsClient::WaitFor(
       out = std::move(v);
       break;
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       out = Status(Code::kTimeout, "timed out waiting for " + path + " (last value '" +
                                        v->value_or("<absent>") + "')");
