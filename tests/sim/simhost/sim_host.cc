@@ -26,6 +26,9 @@ Result<std::unique_ptr<SimHost>> SimHost::Start(const SimHostOptions& opts) {
     return xs.status();
   }
   std::unique_ptr<SimHost> host(new SimHost(dir, std::move(xs).value(), opts.keep_dir));
+  // Grant pages live on tmpfs when there is one, like memory.
+  std::string shm = "/dev/shm/vtpm-sim-hv-XXXXXX";
+  if (::mkdtemp(shm.data()) != nullptr) host->sim_dir_ = shm;
   RETURN_IF_ERROR(InitSimDir(host->sim_dir_));
   ::setenv("XENSTORED_PATH", host->xenstored_socket().c_str(), 1);
   ::setenv(kSimDirEnv, host->sim_dir_.c_str(), 1);
@@ -40,6 +43,7 @@ SimHost::~SimHost() {
   if (!keep_) {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
+    std::filesystem::remove_all(sim_dir_, ec);
   }
 }
 
