@@ -124,6 +124,8 @@ def main():
     ap.add_argument('--workdir', required=True)
     ap.add_argument('--capture-dir', required=True)
     ap.add_argument('--boot-timeout', type=int, default=240)
+    ap.add_argument('--deadline', type=int, default=1080,
+                    help='seconds for the whole run; steps get at most what is left')
     a = ap.parse_args()
 
     steps = read_steps(a.steps)
@@ -132,7 +134,8 @@ def main():
     xen_args = ('console=com1 com1=115200 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 '
                 'loglvl=all guest_loglvl=all noreboot smap=0 smep=0')
     dom0_args = 'console=hvc0 earlyprintk=xen'
-    qemu = ['qemu-system-x86_64', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2',
+    qemu = ['qemu-system-x86_64', '-accel', os.environ.get('VTPM_E2E_ACCEL', 'tcg,thread=multi'),
+            '-cpu', os.environ.get('VTPM_E2E_CPU', 'Nehalem'), '-smp', '2',
             '-m', '2048', '-display', 'none', '-monitor', 'none', '-serial', 'stdio',
             '-no-reboot', '-nic', 'none',
             '-kernel', a.xen, '-append', xen_args,
@@ -176,16 +179,20 @@ def main():
             print(f'E2E: STEP {name} (timeout {timeout}s): {cmd}', flush=True)
             s0 = time.monotonic()
             ser.type(f'{cmd}; echo E2E-RC-{n}-$?\n')
-            m = ser.wait(rf'E2E-RC-{n}-(\d+)', timeout, on_line)
+            left = a.deadline - (s0 - t0)
+            m = ser.wait(rf'E2E-RC-{n}-(\d+)', min(timeout, left), on_line)
             took = time.monotonic() - s0
             passed = m is not None and m.group(1) == '0'
-            why = 'timeout' if m is None else f'rc={m.group(1)}'
+            why = f'rc={m.group(1)}' if m else 'timeout' if timeout < left else 'run deadline'
             print(f'E2E: STEP {name} {"PASS" if passed else "FAIL " + why} in {took:.1f}s',
                   flush=True)
             results.append((name, took, passed))
             if not passed:
                 ok = False
                 if proc.poll() is None:
+                    if m is None:
+                        ser.type('\x03\n')  # interrupt the step still running
+                        time.sleep(2)
                     ser.type('e2e diag; echo E2E-RC-diag-$?\n')
                     ser.wait(r'E2E-RC-diag-\d+', 90)
                 break
