@@ -332,17 +332,19 @@ Status SqliteStore::MarkDelivered(const Uuid& uuid, uint64_t sequence) {
 }
 
 Status SqliteStore::TouchAttached(const Uuid& uuid) {
-  std::promise<Result<uint64_t>> p;
-  auto f = p.get_future();
+  // Queued like MarkDelivered: the attach time is informational and the
+  // loop must not wait for an fsync.
   Enqueue(Job{[this, uuid]() -> Result<uint64_t> {
                 ASSIGN_OR_RETURN(Stmt * s, Query("UPDATE instances SET last_attached=? WHERE uuid=?"));
                 RETURN_IF_ERROR(s->Bind(1, Now()).Bind(2, U(uuid)).Run());
                 if (db_.Changes() == 0) return NoInstance(uuid);
                 return uint64_t(0);
               },
-              [&p](Result<uint64_t> r) { p.set_value(std::move(r)); }});
-  Result<uint64_t> r = f.get();
-  return r.ok() ? Status::Ok() : r.status();
+              [uuid](Result<uint64_t> r) {
+                if (!r.ok()) LOG_WARN("instance {}: recording the attach time failed: {}", uuid.ToString(),
+                                      r.status().message());
+              }});
+  return Status::Ok();
 }
 
 void SqliteStore::ThreadMain() {

@@ -101,10 +101,11 @@ class Store {
   virtual void Commit(CommitRequest req, std::function<void(Result<uint64_t>)> done) = 0;
   // Synchronous variant, for tools and tests.
   virtual Result<uint64_t> CommitSync(CommitRequest req) = 0;
-  // Queued behind pending commits and made durable with the next group;
-  // returns at once (a lost mark only makes a restarted daemon resend).
+  // These two are queued behind pending commits, made durable with the next
+  // group, and return at once (failures are logged): a lost delivered mark
+  // only makes a restarted daemon resend the recorded response.
   virtual Status MarkDelivered(const Uuid& uuid, uint64_t sequence) = 0;
-  virtual Status TouchAttached(const Uuid& uuid) = 0;  // blocks for the commit
+  virtual Status TouchAttached(const Uuid& uuid) = 0;
   // Deletes the data key, blobs, record and volatile copy (crypto-shred),
   // then wal_checkpoint(TRUNCATE). Backups made earlier still hold it.
   virtual Status Wipe(const Uuid& uuid) = 0;

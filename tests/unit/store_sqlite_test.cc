@@ -100,22 +100,29 @@ TEST_F(StoreTest, CreateLoadCommitRoundTrip) {
   // Stale generation fails and changes nothing.
   auto stale = s->CommitSync(c);
   EXPECT_EQ(stale.status().code(), Code::kFailedPrecondition);
+  ASSERT_TRUE(s->MarkDelivered(U(1), 5).ok());
+  ASSERT_TRUE(s->TouchAttached(U(1)).ok());
+  ASSERT_TRUE(s->TouchAttached(U(9)).ok());  // queued: the failure is only logged
   // Removing the savestate; no volatile copy this time: the old one is stale.
+  // Queued after the two marks, so they are durable once it returns.
   CommitRequest c2;
   c2.uuid = U(1);
   c2.remove = {BlobKind::kSavestate};
   c2.expected_generation = 2;
+  c2.record = CommandRecord{6, Fill(32, 3), Fill(10, 4), false};
   ASSERT_TRUE(s->CommitSync(c2).ok());
-  ASSERT_TRUE(s->MarkDelivered(U(1), 5).ok());
-  ASSERT_TRUE(s->TouchAttached(U(1)).ok());  // queued after MarkDelivered: both done
   l = s->Load(U(1));
   ASSERT_TRUE(l.ok());
   EXPECT_FALSE(l->savestate);
   EXPECT_FALSE(l->volatile_copy);
-  EXPECT_TRUE(l->last_record->delivered);
+  EXPECT_EQ(l->last_record->sequence, 6u);
+  EXPECT_FALSE(l->last_record->delivered);
   EXPECT_GT(l->meta.last_attached, 0);
+  ASSERT_TRUE(s->MarkDelivered(U(1), 5).ok());  // not the newest record: no effect
+  ASSERT_TRUE(s->MarkDelivered(U(1), 6).ok());
+  ASSERT_TRUE(s->CommitSync(CommitRequest{U(1), {}, {}, std::nullopt, std::nullopt, 3}).ok());
+  EXPECT_TRUE(s->Load(U(1))->last_record->delivered);
   EXPECT_EQ(s->Load(U(9)).status().code(), Code::kNotFound);
-  EXPECT_EQ(s->TouchAttached(U(9)).code(), Code::kNotFound);
   InstanceMeta dup;
   dup.uuid = U(1);
   EXPECT_EQ(s->Create(dup, {{BlobKind::kPermanent, {1}}}).code(), Code::kAlreadyExists);
