@@ -28,10 +28,15 @@ Result<Opened> OpenDatabase(const StoreOptions& o) {
   RETURN_IF_ERROR(MakeDir(o.state_dir));
   RETURN_IF_ERROR(MakeDir(o.runtime_dir));
   ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(o.state_dir));
-  ASSIGN_OR_RETURN(Db db, Db::Open(o.state_dir + "/" + kStoreDbName, o.sqlite_vfs));
-  RETURN_IF_ERROR(ApplyPragmas(db));
-  ASSIGN_OR_RETURN(bool empty, IsEmptyDatabase(db));
-  return Opened{std::move(lock), std::move(db), empty};
+  const std::string path = o.state_dir + "/" + kStoreDbName;
+  ASSIGN_OR_RETURN(Db db, Db::Open(path, o.sqlite_vfs));
+  Status st = ApplyPragmas(db);
+  Result<bool> empty = st.ok() ? IsEmptyDatabase(db) : Result<bool>(st);
+  if (!empty.ok() && empty.status().code() == Code::kCorruption)
+    return Refuse(Refusal::kBadManagerRecord, path + " is not a readable vtpmmgrd store (" +
+                                                  empty.status().message() + "); restore it from a backup");
+  if (!empty.ok()) return empty.status();
+  return Opened{std::move(lock), std::move(db), *empty};
 }
 
 std::string Describe(const ManagerRecord& rec) {

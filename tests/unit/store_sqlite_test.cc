@@ -260,6 +260,17 @@ TEST_F(StoreTest, TamperedManagerRecordIsRefused) {
   EXPECT_EQ(StartExitStatus(s.status()), 15);
 }
 
+TEST_F(StoreTest, GarbageDatabaseIsRefusedNotReplaced) {
+  std::filesystem::create_directories(Opts().state_dir);
+  const std::string junk(8192, 'j');
+  { std::ofstream(Db(), std::ios::binary) << junk; }
+  auto s = OpenStoreWithKey(Opts(), Master());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(RefusalOf(s.status()), Refusal::kBadManagerRecord) << s.status().message();
+  std::ifstream f(Db(), std::ios::binary);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>()), junk);
+}
+
 TEST_F(StoreTest, BackupOpensWithTheSameKey) {
   auto s = Open();
   ASSERT_TRUE(s);
