@@ -330,7 +330,7 @@ Result<std::unique_ptr<HostTpm>> HostTpm::Open(const HostTpmConfig& cfg) {
   if (rc) return Refuse(Refusal::kTpmUnavailable, "Esys_Initialize on '" + cfg.tcti + "' failed: " + RcText(rc));
   rc = Esys_Startup(impl->esys, TPM2_SU_CLEAR);  // success also when already started
   if (rc) LOG_WARN("host TPM: Startup(CLEAR) returned {}", RcText(rc));
-  if (cfg.flush_leftovers) RETURN_IF_ERROR(impl->FlushLeftovers());
+  if (cfg.flush_leftovers || cfg.tcti == "device:/dev/tpm0") RETURN_IF_ERROR(impl->FlushLeftovers());
   return std::unique_ptr<HostTpm>(new HostTpm(cfg, std::move(impl)));
 }
 

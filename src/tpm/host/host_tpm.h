@@ -27,7 +27,10 @@ struct HostTpmConfig {
   uint32_t srk_handle = 0x81000001;
   bool persist_srk = true;             // EvictControl a newly created SRK to srk_handle
   std::vector<uint32_t> pcr_policy;    // sha256 PCR indices; empty = bind to SK
-  bool flush_leftovers = false;        // only when the daemon owns the TPM alone (no RM)
+  // Flush transient objects and sessions left by a crashed user at open:
+  // only when the daemon owns the TPM alone (no resource manager). Implied
+  // for "device:/dev/tpm0", which the kernel lets one process open at a time.
+  bool flush_leftovers = false;
 };
 
 // What recovering the master key needs later; TPM-wrapped, so not secret.
