@@ -106,6 +106,24 @@ TEST_F(XenShimTest, NotifyBeforeBindIsLostAfterBindArrives) {
   EXPECT_EQ(Ask(peer, "notify " + local), "err " + std::to_string(ENOTCONN));
 }
 
+TEST_F(XenShimTest, EachPendingPortIsDeliveredWithoutUnmaskingTheOthers) {
+  EvtchnEndpoint guest = GuestEvtchn();
+  auto p1 = guest.AllocUnbound(0);
+  auto p2 = guest.AllocUnbound(0);
+  ASSERT_TRUE(p1.ok() && p2.ok());
+  LineProcess peer = StartPeer();
+  std::string l1 = Ask(peer, "bind 5 " + std::to_string(*p1)).substr(3);
+  std::string l2 = Ask(peer, "bind 5 " + std::to_string(*p2)).substr(3);
+  ASSERT_TRUE(guest.Notify(*p1).ok());
+  ASSERT_TRUE(guest.Notify(*p2).ok());
+  std::string first = Ask(peer, "wait 2000");
+  std::string second = Ask(peer, "wait 2000");  // no unmask in between
+  EXPECT_TRUE((first == "event " + l1 && second == "event " + l2) ||
+              (first == "event " + l2 && second == "event " + l1))
+      << first << " / " << second;
+  EXPECT_EQ(Ask(peer, "wait 100"), "timeout");
+}
+
 TEST_F(XenShimTest, BindingReleasedByProcessDeathCanBeRebound) {
   EvtchnEndpoint guest = GuestEvtchn();
   auto port = guest.AllocUnbound(0);

@@ -1,11 +1,16 @@
 // libvtpm_xen_sim.so: LD_PRELOAD replacement for the libxengnttab and
 // libxenevtchn functions the daemon calls, as domain 0 of the simulated host
 // described in xen_sim.h. Failures set errno and return what the real
-// library returns (NULL / -1).
+// library returns (NULL / -1). Like the real libraries, a handle may be used
+// from several threads: each call holds the handle's mutex, except while
+// xenevtchn_pending() blocks for an event.
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 
 #include <cerrno>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 
@@ -19,11 +24,13 @@ extern "C" {
 }
 
 struct xengntdev_handle {
+  std::mutex mu;
   std::string sim_dir;
   std::set<void*> maps;
 };
 
 struct xenevtchn_handle {
+  std::mutex mu;
   std::unique_ptr<vtpm::sim::EvtchnEndpoint> ep;
 };
 
@@ -60,11 +67,13 @@ int xengnttab_set_max_grants(xengnttab_handle* /*xgt*/, uint32_t /*nr_grants*/) 
 
 void* xengnttab_map_grant_ref(xengnttab_handle* xgt, uint32_t domid, uint32_t ref, int prot) {
   void* p = vtpm::sim::MapGrant(xgt->sim_dir, domid, ref, prot);
+  std::lock_guard<std::mutex> l(xgt->mu);
   if (p != nullptr) xgt->maps.insert(p);
   return p;
 }
 
 int xengnttab_unmap(xengnttab_handle* xgt, void* start_address, uint32_t count) {
+  std::lock_guard<std::mutex> l(xgt->mu);
   auto it = xgt->maps.find(start_address);
   if (it == xgt->maps.end() || count != 1) {
     errno = EINVAL;
@@ -99,28 +108,40 @@ int xenevtchn_fd(xenevtchn_handle* xce) { return xce->ep->fd(); }
 
 xenevtchn_port_or_error_t xenevtchn_bind_interdomain(xenevtchn_handle* xce, uint32_t domid,
                                                      evtchn_port_t remote_port) {
+  std::lock_guard<std::mutex> l(xce->mu);
   auto r = xce->ep->BindInterdomain(domid, remote_port);
   if (!r.ok()) return SetErrno(r.status());
   return xenevtchn_port_or_error_t(*r);
 }
 
 int xenevtchn_unbind(xenevtchn_handle* xce, evtchn_port_t port) {
+  std::lock_guard<std::mutex> l(xce->mu);
   auto st = xce->ep->Unbind(port);
   return st.ok() ? 0 : SetErrno(st);
 }
 
 int xenevtchn_notify(xenevtchn_handle* xce, evtchn_port_t port) {
+  std::lock_guard<std::mutex> l(xce->mu);
   auto st = xce->ep->Notify(port);
   return st.ok() ? 0 : SetErrno(st);
 }
 
 xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle* xce) {
-  auto r = xce->ep->Pending(/*block=*/true);
+  // The real read() blocks on a blocking fd until an event arrives.
+  const int fd = xce->ep->fd();
+  if ((::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0) {
+    pollfd pfd{fd, POLLIN, 0};
+    while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+    }
+  }
+  std::lock_guard<std::mutex> l(xce->mu);
+  auto r = xce->ep->Pending(/*block=*/false);
   if (!r.ok()) return SetErrno(r.status());
   return xenevtchn_port_or_error_t(*r);
 }
 
 int xenevtchn_unmask(xenevtchn_handle* xce, evtchn_port_t port) {
+  std::lock_guard<std::mutex> l(xce->mu);
   xce->ep->Unmask(port);
   return 0;
 }

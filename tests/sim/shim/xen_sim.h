@@ -32,7 +32,9 @@
 //
 // Semantics (matching Xen's event_channel.c / Linux's evtchn device):
 //  - notify on a port whose other end is unbound or dead is dropped (lost),
-//    and the call still succeeds;
+//    and the call still succeeds; a live receiver whose datagram queue is
+//    full (net.unix.max_dgram_qlen) is busy, not gone: notify retries for up
+//    to 2 s rather than drop the event;
 //  - bind_interdomain fails with EINVAL unless the remote port exists, was
 //    allocated for the binding domain and is unbound; ESRCH is never used;
 //  - a delivered port is masked until unmask(); notifications while masked
