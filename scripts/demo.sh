@@ -29,6 +29,7 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 free_port() { python3 -c 'import socket
 for p in range(20000, 60000, 2):
@@ -98,14 +99,14 @@ mkdir -p "$W/tcsd"
 chown tss:tss "$W/tcsd"
 printf 'port = %s\nsystem_ps_file = %s/tcsd/system.data\n' "$TPORT" "$W" > "$W/tcsd.conf"
 chown root:tss "$W/tcsd.conf"; chmod 0640 "$W/tcsd.conf"
-TCSD_USE_TCP_DEVICE=1 TCSD_TCP_DEVICE_PORT=1 TCSD_UN_SOCKET_DEVICE_PATH="$W/guest-tpm.sock" \
-  /usr/sbin/tcsd -f -c "$W/tcsd.conf" >"$W/tcsd.log" 2>&1 &
+TCSD_USE_TCP_DEVICE=1 TCSD_TCP_DEVICE_HOSTNAME=127.0.0.1 TCSD_TCP_DEVICE_PORT=1 TCSD_UN_SOCKET_DEVICE_PATH="$W/guest-tpm.sock" \
+  /usr/sbin/tcsd -f -e -c "$W/tcsd.conf" >"$W/tcsd.log" 2>&1 &
 pids+=("$!")
 sleep 0.5
 export TSS_TCSD_PORT=$TPORT
 
 step "guest: tpm_version"
-tpm_version 2>/dev/null
+tpm_version 2>"$W/tpm-tools.err" || { echo "tpm_version failed:"; cat "$W/tpm-tools.err" "$W/tcsd.log" "$W/guest.log" "$W/vtpmmgrd.log"; exit 1; }
 step "guest: tpm_getpubek (EK made at manufacture, no owner yet)"
 tpm_getpubek 2>/dev/null | head -n 4
 step "guest: tpm_takeownership -y -z"
