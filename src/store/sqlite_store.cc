@@ -436,8 +436,8 @@ Status SqliteStore::Wipe(const Uuid& uuid) {
     // Old page images of the instance stay in the WAL until a TRUNCATE checkpoint.
     RETURN_IF_ERROR(db_.Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   }
-  const std::string vol = VolatilePath(uuid);
-  if (::unlink(vol.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "removing " + vol);
+  for (const std::string& vol : {VolatilePath(uuid), VolatilePath(uuid) + ".tmp"})
+    if (::unlink(vol.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "removing " + vol);
   return Status::Ok();
 }
 
