@@ -33,6 +33,15 @@ Result<std::string> SocketPath(const std::string& socket_opt, const std::string&
   return cfg.ControlSocket();
 }
 
+// The answer as --json shows it: the protocol's response object, indented.
+void PrintJson(const ControlResponse& rsp) {
+  nlohmann::json j = {{"version", rsp.version}, {"result", int(rsp.result)},
+                      {"result_name", ResultName(rsp.result)}, {"data", rsp.data}};
+  if (!rsp.error.empty()) j["error"] = rsp.error;
+  std::fputs((j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n").c_str(), stdout);
+  std::fflush(stdout);
+}
+
 std::string Absolute(const std::string& path) {
   if (!path.empty() && path[0] == '/') return path;
   char cwd[PATH_MAX];
@@ -108,16 +117,11 @@ int main(int argc, char** argv) {
       ControlResponse local;
       local.result = st.code() == Code::kPermissionDenied ? ResultCode::kPermissionDenied : ResultCode::kUnavailable;
       local.error = st.message();
-      std::fputs(EncodeResponse(local).c_str(), stdout);
+      PrintJson(local);
     }
     return Fail(code, st.message());
   }
-  if (json_out) {
-    nlohmann::json j = {{"version", rsp->version}, {"result", int(rsp->result)},
-                        {"result_name", ResultName(rsp->result)}, {"data", rsp->data}};
-    if (!rsp->error.empty()) j["error"] = rsp->error;
-    std::fputs((j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n").c_str(), stdout);
-  }
+  if (json_out) PrintJson(*rsp);
   if (rsp->result != ResultCode::kOk) return Fail(ExitFor(rsp->result), rsp->error);
   if (!json_out) std::fputs(FormatTable(req.verb, rsp->data).c_str(), stdout);
   return kExitOk;

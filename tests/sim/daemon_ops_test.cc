@@ -1,0 +1,306 @@
+// The daemon as operators meet it: systemd notification and watchdog, a bad
+// configuration file, journal entries with DOMID/DEVID/UUID, the unit
+// accepted by systemd-analyze, man pages that render without warnings and
+// list the same options as --help, and the example configuration.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <poll.h>
+
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "backend_test_util.h"
+#include "daemon/config.h"
+#include "host_tpm_swtpm.h"
+#include "simhost/run_capture.h"
+
+namespace vtpm::sim {
+namespace {
+
+constexpr char kUuid[] = "2b7e1516-28ae-42d2-a6ab-f7158809cf4f";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+// One journal entry of the native protocol: NAME=value lines, or NAME\n +
+// le64 length + bytes + \n for values holding a newline.
+std::map<std::string, std::string> ParseJournalEntry(const std::string& d) {
+  std::map<std::string, std::string> f;
+  size_t i = 0;
+  while (i < d.size()) {
+    size_t nl = d.find('\n', i);
+    if (nl == std::string::npos) break;
+    std::string line = d.substr(i, nl - i);
+    size_t eq = line.find('=');
+    if (eq != std::string::npos) {
+      f[line.substr(0, eq)] = line.substr(eq + 1);
+      i = nl + 1;
+    } else {
+      if (nl + 9 > d.size()) break;
+      uint64_t n = 0;
+      for (int b = 7; b >= 0; --b) n = n << 8 | uint8_t(d[nl + 1 + b]);
+      f[line] = d.substr(nl + 9, n);
+      i = nl + 9 + n + 1;
+    }
+  }
+  return f;
+}
+
+class DaemonOpsTest : public BackendSimTest {};
+
+TEST_F(DaemonOpsTest, NotifySocketSeesReadyStatusWatchdogAndStopping) {
+  DaemonOptions o;
+  o.env = {"WATCHDOG_USEC=200000"};  // pings every 100 ms
+  daemon_ = std::make_unique<DaemonProcess>(host(), o);
+  Status st = daemon_->Start();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  NotifySocket& n = *daemon_->notify();
+  ASSERT_TRUE(n.WaitFor("WATCHDOG=1", std::chrono::seconds(2)).ok());
+  ASSERT_TRUE(n.WaitFor("WATCHDOG=1", std::chrono::seconds(2)).ok()) << "only one watchdog ping";
+  bool status = false;
+  for (auto& l : n.received()) status |= l.rfind("STATUS=", 0) == 0 && l.size() > 7;
+  EXPECT_TRUE(status) << "no STATUS= line";
+  auto ws = daemon_->Stop();
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  EXPECT_TRUE(WIFEXITED(*ws) && WEXITSTATUS(*ws) == 0) << "wait status " << *ws;
+  EXPECT_TRUE(n.WaitFor("STOPPING=1", std::chrono::seconds(1)).ok());
+}
+
+TEST_F(DaemonOpsTest, WithoutWatchdogUsecThereAreNoPings) {
+  StartDaemon();
+  EXPECT_FALSE(daemon().notify()->WaitFor("WATCHDOG=1", std::chrono::milliseconds(500)).ok());
+}
+
+TEST_F(DaemonOpsTest, BadConfigStopsTheDaemonNamingTheLineWithTheConfigStatus) {
+  const std::string path = host().dir() + "/bad.conf";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[daemon]\nlog_level = \"info\"\n\nstat_dir = \"/srv\"\n", ":4"},           // unknown key
+      {"[daemon]\n\nauto_create = \"yes\"\n", ":3"},                              // wrong type
+      {"[xen]\nbackend_domid = 0\n[daemon]\n\n\nlog_target = \"syslog\"\n", ":6"},  // bad value
+      {"[daemon\n", ":1"},                                                        // syntax
+  };
+  for (auto& [text, line] : cases) {
+    WriteFile(path, text);
+    auto r = RunCapture({VTPM_DAEMON_PATH, "--config", path}, {"NOTIFY_SOCKET="}, std::chrono::seconds(10));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->exit_code, 3) << text << "\n" << r->output;
+    EXPECT_NE(r->output.find(path + line), std::string::npos) << text << "\n" << r->output;
+  }
+  // --check-config says the same without starting.
+  auto r = RunCapture({VTPM_DAEMON_PATH, "--check-config", "--config", path}, {}, std::chrono::seconds(10));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 3) << r->output;
+  auto missing = RunCapture({VTPM_DAEMON_PATH, "--config", path + ".none"}, {}, std::chrono::seconds(10));
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->exit_code, 3) << missing->output;
+  auto usage = RunCapture({VTPM_DAEMON_PATH, "--no-such-flag"}, {}, std::chrono::seconds(10));
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->exit_code, 2) << usage->output;
+}
+
+TEST_F(DaemonOpsTest, JournalEntriesOfAnAttachCarryDomidDevidAndUuid) {
+  const std::string path = host().dir() + "/journal.sock";
+  UniqueFd j(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+  ASSERT_EQ(bind(j.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
+  int big = 4 << 20;
+  setsockopt(j.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+
+  DaemonOptions o;
+  o.log_target = "journal";
+  o.log_level = "info";
+  o.daemon_config = "journal_socket = \"" + path + "\"\n";
+  daemon_ = std::make_unique<DaemonProcess>(host(), o);
+  ASSERT_TRUE(daemon_->Start().ok());
+  CreateDomain(7, kUuid);
+  ASSERT_TRUE(Guest(7).Connect().ok());
+
+  std::vector<std::map<std::string, std::string>> entries;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const std::map<std::string, std::string>* attach = nullptr;
+  while (!attach && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{j.get(), POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char buf[65536];
+    ssize_t n = recv(j.get(), buf, sizeof buf, 0);
+    if (n <= 0) continue;
+    entries.push_back(ParseJournalEntry(std::string(buf, size_t(n))));
+    if (entries.back()["MESSAGE"].find("connected (ring-ref") != std::string::npos) attach = &entries.back();
+  }
+  ASSERT_NE(attach, nullptr) << "no attach entry among " << entries.size() << " journal entries";
+  auto a = *attach;
+  EXPECT_EQ(a["DOMID"], "7");
+  EXPECT_EQ(a["DEVID"], "0");
+  EXPECT_EQ(a["UUID"], kUuid);
+  EXPECT_EQ(a["PRIORITY"], "6");
+  EXPECT_EQ(a["SYSLOG_IDENTIFIER"], "vtpmmgrd");
+  EXPECT_NE(a["MESSAGE"].find("domid=7 devid=0 uuid=" + std::string(kUuid)), std::string::npos) << a["MESSAGE"];
+  // Lines about the daemon itself carry no guest fields.
+  bool ready_seen = false;
+  for (auto& e : entries)
+    if (e["MESSAGE"].find("vtpmmgrd ready") != std::string::npos) {
+      ready_seen = true;
+      EXPECT_EQ(e.count("DOMID"), 0u);
+    }
+  EXPECT_TRUE(ready_seen);
+  // Nothing went to stderr meanwhile.
+  EXPECT_EQ(daemon().Log().find("connected (ring-ref"), std::string::npos);
+}
+
+TEST(DaemonOpsFiles, SystemdAnalyzeVerifyAcceptsTheUnit) {
+  vtpm::testing::TempDir dir;
+  std::string unit = ReadFile(VTPM_UNIT_FILE);
+  ASSERT_NE(unit.find("Type=notify"), std::string::npos);
+  // The installed path does not exist here: point ExecStart at the build.
+  std::regex exec("ExecStart=\\S+");
+  unit = std::regex_replace(unit, exec, std::string("ExecStart=") + VTPM_DAEMON_PATH);
+  const std::string path = dir.Sub("vtpmmgrd.service");
+  WriteFile(path, unit);
+  auto r = RunCapture({"systemd-analyze", "verify", "--man=no", path}, {"SYSTEMD_LOG_LEVEL=notice"},
+                      std::chrono::seconds(60));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 0) << r->output;
+  EXPECT_EQ(r->output.find("vtpmmgrd.service"), std::string::npos) << r->output;
+  // A unit it must refuse, so this check can fail.
+  WriteFile(path, unit + "\n[Service]\nRestartPreventExitStatus=banana\nNoSuchDirective=1\n");
+  auto bad = RunCapture({"systemd-analyze", "verify", "--man=no", path}, {}, std::chrono::seconds(60));
+  ASSERT_TRUE(bad.ok());
+  EXPECT_NE(bad->output.find("vtpmmgrd.service"), std::string::npos) << bad->output;
+}
+
+TEST(DaemonOpsFiles, TheUnitListsTheRefuseStatusesAndTheXenOrdering) {
+  std::string unit = ReadFile(VTPM_UNIT_FILE);
+  for (const char* want : {"RestartPreventExitStatus=2 3 4 11 12 13 14 15 16", "After=xen.service",
+                           "Before=xendomains.service", "RuntimeDirectoryPreserve=yes", "WatchdogSec=",
+                           "Restart=on-failure", "StateDirectory=vtpmmgrd", "RuntimeDirectory=vtpmmgrd"})
+    EXPECT_NE(unit.find(want), std::string::npos) << want;
+}
+
+TEST(DaemonOpsFiles, ManPagesRenderWithoutWarnings) {
+  for (const char* page : {"man/vtpmmgrd.8", "man/vtpmctl.8", "man/vtpmmgrd.conf.5"}) {
+    std::string path = std::string(VTPM_SOURCE_DIR) + "/" + page;
+    auto warn = RunCapture({"sh", "-c", "man --warnings -l \"$0\" 2>&1 >/dev/null", path}, {"MANWIDTH=80"},
+                           std::chrono::seconds(30));
+    ASSERT_TRUE(warn.ok());
+    EXPECT_EQ(warn->exit_code, 0) << page;
+    EXPECT_EQ(warn->output, "") << page;
+    auto text = RunCapture({"sh", "-c", "man -l \"$0\" 2>/dev/null", path}, {"MANWIDTH=80"}, std::chrono::seconds(30));
+    ASSERT_TRUE(text.ok());
+    EXPECT_NE(text->output.find("NAME"), std::string::npos) << page;
+    EXPECT_NE(text->output.find("SEE ALSO"), std::string::npos) << page;
+  }
+}
+
+// Long and short options in --help text ("-c,--config TEXT").
+std::set<std::string> HelpOptions(const std::string& help) {
+  std::set<std::string> out;
+  std::regex opt("(^|[\\s,])(--?[A-Za-z][A-Za-z-]*)");
+  for (auto it = std::sregex_iterator(help.begin(), help.end(), opt); it != std::sregex_iterator(); ++it)
+    out.insert((*it)[2]);
+  return out;
+}
+
+// Options a roff page's SYNOPSIS, OPTIONS and COMMANDS sections name:
+// \-x and \-\-long\-name (other sections may quote other programs).
+std::set<std::string> ManOptions(const std::string& page) {
+  std::string roff;
+  for (size_t at = page.find("\n.SH "); at != std::string::npos;) {
+    size_t next = page.find("\n.SH ", at + 1);
+    std::string sec = page.substr(at, next == std::string::npos ? std::string::npos : next - at);
+    for (const char* name : {"\n.SH SYNOPSIS\n", "\n.SH OPTIONS\n", "\n.SH COMMANDS\n"})
+      if (sec.rfind(name, 0) == 0) roff += sec;
+    at = next;
+  }
+  std::set<std::string> out;
+  std::regex opt("\\\\-(\\\\-[a-z](?:[a-z]|\\\\-)*|[A-Za-z]\\b)");
+  for (auto it = std::sregex_iterator(roff.begin(), roff.end(), opt); it != std::sregex_iterator(); ++it) {
+    std::string s = "-" + std::string((*it)[1]);
+    out.insert(std::regex_replace(s, std::regex("\\\\-"), "-"));
+  }
+  return out;
+}
+
+TEST(DaemonOpsFiles, HelpAndManPagesListTheSameOptions) {
+  struct Prog {
+    const char* bin;
+    const char* page;
+    std::vector<std::string> subcommands;
+  };
+  for (const Prog& p : {Prog{VTPM_DAEMON_PATH, "man/vtpmmgrd.8", {}},
+                        Prog{VTPM_CTL_PATH, "man/vtpmctl.8",
+                             {"list", "show", "create", "status", "wipe", "clear", "prune", "backup"}}}) {
+    std::set<std::string> help;
+    std::vector<std::vector<std::string>> calls = {{p.bin, "--help"}};
+    for (auto& s : p.subcommands) calls.push_back({p.bin, s, "--help"});
+    for (auto& argv : calls) {
+      auto r = RunCapture(argv, {}, std::chrono::seconds(10));
+      ASSERT_TRUE(r.ok());
+      EXPECT_EQ(r->exit_code, 0) << r->output;
+      for (auto& o : HelpOptions(r->output)) help.insert(o);
+    }
+    std::set<std::string> man = ManOptions(ReadFile(std::string(VTPM_SOURCE_DIR) + "/" + p.page));
+    ASSERT_GE(help.size(), 4u);
+    for (auto& o : help) EXPECT_TRUE(man.count(o)) << p.page << " does not document " << o;
+    for (auto& o : man) EXPECT_TRUE(help.count(o)) << p.page << " documents " << o << ", which --help lacks";
+  }
+}
+
+TEST(DaemonOpsFiles, TheExampleConfigHoldsEveryKeyWithItsDefault) {
+  const std::string path = std::string(VTPM_SOURCE_DIR) + "/etc/vtpmmgrd.conf";
+  auto parsed = ParseConfig(ReadFile(path), path);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const Config d;
+  const Config& c = *parsed;
+  EXPECT_EQ(c.state_dir, d.state_dir);
+  EXPECT_EQ(c.runtime_dir, d.runtime_dir);
+  EXPECT_EQ(c.control_socket, d.control_socket);
+  EXPECT_EQ(c.log_level, d.log_level);
+  EXPECT_EQ(c.log_target, d.log_target);
+  EXPECT_EQ(c.journal_socket, d.journal_socket);
+  EXPECT_EQ(c.auto_create, d.auto_create);
+  EXPECT_EQ(c.command_deadline, d.command_deadline);
+  EXPECT_EQ(c.backend_domid, d.backend_domid);
+  EXPECT_EQ(c.allow_any_locality, d.allow_any_locality);
+  EXPECT_EQ(c.tcti, d.tcti);
+  EXPECT_EQ(c.srk_handle, d.srk_handle);
+  EXPECT_EQ(c.persist_srk, d.persist_srk);
+  EXPECT_EQ(c.pcr_policy, d.pcr_policy);
+  EXPECT_EQ(c.engine, d.engine);
+  EXPECT_EQ(c.worker_path, d.worker_path);
+  EXPECT_EQ(c.startup, d.startup);
+  EXPECT_EQ(c.scripted_delay, d.scripted_delay);
+  EXPECT_EQ(c.scripted_slow_uuids, d.scripted_slow_uuids);
+  EXPECT_EQ(c.scripted_slow_delay, d.scripted_slow_delay);
+  // Every key set in the example is documented in vtpmmgrd.conf(5), and
+  // every key the page documents is in the example.
+  std::string page = ReadFile(std::string(VTPM_SOURCE_DIR) + "/man/vtpmmgrd.conf.5");
+  std::string example = ReadFile(path);
+  std::set<std::string> example_keys, page_keys;
+  std::regex key_line("(^|\\n)([a-z_]+) = ");
+  for (auto it = std::sregex_iterator(example.begin(), example.end(), key_line); it != std::sregex_iterator(); ++it)
+    example_keys.insert((*it)[2]);
+  std::regex page_key("\\n\\.BR ([a-z_]+) \" = ");
+  for (auto it = std::sregex_iterator(page.begin(), page.end(), page_key); it != std::sregex_iterator(); ++it)
+    page_keys.insert((*it)[1]);
+  EXPECT_GE(example_keys.size(), 20u);
+  EXPECT_EQ(example_keys, page_keys);
+  auto r = RunCapture({VTPM_DAEMON_PATH, "--check-config", "--config", path}, {}, std::chrono::seconds(10));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 0) << r->output;
+}
+
+}  // namespace
+}  // namespace vtpm::sim
