@@ -14,7 +14,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   trousers tpm-tools libtspi-dev
   clang-14 libclang-rt-14-dev
-  procps psmisc util-linux
+  procps psmisc util-linux systemd man-db
   qemu-system-x86 debootstrap cpio python3
 )
 need=()
