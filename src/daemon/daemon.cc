@@ -53,6 +53,13 @@ std::unique_ptr<EngineProvider> MakeScriptedEngines(const Config& cfg, EventLoop
                                                   cfg.scripted_slow_delay);
 }
 
+constexpr std::chrono::seconds kStatusInterval{5};
+
+std::string StatusLine(const Backend& backend) {
+  return "serving " + std::to_string(backend.List().size()) + " devices, " +
+         std::to_string(backend.connected_count()) + " connected";
+}
+
 }  // namespace
 
 int RunDaemon(const Config& cfg) {
@@ -160,7 +167,16 @@ int RunDaemon(const Config& cfg) {
   }
   LOG_INFO("vtpmmgrd ready: backend for {} ({} devices known), control socket {}", (*backend)->backend_root(),
            (*backend)->List().size(), (*control)->path());
-  sd_notifyf(0, "READY=1\nSTATUS=serving %zu devices", (*backend)->List().size());
+  // STATUS= (systemctl status) follows the device counts.
+  std::string last_status = StatusLine(**backend);
+  sd_notifyf(0, "READY=1\nSTATUS=%s", last_status.c_str());
+  std::function<void()> status_tick = [&] {
+    std::string now = StatusLine(**backend);
+    if (now != last_status) sd_notifyf(0, "STATUS=%s", now.c_str());
+    last_status = now;
+    loop.AddTimer(kStatusInterval, status_tick);
+  };
+  loop.AddTimer(kStatusInterval, status_tick);
 
   st = loop.Run();
   control->reset();

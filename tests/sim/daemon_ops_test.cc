@@ -71,6 +71,10 @@ TEST_F(DaemonOpsTest, NotifySocketSeesReadyStatusWatchdogAndStopping) {
   bool status = false;
   for (auto& l : n.received()) status |= l.rfind("STATUS=", 0) == 0 && l.size() > 7;
   EXPECT_TRUE(status) << "no STATUS= line";
+  // STATUS follows the devices.
+  CreateDomain(3, kUuid);
+  ASSERT_TRUE(Guest(3).Connect().ok());
+  EXPECT_TRUE(n.WaitFor("STATUS=serving 1 devices, 1 connected", std::chrono::seconds(8)).ok());
   auto ws = daemon_->Stop();
   ASSERT_TRUE(ws.ok()) << ws.status().ToString();
   EXPECT_TRUE(WIFEXITED(*ws) && WEXITSTATUS(*ws) == 0) << "wait status " << *ws;
