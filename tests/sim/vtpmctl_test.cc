@@ -14,6 +14,7 @@
 
 #include "backend_test_util.h"
 #include "daemon/control_protocol.h"
+#include "harness/state_recorder.h"
 #include "host_tpm_swtpm.h"
 #include "simhost/run_capture.h"
 
@@ -374,10 +375,14 @@ TEST_F(VtpmctlTpmTest, EveryVerbAsTableAndJson) {
 
   // wipe --force: backend 5, the guest closes, backend 6, instance gone
   const std::string be = Toolstack::BackendPath(11, 0);
+  StateRecorder be_states(be + "/state"), fe_states(Toolstack::FrontendPath(11, 0) + "/state");
   Ctl wf = Run({"wipe", "--force", kUuid});
   EXPECT_CTL(wf, kOk);
   EXPECT_NE(wf.out.find("the guest has lost its TPM"), std::string::npos) << wf.out;
   EXPECT_EQ(Node(be + "/state"), "6");
+  EXPECT_EQ(be_states.values(), (std::vector<std::string>{"4", "5", "6"}));
+  EXPECT_TRUE(fe_states.Saw("6")) << "the frontend never closed";
+  EXPECT_TRUE(g.device_gone());
   EXPECT_TRUE(Instance(kUuid)["tpm_version"].is_null()) << "the closed device keeps its row, without an instance";
   EXPECT_CTL(Run({"show", kUuid}), kNotFound);
   EXPECT_NE(daemon().Log().find("vtpmctl wipe --force: closing the device"), std::string::npos);
