@@ -258,6 +258,7 @@ TEST_F(InstanceTest, HungWorkerIsKilledAtTheDeadlineOthersUnaffected) {
   auto b = Connect(kUuidB, 7);
   ASSERT_TRUE(a && b);
   auto pcr = Extend(*a, 10, 0x55);
+  Pcr(*b, 0);  // B is manufactured and powered before A hangs
   kill(WorkerPid(kUuidA), SIGSTOP);
   std::optional<Bytes> out;
   auto t0 = std::chrono::steady_clock::now();
