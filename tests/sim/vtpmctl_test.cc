@@ -396,6 +396,15 @@ TEST_F(VtpmctlTpmTest, EveryVerbAsTableAndJson) {
   ASSERT_TRUE(re.status.ok()) << re.Report();
   EXPECT_EQ(Node(be + "/state"), "2");
 
+  // clear and backup as JSON; clear powers an idle instance on for the clear
+  Ctl cj = Run({"--json", "clear", kLateUuid});
+  EXPECT_CTL(cj, kOk);
+  EXPECT_EQ(cj.j["data"]["running"], false);
+  EXPECT_NE(cj.j["data"]["note"].get<std::string>().find("next TPM Startup"), std::string::npos);
+  Ctl bj = Run({"--json", "backup", host().dir() + "/backup2.db"});
+  EXPECT_CTL(bj, kOk);
+  EXPECT_EQ(bj.j["data"]["path"], host().dir() + "/backup2.db");
+
   // wipe an idle instance
   Ctl w = Run({"--json", "wipe", kLateUuid});
   EXPECT_CTL(w, kOk);
