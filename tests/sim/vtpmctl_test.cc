@@ -71,6 +71,18 @@ class VtpmctlTest : public BackendSimTest {
 
 #define EXPECT_CTL(c, want_status) EXPECT_EQ((c).status, want_status) << (c).out
 
+TEST(VtpmctlDuration, UnitsAndSums) {
+  EXPECT_EQ(*ParseDuration("90s"), 90);
+  EXPECT_EQ(*ParseDuration("90"), 90);
+  EXPECT_EQ(*ParseDuration("45m"), 45 * 60);
+  EXPECT_EQ(*ParseDuration("12h"), 12 * 3600);
+  EXPECT_EQ(*ParseDuration("30d"), 30 * 86400);
+  EXPECT_EQ(*ParseDuration("2w"), 14 * 86400);
+  EXPECT_EQ(*ParseDuration("1d12h"), 36 * 3600);
+  for (const char* bad : {"", "0", "0s", "s", "-5s", "1.5h", "1d5", "5y", "1 d", "99999999999w"})
+    EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
+}
+
 // ---- error paths on the scripted engine (fast) ----
 
 TEST_F(VtpmctlTest, DaemonDownIsUnreachable) {
