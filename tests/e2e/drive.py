@@ -2,10 +2,11 @@
 """Boots Xen + dom0 under QEMU (TCG) with an swtpm TPM 2.0 behind tpm-tis and
 runs a list of steps by typing them into dom0's serial shell.
 
-Steps file: one step per line, `<timeout-seconds> <name> <shell command>`;
+Steps file: one step per line, `[soft] <timeout-seconds> <name> <shell command>`;
 blank lines and lines starting with '#' are ignored. A step passes when its
-command exits 0 within its timeout. The first failing step ends the run,
-after `e2e diag` has printed what dom0 knows. Every serial line is echoed
+command exits 0 within its timeout. A failing step prints `e2e diag` (what
+dom0 knows) and fails the run; the first failing step that is not `soft`
+also ends it. Every serial line is echoed
 with the seconds since QEMU started; lines between `E2E-CAPTURE-BEGIN <name>`
 and `E2E-CAPTURE-END <name>` are also written to <capture-dir>/<name>.
 Exit status: 0 when every step passed.
@@ -108,10 +109,11 @@ def read_steps(path):
             line = line.strip()
             if not line or line.startswith('#'):
                 continue
-            parts = line.split(None, 2)
+            soft = line.startswith('soft ')
+            parts = line[5 if soft else 0:].split(None, 2)
             if len(parts) != 3 or not parts[0].isdigit():
-                raise ValueError(f'{path}:{n}: want "<timeout> <name> <command>"')
-            steps.append((int(parts[0]), parts[1], parts[2]))
+                raise ValueError(f'{path}:{n}: want "[soft] <timeout> <name> <command>"')
+            steps.append((int(parts[0]), parts[1], parts[2], soft))
     return steps
 
 
@@ -163,8 +165,8 @@ def main():
         capture = {}
 
         def on_line(line):
-            b = re.match(r'E2E-CAPTURE-BEGIN (\S+)', line)
-            e = re.match(r'E2E-CAPTURE-END (\S+)', line)
+            b = re.search(r'E2E-CAPTURE-BEGIN (\S+)', line)
+            e = re.search(r'E2E-CAPTURE-END (\S+)', line)
             if b:
                 capture[b.group(1)] = []
             elif e and e.group(1) in capture:
@@ -175,7 +177,7 @@ def main():
                     lines.append(line)
 
         ok = True
-        for n, (timeout, name, cmd) in enumerate(steps):
+        for n, (timeout, name, cmd, soft) in enumerate(steps):
             print(f'E2E: STEP {name} (timeout {timeout}s): {cmd}', flush=True)
             s0 = time.monotonic()
             ser.type(f'{cmd}; echo E2E-RC-{n}-$?\n')
@@ -193,9 +195,10 @@ def main():
                     if m is None:
                         ser.type('\x03\n')  # interrupt the step still running
                         time.sleep(2)
-                    ser.type('e2e diag; echo E2E-RC-diag-$?\n')
-                    ser.wait(r'E2E-RC-diag-\d+', 90)
-                break
+                    ser.type(f'e2e diag; echo E2E-RC-diag{n}-$?\n')
+                    ser.wait(rf'E2E-RC-diag{n}-\d+', 90)
+                if not soft or proc.poll() is not None:
+                    break
         return 0 if ok else 1
     finally:
         print('E2E: ---- step times (s) ----', flush=True)

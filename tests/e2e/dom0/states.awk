@@ -9,6 +9,8 @@
 function conn(c) { sub(/\..*/, "", c); return c }
 {
   c = conn($2); op = $3; path = $4
+  # a guest names its own nodes relative to /local/domain/<domid>
+  if (path !~ /^[\/@]/ && c ~ /^D[0-9]+$/) path = "/local/domain/" substr(c, 2) "/" path
   if (op == "w" && $4 == "event") next
   if ((op == "write" || op == "rm") && path ~ /^\/libxl\//) toolstack[c] = 1
   n++; C[n] = c; O[n] = op; P[n] = path; V[n] = $5
