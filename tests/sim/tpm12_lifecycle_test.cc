@@ -1,0 +1,211 @@
+// TPM 1.2 power and lifetime semantics through the real daemon with the
+// libtpms engine (host TPM = swtpm), seen from simulated guests (design §6):
+// pv-grub measures without Startup and the kernel it boots reads the PCR; a
+// re-created domain gets the same EK and NV but fresh PCRs; each uuid has its
+// own EK; one guest's slow command does not hold up another; no guest secret
+// is written anywhere in clear.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <openssl/sha.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "backend_test_util.h"
+#include "guest/tcsd.h"
+#include "guest/tpm_socket_server.h"
+#include "host_tpm_swtpm.h"
+#include "tpm/tpm12.h"
+
+namespace vtpm::sim {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+const std::string kUuidA = "5d2e8f4b-1a3c-4e57-9b60-7c8d9e0f1a2b";
+const std::string kUuidB = "6e3f904c-2b4d-4f68-8c71-8d9e0f1a2b3c";
+
+tpm12::PcrValue Extended(const tpm12::PcrValue& old, const tpm12::PcrValue& digest) {
+  uint8_t buf[40];
+  std::copy(old.begin(), old.end(), buf);
+  std::copy(digest.begin(), digest.end(), buf + 20);
+  tpm12::PcrValue out;
+  SHA1(buf, sizeof buf, out.data());
+  return out;
+}
+
+class Tpm12LifecycleTest : public BackendSimTest {
+ protected:
+  void SetUp() override {
+    BackendSimTest::SetUp();
+    if (HasFatalFailure()) return;
+    std::string dir = host().dir() + "/host-tpm";
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    auto swtpm = vtpm::testing::Swtpm::Start(dir);
+    ASSERT_TRUE(swtpm.ok()) << swtpm.status().ToString();
+    swtpm_ = std::make_unique<vtpm::testing::Swtpm>(std::move(swtpm).value());
+    StartDaemon("[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
+                swtpm_->tcti() + "\"\n");
+  }
+  Bytes Run(GuestFrontend& g, const Bytes& cmd, uint32_t want_rc = tpm12::kSuccess) {
+    auto r = g.Transmit(cmd, 60s);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return {};
+    EXPECT_EQ(tpm12::ResponseCode(*r), want_rc);
+    return *r;
+  }
+  tpm12::PcrValue Pcr(GuestFrontend& g, uint32_t i) {
+    auto v = tpm12::PcrFromResponse(Run(g, tpm12::PcrRead(i)));
+    EXPECT_TRUE(v.has_value());
+    return v.value_or(tpm12::PcrValue{});
+  }
+  Bytes Ek(GuestFrontend& g) {
+    std::array<uint8_t, 20> nonce{};
+    auto ek = tpm12::PubkeyFromEkResponse(Run(g, tpm12::ReadPubek(nonce)));
+    EXPECT_TRUE(ek.has_value());
+    return ek.value_or(Bytes{});
+  }
+  std::unique_ptr<vtpm::testing::Swtpm> swtpm_;
+};
+
+TEST_F(Tpm12LifecycleTest, PvGrubMeasuresWithoutStartupAndTheKernelReadsIt) {
+  CreateDomain(20, kUuidA);
+  GuestFrontend& grub = Guest(20, 0, FrontendMode::kMiniOs);
+  ASSERT_TRUE(grub.Connect().ok());
+  tpm12::PcrValue kernel_hash;
+  kernel_hash.fill(0x4b);
+  // pv-grub sends no TPM_Startup: the daemon powered the TPM on with one.
+  Run(grub, tpm12::PcrExtend(4, kernel_hash));
+  ASSERT_TRUE(grub.Close().ok());
+  ASSERT_TRUE(grub.Reopen().ok());  // the kernel's frontend, a new ring
+  EXPECT_EQ(Pcr(grub, 4), Extended(tpm12::PcrValue{}, kernel_hash));
+  // Its Startup after INVALID_POSTINIT would not happen: the TPM is started.
+  Run(grub, tpm12::Startup(tpm12::kStClear), tpm12::kInvalidPostinit);
+}
+
+TEST_F(Tpm12LifecycleTest, RecreatedDomainKeepsItsEkButPcrsResetAndOtherUuidsDiffer) {
+  CreateDomain(21, kUuidA);
+  GuestFrontend& g1 = Guest(21);
+  ASSERT_TRUE(g1.Connect().ok());
+  Bytes ek = Ek(g1);
+  ASSERT_FALSE(ek.empty());
+  tpm12::PcrValue d;
+  d.fill(0x33);
+  Run(g1, tpm12::PcrExtend(10, d));
+  ASSERT_NE(Pcr(g1, 10), tpm12::PcrValue{});
+
+  auto x = ts().Destroy(21);
+  ASSERT_TRUE(x.status.ok()) << x.Report();
+  CreateDomain(22, kUuidA);  // same uuid, new domain: a platform reset
+  GuestFrontend& g2 = Guest(22);
+  ASSERT_TRUE(g2.Connect().ok());
+  EXPECT_EQ(Ek(g2), ek);
+  EXPECT_EQ(Pcr(g2, 10), tpm12::PcrValue{});
+
+  CreateDomain(23, kUuidB);
+  GuestFrontend& other = Guest(23);
+  ASSERT_TRUE(other.Connect().ok());
+  Bytes other_ek = Ek(other);
+  ASSERT_FALSE(other_ek.empty());
+  EXPECT_NE(other_ek, ek);
+}
+
+TEST_F(Tpm12LifecycleTest, OneGuestsTakeOwnershipDoesNotHoldUpAnothersExtends) {
+  CreateDomain(24, kUuidA);
+  CreateDomain(25, kUuidB);
+  GuestFrontend& owner = Guest(24);
+  GuestFrontend& measurer = Guest(25);
+  ASSERT_TRUE(owner.Connect().ok());
+  ASSERT_TRUE(measurer.Connect().ok());
+  ASSERT_EQ(::chmod(host().dir().c_str(), 0755), 0);  // tcsd runs as tss
+  auto server = TpmSocketServer::Start(owner, host().dir() + "/owner-tpm.sock", 60s);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto tcsd = TcsdInstance::Start((*server)->path());
+  ASSERT_TRUE(tcsd.ok()) << tcsd.status().ToString();
+
+  std::atomic<bool> owning{true};
+  Clock::duration own_took{};
+  std::thread t([&] {
+    auto t0 = Clock::now();
+    auto out = (*tcsd)->Run({"tpm_takeownership", "-y", "-z"});
+    own_took = Clock::now() - t0;
+    EXPECT_TRUE(out.ok() && out->exit_code == 0) << (out.ok() ? out->output : out.status().ToString());
+    owning = false;
+  });
+  tpm12::PcrValue d;
+  d.fill(0x11);
+  Clock::duration worst{};
+  int during = 0;
+  while (owning) {
+    auto t0 = Clock::now();
+    Run(measurer, tpm12::PcrExtend(11, d));
+    worst = std::max(worst, Clock::now() - t0);
+    if (owning) ++during;
+  }
+  t.join();
+  auto ms = [](Clock::duration x) { return std::chrono::duration_cast<std::chrono::milliseconds>(x).count(); };
+  std::cout << "tpm_takeownership took " << ms(own_took) << " ms; meanwhile " << during
+            << " extends on the other guest, slowest " << ms(worst) << " ms\n";
+  EXPECT_GT(during, 5);
+  EXPECT_LT(worst, own_took / 2);
+}
+
+// Every file below `dir`, recursively.
+void ListFiles(const std::string& dir, std::vector<std::string>& out) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    std::string p = dir + "/" + n;
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) ListFiles(p, out);
+    else if (S_ISREG(st.st_mode)) out.push_back(p);
+  }
+  closedir(d);
+}
+
+TEST_F(Tpm12LifecycleTest, NvDataWrittenByAGuestIsNowhereInClear) {
+  CreateDomain(26, kUuidA);
+  GuestFrontend& g = Guest(26);
+  ASSERT_TRUE(g.Connect().ok());
+  ASSERT_EQ(::chmod(host().dir().c_str(), 0755), 0);
+  auto server = TpmSocketServer::Start(g, host().dir() + "/guest-tpm.sock", 60s);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto tcsd = TcsdInstance::Start((*server)->path());
+  ASSERT_TRUE(tcsd.ok()) << tcsd.status().ToString();
+  ASSERT_EQ((*tcsd)->Run({"tpm_takeownership", "-y", "-z"})->exit_code, 0);
+  ASSERT_EQ((*tcsd)->Run({"tpm_nvdefine", "-y", "-i", "0x00011001", "-s", "32", "-p", "OWNERWRITE|OWNERREAD"})
+                ->exit_code,
+            0);
+  std::mt19937_64 rng(std::random_device{}());
+  std::string secret;
+  for (int i = 0; i < 32; ++i) secret.push_back("abcdefghijklmnopqrstuvwxyz0123456789"[rng() % 36]);
+  auto wr = (*tcsd)->Run({"tpm_nvwrite", "-z", "-i", "0x00011001", "-d", secret});
+  ASSERT_TRUE(wr.ok() && wr->exit_code == 0) << (wr.ok() ? wr->output : wr.status().ToString());
+  auto rd = (*tcsd)->Run({"tpm_nvread", "-z", "-i", "0x00011001", "-s", "32"});
+  ASSERT_TRUE(rd.ok() && rd->exit_code == 0);
+  ASSERT_NE(rd->output.find(secret.substr(0, 16)), std::string::npos) << rd->output;
+
+  std::vector<std::string> files;
+  ListFiles(daemon().state_dir(), files);
+  ListFiles(daemon().runtime_dir(), files);
+  files.push_back(daemon().log_path());
+  ASSERT_GE(files.size(), 3u);
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string content = ss.str();
+    for (size_t i = 0; i + 16 <= secret.size(); ++i)
+      EXPECT_EQ(content.find(secret.substr(i, 16)), std::string::npos) << "secret bytes found in " << f;
+  }
+}
+
+}  // namespace
+}  // namespace vtpm::sim
