@@ -121,13 +121,16 @@ void WorkerClient::OnEvents(uint32_t events) {
   }
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))) return;
   uint8_t buf[16384];
+  // A worker may reply and exit at once (a fatal request): the reply and the
+  // end of the stream can arrive in one wake-up, and the reply counts.
+  bool closed = false;
   for (;;) {
     ssize_t n = recv(socket_.get(), buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     if (n <= 0) {
-      Fail(Status(Code::kUnavailable, "worker closed its socket"));
-      return;
+      closed = true;
+      break;
     }
     reader_.Feed(ByteView(buf, size_t(n)));
   }
@@ -136,7 +139,14 @@ void WorkerClient::OnEvents(uint32_t events) {
     Fail(body.status());
     return;
   }
-  if (!*body) return;
+  if (!*body) {
+    if (closed) Fail(Status(Code::kUnavailable, "worker closed its socket"));
+    return;
+  }
+  if (closed) {
+    Close();
+    Reap(std::chrono::milliseconds(100));
+  }
   if (!pending_) {
     Fail(Status(Code::kCorruption, "worker sent an unrequested reply"));
     return;
