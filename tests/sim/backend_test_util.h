@@ -5,11 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <memory>
 
 #include "common/bytes.h"
 #include "guest/frontend.h"
 #include "harness/daemon_process.h"
+#include "host_tpm_swtpm.h"
 #include "simhost/sim_host_fixture.h"
 #include "toolstack/toolstack.h"
 
@@ -37,6 +40,20 @@ class BackendSimTest : public SimHostTest {
     daemon_ = std::make_unique<DaemonProcess>(host(), o);
     Status st = daemon_->Start();
     ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  // Starts swtpm as the host TPM 2.0 (state in <host dir>/host-tpm) once,
+  // then the daemon with the libtpms engine on it; call again to restart
+  // the daemon on the same host TPM.
+  void StartLibtpmsDaemon(const std::string& extra_config = "") {
+    if (!swtpm_) {
+      std::string dir = host().dir() + "/host-tpm";
+      ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+      auto swtpm = vtpm::testing::Swtpm::Start(dir);
+      ASSERT_TRUE(swtpm.ok()) << swtpm.status().ToString();
+      swtpm_ = std::make_unique<vtpm::testing::Swtpm>(std::move(swtpm).value());
+    }
+    StartDaemon("[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
+                swtpm_->tcti() + "\"\n" + extra_config);
   }
   void SetUp() override {
     SimHostTest::SetUp();
@@ -74,6 +91,7 @@ class BackendSimTest : public SimHostTest {
   DaemonProcess& daemon() { return *daemon_; }
 
   std::unique_ptr<Toolstack> ts_;
+  std::unique_ptr<vtpm::testing::Swtpm> swtpm_;
   std::unique_ptr<DaemonProcess> daemon_;
   std::vector<std::unique_ptr<GuestFrontend>> guests_;
 };

@@ -18,7 +18,6 @@
 #include "backend_test_util.h"
 #include "guest/tcsd.h"
 #include "guest/tpm_socket_server.h"
-#include "host_tpm_swtpm.h"
 #include "tpm/tpm12.h"
 
 namespace vtpm::sim {
@@ -43,13 +42,7 @@ class Tpm12LifecycleTest : public BackendSimTest {
   void SetUp() override {
     BackendSimTest::SetUp();
     if (HasFatalFailure()) return;
-    std::string dir = host().dir() + "/host-tpm";
-    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
-    auto swtpm = vtpm::testing::Swtpm::Start(dir);
-    ASSERT_TRUE(swtpm.ok()) << swtpm.status().ToString();
-    swtpm_ = std::make_unique<vtpm::testing::Swtpm>(std::move(swtpm).value());
-    StartDaemon("[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
-                swtpm_->tcti() + "\"\n");
+    StartLibtpmsDaemon();
   }
   Bytes Run(GuestFrontend& g, const Bytes& cmd, uint32_t want_rc = tpm12::kSuccess) {
     auto r = g.Transmit(cmd, 60s);
@@ -69,7 +62,6 @@ class Tpm12LifecycleTest : public BackendSimTest {
     EXPECT_TRUE(ek.has_value());
     return ek.value_or(Bytes{});
   }
-  std::unique_ptr<vtpm::testing::Swtpm> swtpm_;
 };
 
 TEST_F(Tpm12LifecycleTest, PvGrubMeasuresWithoutStartupAndTheKernelReadsIt) {

@@ -51,16 +51,7 @@ class Tpm12ToolsTest : public BackendSimTest {
   void SetUp() override {
     BackendSimTest::SetUp();
     if (HasFatalFailure()) return;
-    std::string dir = host().dir() + "/host-tpm";
-    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
-    auto swtpm = vtpm::testing::Swtpm::Start(dir);
-    ASSERT_TRUE(swtpm.ok()) << swtpm.status().ToString();
-    swtpm_ = std::make_unique<vtpm::testing::Swtpm>(std::move(swtpm).value());
     StartLibtpmsDaemon();
-  }
-  void StartLibtpmsDaemon() {
-    StartDaemon("[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN
-                "\"\n[host_tpm]\ntcti = \"" + swtpm_->tcti() + "\"\n");
   }
   // Connects the guest and puts tcsd in front of its TPM.
   void ConnectGuest() {
@@ -89,7 +80,6 @@ class Tpm12ToolsTest : public BackendSimTest {
     return v.value_or(tpm12::PcrValue{});
   }
 
-  std::unique_ptr<vtpm::testing::Swtpm> swtpm_;
   GuestFrontend* guest_ = nullptr;
   std::unique_ptr<TpmSocketServer> server_;
   std::unique_ptr<TcsdInstance> tcsd_;

@@ -222,13 +222,7 @@ class VtpmctlTpmTest : public VtpmctlTest {
   void SetUp() override {
     VtpmctlTest::SetUp();
     if (HasFatalFailure()) return;
-    std::string dir = host().dir() + "/host-tpm";
-    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
-    auto swtpm = vtpm::testing::Swtpm::Start(dir);
-    ASSERT_TRUE(swtpm.ok()) << swtpm.status().ToString();
-    swtpm_ = std::make_unique<vtpm::testing::Swtpm>(std::move(swtpm).value());
-    StartDaemon("[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_PATH "\"\n[host_tpm]\ntcti = \"" +
-                swtpm_->tcti() + "\"\n");
+    StartLibtpmsDaemon();
   }
   json Instance(const std::string& uuid) {
     Ctl c = Run({"--json", "list"});
@@ -237,7 +231,6 @@ class VtpmctlTpmTest : public VtpmctlTest {
       if (i["uuid"] == uuid) return i;
     return nullptr;
   }
-  std::unique_ptr<vtpm::testing::Swtpm> swtpm_;
 };
 
 TEST_F(VtpmctlTpmTest, EveryVerbAsTableAndJson) {
