@@ -3,7 +3,7 @@
 // pv-grub measures without Startup and the kernel it boots reads the PCR; a
 // re-created domain gets the same EK and NV but fresh PCRs; each uuid has its
 // own EK; one guest's slow command does not hold up another; no guest secret
-// is written anywhere in clear.
+// is written anywhere in clear; tpm_sealdata/tpm_unsealdata round-trip.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
@@ -197,6 +197,29 @@ TEST_F(Tpm12LifecycleTest, NvDataWrittenByAGuestIsNowhereInClear) {
     for (size_t i = 0; i + 16 <= secret.size(); ++i)
       EXPECT_EQ(content.find(secret.substr(i, 16)), std::string::npos) << "secret bytes found in " << f;
   }
+}
+
+TEST_F(Tpm12LifecycleTest, TpmSealdataRoundTripsThroughTheGuest) {
+  CreateDomain(27, kUuidA);
+  GuestFrontend& g = Guest(27);
+  ASSERT_TRUE(g.Connect().ok());
+  ASSERT_EQ(::chmod(host().dir().c_str(), 0755), 0);
+  auto server = TpmSocketServer::Start(g, host().dir() + "/seal-tpm.sock", 60s);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto tcsd = TcsdInstance::Start((*server)->path());
+  ASSERT_TRUE(tcsd.ok()) << tcsd.status().ToString();
+  ASSERT_EQ((*tcsd)->Run({"tpm_takeownership", "-y", "-z"})->exit_code, 0);
+  const std::string plain = host().dir() + "/plain.txt", sealed = host().dir() + "/sealed.blob",
+                    back = host().dir() + "/unsealed.txt";
+  { std::ofstream(plain) << "sealed by the guest's vTPM\n"; }
+  auto seal = (*tcsd)->Run({"tpm_sealdata", "-z", "-i", plain, "-o", sealed});
+  ASSERT_TRUE(seal.ok() && seal->exit_code == 0) << (seal.ok() ? seal->output : seal.status().ToString());
+  auto unseal = (*tcsd)->Run({"tpm_unsealdata", "-z", "-i", sealed, "-o", back});
+  ASSERT_TRUE(unseal.ok() && unseal->exit_code == 0) << (unseal.ok() ? unseal->output : unseal.status().ToString());
+  std::ifstream in(back);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "sealed by the guest's vTPM");
 }
 
 }  // namespace
