@@ -99,7 +99,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   Reader r(root, source_name);
   RETURN_IF_ERROR(r.CheckKeys({
       {"daemon", {"state_dir", "runtime_dir", "control_socket", "log_level", "log_target", "auto_create",
-                  "command_deadline_ms", "journal_socket"}},
+                  "command_deadline_ms", "admin_deadline_ms", "journal_socket"}},
       {"xen", {"backend_domid", "allow_any_locality"}},
       {"host_tpm", {"tcti", "srk_handle", "persist_srk", "pcr_policy"}},
       {"engine", {"kind", "worker_path", "startup", "scripted_delay_ms", "scripted_slow_uuids", "scripted_slow_delay_ms"}},
@@ -113,6 +113,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("daemon", "journal_socket", c.journal_socket));
   RETURN_IF_ERROR(r.Get("daemon", "auto_create", c.auto_create));
   RETURN_IF_ERROR(r.Get("daemon", "command_deadline_ms", c.command_deadline));
+  RETURN_IF_ERROR(r.Get("daemon", "admin_deadline_ms", c.admin_deadline));
   RETURN_IF_ERROR(r.Get("xen", "backend_domid", c.backend_domid));
   RETURN_IF_ERROR(r.Get("xen", "allow_any_locality", c.allow_any_locality));
   RETURN_IF_ERROR(r.Get("host_tpm", "tcti", c.tcti));
@@ -149,6 +150,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
     return bad("daemon", "control_socket", "must be an absolute path");
   if (c.command_deadline < std::chrono::milliseconds(100) || c.command_deadline > std::chrono::milliseconds(50000))
     return bad("daemon", "command_deadline_ms", "must be between 100 and 50000 (below the guest's 50 s duration)");
+  if (c.admin_deadline < std::chrono::milliseconds(1000) || c.admin_deadline > std::chrono::milliseconds(600000))
+    return bad("daemon", "admin_deadline_ms", "must be between 1000 and 600000");
   return c;
 }
 

@@ -22,6 +22,8 @@ struct Config {
   std::string journal_socket = "/run/systemd/journal/socket";  // where journal entries go
   bool auto_create = true;
   std::chrono::milliseconds command_deadline{30000};
+  // Worker start-up (libtpms self-test) and each manufacture step (RSA-2048).
+  std::chrono::milliseconds admin_deadline{30000};
   // [xen]
   uint32_t backend_domid = 0;
   bool allow_any_locality = false;

@@ -105,6 +105,7 @@ int RunDaemon(const Config& cfg) {
     io.auto_create = cfg.auto_create;
     io.startup_clear = cfg.startup == "clear";
     io.command_deadline = cfg.command_deadline;
+    io.admin_deadline = cfg.admin_deadline;
     io.boot_id = *boot_id;
     auto im = std::make_unique<InstanceManager>(loop, *store, io);
     instances = im.get();

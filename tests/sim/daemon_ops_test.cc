@@ -276,6 +276,7 @@ TEST(DaemonOpsFiles, TheExampleConfigHoldsEveryKeyWithItsDefault) {
   EXPECT_EQ(c.journal_socket, d.journal_socket);
   EXPECT_EQ(c.auto_create, d.auto_create);
   EXPECT_EQ(c.command_deadline, d.command_deadline);
+  EXPECT_EQ(c.admin_deadline, d.admin_deadline);
   EXPECT_EQ(c.backend_domid, d.backend_domid);
   EXPECT_EQ(c.allow_any_locality, d.allow_any_locality);
   EXPECT_EQ(c.tcti, d.tcti);

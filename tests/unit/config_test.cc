@@ -60,6 +60,7 @@ TEST(Config, ErrorsNameTheLine) {
   EXPECT_FALSE(ParseConfig("[host_tpm]\npcr_policy = [24]\n", "v.conf").ok());
   EXPECT_FALSE(ParseConfig("[daemon]\nstate_dir = \"relative\"\n", "v.conf").ok());
   EXPECT_FALSE(ParseConfig("[daemon]\ncommand_deadline_ms = 60000\n", "v.conf").ok());
+  EXPECT_FALSE(ParseConfig("[daemon]\nadmin_deadline_ms = 10\n", "v.conf").ok());
   EXPECT_FALSE(ParseConfig("[engine]\nkind = \"tpm2\"\n", "v.conf").ok());
   EXPECT_FALSE(ParseConfig("[nosuch]\n", "v.conf").ok());
 }
