@@ -46,7 +46,7 @@ pids+=("$(cat "$W/swtpm.pid")")
 echo "swtpm on 127.0.0.1:$PORT"
 
 step "simulated Xen host: real xenstored, grant/event-channel shim"
-coproc SIMHOST { "$BUILD/tests/sim/vtpm-sim-host"; }
+coproc SIMHOST { exec "$BUILD/tests/sim/vtpm-sim-host"; }
 pids+=("$SIMHOST_PID")
 while read -r line <&"${SIMHOST[0]}"; do
   [[ $line == ready ]] && break
