@@ -78,7 +78,16 @@ Status GuestFrontend::SetupRing() {
 }
 
 Status GuestFrontend::WriteFeState(int state) {
-  RETURN_IF_ERROR(xs_->Write(fe_ + "/state", D(uint32_t(state))));
+  // Like Linux's __xenbus_switch_state: read the current state in the same
+  // transaction and write nothing when the node is gone (the toolstack
+  // removed the device), so a dying guest never recreates its directory.
+  bool gone = false;
+  RETURN_IF_ERROR(xs_->Transaction([&](XsTx t) {
+    ASSIGN_OR_RETURN(auto cur, xs_->Read(fe_ + "/state", t));
+    gone = !cur.has_value();
+    return gone ? Status::Ok() : xs_->Write(fe_ + "/state", D(uint32_t(state)), t);
+  }));
+  if (gone) return Status(Code::kNotFound, "frontend " + fe_ + " was removed");
   std::lock_guard<std::mutex> l(mu_);
   fe_state_ = state;
   cv_.notify_all();
@@ -174,7 +183,12 @@ void GuestFrontend::WatchBackend() {
                         "22 vTPM protocol 2 required");
       }
       if (write_state) {
-        (void)xs->Write(fe_ + "/state", D(uint32_t(*write_state)));
+        // __xenbus_switch_state: nothing is written once the toolstack removed the node.
+        (void)xs->Transaction([&](XsTx t) {
+          auto cur = xs->Read(fe_ + "/state", t);
+          if (!cur.ok() || !cur->has_value()) return Status::Ok();
+          return xs->Write(fe_ + "/state", D(uint32_t(*write_state)), t);
+        });
         std::lock_guard<std::mutex> g(mu_);
         fe_state_ = *write_state;
         if (write_fatal) fatal_ = true;
