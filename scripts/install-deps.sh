@@ -1,7 +1,9 @@
 #!/bin/bash
 # Installs every Debian package the build, the tests and the demo need.
-# Safe to run again; needs root.
+# Safe to run again; needs root. --no-update: the caller ran apt-get update.
 set -euo pipefail
+update=1
+[[ ${1:-} == --no-update ]] && update=0
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   build-essential cmake pkg-config ninja-build
@@ -27,6 +29,6 @@ if ((${#need[@]})); then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  apt-get update
+  ((update)) && apt-get update
   apt-get install -y --no-install-recommends "${need[@]}"
 fi
