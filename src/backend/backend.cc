@@ -188,13 +188,7 @@ bool Backend::DomainExists(uint32_t domid) {
 
 void Backend::InstanceIdle(const Uuid& uuid, const GuestCtx& ctx) {
   idle_.push_back({uuid, ctx});
-  // Reap once the calling device is forgotten: while it still holds the
-  // uuid it would count as "re-attached to the same domain".
-  if (reap_timer_) loop_.CancelTimer(*reap_timer_);
-  reap_timer_ = loop_.AddTimer(std::chrono::milliseconds(0), [this] {
-    reap_timer_.reset();
-    ReapIdleInstances();
-  });
+  ReapIdleInstances();
 }
 
 void Backend::ReapIdleInstances() {

@@ -132,6 +132,10 @@ bool Device::Reconcile() {
   if (!*be_state_r) {
     // Backend directory removed by the toolstack: the device is gone.
     Disconnect();
+    if (uuid_claimed_) {  // the uuid is free before the instance is judged idle
+      backend_.ReleaseUuid(*uuid_, this);
+      uuid_claimed_ = false;
+    }
     if (uuid_ && !refused_) backend_.InstanceIdle(*uuid_, ctx_);
     VLOG_INFO(ctx_, "backend directory removed");
     return false;
