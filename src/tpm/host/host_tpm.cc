@@ -13,6 +13,8 @@
 #include "common/log.h"
 #include "store/refusal.h"
 #include "tpm/host/rsa_oaep.h"
+#include "tpm/host/tis_devmem.h"
+#include "tpm/host/tis_tcti.h"
 
 namespace vtpm {
 namespace {
@@ -127,11 +129,37 @@ std::string PcrListString(const std::vector<uint32_t>& pcrs) {
 
 struct HostTpm::Impl {
   TSS2_TCTI_CONTEXT* tcti = nullptr;
+  std::unique_ptr<tis::Tcti> tis;  // "tis:" transport: owns `tcti`
   ESYS_CONTEXT* esys = nullptr;
 
   ~Impl() {
     if (esys) Esys_Finalize(&esys);
-    if (tcti) Tss2_TctiLdr_Finalize(&tcti);
+    if (tis) tis.reset();
+    else if (tcti) Tss2_TctiLdr_Finalize(&tcti);
+  }
+
+  // "tis:...": our TIS FIFO TCTI over the register window.
+  Status OpenTis(const HostTpmConfig& cfg) {
+    auto opts = tis::ParseOptions(cfg.tcti);
+    if (!opts.ok()) return opts.status();
+    Result<std::unique_ptr<tis::Registers>> window = Status(Code::kInternal, "unset");
+    if (cfg.open_tis_window) {
+      window = cfg.open_tis_window(*opts);
+    } else {
+      auto w = tis::DevMemWindow::Open(opts->base);
+      if (w.ok()) window = std::unique_ptr<tis::Registers>(std::move(w).value());
+      else window = w.status();
+    }
+    if (!window.ok())
+      return Refuse(Refusal::kTpmUnavailable, "cannot open the host TPM through TCTI '" + cfg.tcti + "': " +
+                                                  window.status().message());
+    auto t = tis::Tcti::Open(std::move(window).value(), opts->locality);
+    if (!t.ok())
+      return Refuse(Refusal::kTpmUnavailable, "cannot open the host TPM through TCTI '" + cfg.tcti + "': " +
+                                                  t.status().message());
+    tis = std::move(t).value();
+    tcti = tis->context();
+    return Status::Ok();
   }
 
   // Owner of one ESYS_TR: flushes transient objects and sessions, closes
@@ -322,15 +350,23 @@ HostTpm::~HostTpm() = default;
 
 Result<std::unique_ptr<HostTpm>> HostTpm::Open(const HostTpmConfig& cfg) {
   auto impl = std::make_unique<Impl>();
-  TSS2_RC rc = Tss2_TctiLdr_Initialize(cfg.tcti.c_str(), &impl->tcti);
-  if (rc)
+  const bool is_tis = tis::IsTisTcti(cfg.tcti);
+  TSS2_RC rc = TSS2_RC_SUCCESS;
+  if (is_tis) {
+    RETURN_IF_ERROR(impl->OpenTis(cfg));
+  } else if ((rc = Tss2_TctiLdr_Initialize(cfg.tcti.c_str(), &impl->tcti))) {
     return Refuse(Refusal::kTpmUnavailable, "cannot open the host TPM through TCTI '" + cfg.tcti + "': " +
                                                 RcText(rc) + "; check the device or the tcti setting");
+  }
   rc = Esys_Initialize(&impl->esys, impl->tcti, nullptr);
   if (rc) return Refuse(Refusal::kTpmUnavailable, "Esys_Initialize on '" + cfg.tcti + "' failed: " + RcText(rc));
   rc = Esys_Startup(impl->esys, TPM2_SU_CLEAR);  // success also when already started
+  if (rc && impl->tis && !impl->tis->last_error().ok())
+    return Refuse(Refusal::kTpmUnavailable, "host TPM through TCTI '" + cfg.tcti + "': Startup(CLEAR) failed: " +
+                                                impl->tis->last_error().message());
   if (rc) LOG_WARN("host TPM: Startup(CLEAR) returned {}", RcText(rc));
-  if (cfg.flush_leftovers || cfg.tcti == "device:/dev/tpm0") RETURN_IF_ERROR(impl->FlushLeftovers());
+  // No resource manager between us and the TPM: /dev/tpm0 and the TIS registers.
+  if (cfg.flush_leftovers || cfg.tcti == "device:/dev/tpm0" || is_tis) RETURN_IF_ERROR(impl->FlushLeftovers());
   return std::unique_ptr<HostTpm>(new HostTpm(cfg, std::move(impl)));
 }
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -19,11 +20,15 @@
 #include "common/bytes.h"
 #include "common/status.h"
 #include "store/secret_bytes.h"
+#include "tpm/host/tis_options.h"
+#include "tpm/host/tis_registers.h"
 
 namespace vtpm {
 
 struct HostTpmConfig {
-  std::string tcti = "device:/dev/tpmrm0";  // or "swtpm:host=127.0.0.1,port=N"
+  // A tpm2-tss TCTI loader string ("device:/dev/tpmrm0", "swtpm:host=...,port=N"),
+  // or "tis:locality=N[,base=0x...]": our own TIS FIFO TCTI over /dev/mem.
+  std::string tcti = "device:/dev/tpmrm0";
   uint32_t srk_handle = 0x81000001;
   bool persist_srk = true;             // EvictControl a newly created SRK to srk_handle
   std::vector<uint32_t> pcr_policy;    // sha256 PCR indices; empty = bind to SK
@@ -31,6 +36,9 @@ struct HostTpmConfig {
   // only when the daemon owns the TPM alone (no resource manager). Implied
   // for "device:/dev/tpm0", which the kernel lets one process open at a time.
   bool flush_leftovers = false;
+  // "tis:" only: opens the register window; unset = /dev/mem at the
+  // configured base. Tests put a software TIS model here.
+  std::function<Result<std::unique_ptr<tis::Registers>>(const tis::Options&)> open_tis_window;
 };
 
 // What recovering the master key needs later; TPM-wrapped, so not secret.
