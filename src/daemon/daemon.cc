@@ -1,10 +1,12 @@
 #include "daemon/daemon.h"
 
 #include <signal.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <set>
 
 #include "backend/backend.h"
@@ -54,6 +56,42 @@ std::unique_ptr<EngineProvider> MakeScriptedEngines(const Config& cfg, EventLoop
 }
 
 constexpr std::chrono::seconds kStatusInterval{5};
+
+// Connects to xenstored, waiting for it when it is not up yet (the daemon may
+// start before xen.service has started it): the log and STATUS= say what it
+// waits for, the watchdog is fed, and SIGTERM/SIGINT end the wait. Returns
+// nullptr when a stop signal arrived first.
+std::unique_ptr<XenStore> WaitForXenStore(SignalSource& sigs) {
+  auto start = std::chrono::steady_clock::now();
+  auto delay = std::chrono::milliseconds(50);
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+  for (int attempt = 0;; ++attempt) {
+    auto xs = XenStore::Open();
+    if (xs.ok()) {
+      if (attempt > 0)
+        LOG_INFO("xenstored is up: connected after {} ms",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+                     .count());
+      return std::move(xs).value();
+    }
+    if (attempt == 0) {
+      LOG_WARN("{}; waiting for xenstored (not ready until connected)", xs.status().message());
+      sd_notifyf(0, "STATUS=waiting for xenstored: %s", xs.status().message().c_str());
+    }
+    if (watchdog) sd_notify(0, "WATCHDOG=1");
+    pollfd p{sigs.fd(), POLLIN, 0};
+    if (poll(&p, 1, int(delay.count())) > 0) {
+      while (auto sig = sigs.Take()) {
+        if (*sig == SIGHUP) continue;
+        LOG_INFO("{} received while waiting for xenstored: stopping", strsignal(*sig));
+        sd_notify(0, "STOPPING=1");
+        return nullptr;
+      }
+    }
+    delay = std::min(delay * 2, std::chrono::milliseconds(1000));
+  }
+}
 
 std::string StatusLine(const Backend& backend) {
   return "serving " + std::to_string(backend.List().size()) + " devices, " +
@@ -117,10 +155,11 @@ int RunDaemon(const Config& cfg) {
     engines = MakeScriptedEngines(cfg, loop);
   }
 
-  auto xs = XenStore::Open();
+  std::unique_ptr<XenStore> xs = WaitForXenStore(*sigs);
+  if (!xs) return kExitOk;
   auto gnt = GrantTable::Open();
   auto evt = EventChannels::Open();
-  for (const Status* st : {&xs.status(), &gnt.status(), &evt.status()})
+  for (const Status* st : {&gnt.status(), &evt.status()})
     if (!st->ok()) {
       LOG_ERROR("{}", st->message());
       return kExitUnavailable;
@@ -128,7 +167,7 @@ int RunDaemon(const Config& cfg) {
   BackendOptions bopts;
   bopts.own_domid = cfg.backend_domid;
   bopts.allow_any_locality = cfg.allow_any_locality;
-  auto backend = Backend::Start(loop, **xs, **gnt, **evt, *engines, bopts);
+  auto backend = Backend::Start(loop, *xs, **gnt, **evt, *engines, bopts);
   if (!backend.ok()) {
     LOG_ERROR("cannot start the vTPM backend: {}", backend.status().message());
     return kExitUnavailable;

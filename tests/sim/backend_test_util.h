@@ -34,9 +34,10 @@ inline uint32_t ReturnCode(const Bytes& rsp) { return rsp.size() >= 10 ? LoadBe3
 
 class BackendSimTest : public SimHostTest {
  protected:
-  void StartDaemon(const std::string& extra_config = "") {
+  void StartDaemon(const std::string& extra_config = "", const std::string& daemon_config = "") {
     DaemonOptions o;
     o.extra_config = extra_config;
+    o.daemon_config = daemon_config;
     daemon_ = std::make_unique<DaemonProcess>(host(), o);
     Status st = daemon_->Start();
     ASSERT_TRUE(st.ok()) << st.ToString();
@@ -44,7 +45,7 @@ class BackendSimTest : public SimHostTest {
   // Starts swtpm as the host TPM 2.0 (state in <host dir>/host-tpm) once,
   // then the daemon with the libtpms engine on it; call again to restart
   // the daemon on the same host TPM.
-  void StartLibtpmsDaemon(const std::string& extra_config = "") {
+  void StartLibtpmsDaemon(const std::string& extra_config = "", const std::string& daemon_config = "") {
     if (!swtpm_) {
       std::string dir = host().dir() + "/host-tpm";
       ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
@@ -53,7 +54,7 @@ class BackendSimTest : public SimHostTest {
       swtpm_ = std::make_unique<vtpm::testing::Swtpm>(std::move(swtpm).value());
     }
     StartDaemon("[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
-                swtpm_->tcti() + "\"\n" + extra_config);
+                swtpm_->tcti() + "\"\n" + extra_config, daemon_config);
   }
   void SetUp() override {
     SimHostTest::SetUp();
