@@ -6,6 +6,8 @@
 
 #include <toml++/toml.h>
 
+#include "tpm/host/tis_options.h"
+
 namespace vtpm {
 namespace {
 
@@ -152,6 +154,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
     return bad("daemon", "command_deadline_ms", "must be between 100 and 50000 (below the guest's 50 s duration)");
   if (c.admin_deadline < std::chrono::milliseconds(1000) || c.admin_deadline > std::chrono::milliseconds(600000))
     return bad("daemon", "admin_deadline_ms", "must be between 1000 and 600000");
+  if (tis::IsTisTcti(c.tcti))
+    if (auto o = tis::ParseOptions(c.tcti); !o.ok()) return bad("host_tpm", "tcti", "is invalid: " + o.status().message());
   return c;
 }
 

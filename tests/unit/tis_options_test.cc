@@ -1,6 +1,7 @@
 // The "tis:" transport setting and the FIFO response header parser.
 #include <gtest/gtest.h>
 
+#include "daemon/config.h"
 #include "tpm/host/tis_frame.h"
 #include "tpm/host/tis_options.h"
 
@@ -69,6 +70,20 @@ TEST(TisOptions, BadOptionsAreNamed) {
     EXPECT_NE(o.status().message().find(c.message), std::string::npos) << o.status().message();
     EXPECT_NE(o.status().message().find(std::string("TCTI '") + c.text + "'"), std::string::npos);
   }
+}
+
+// vtpmmgrd.conf and --check-config reject a bad tis: option before start-up.
+TEST(TisOptions, ConfigFileChecksTheTisOptions) {
+  auto good = ParseConfig("[host_tpm]\ntcti = \"tis:locality=0\"\n", "t.conf");
+  ASSERT_TRUE(good.ok()) << good.status().message();
+  EXPECT_EQ(good->tcti, "tis:locality=0");
+  auto bad = ParseConfig("[host_tpm]\ntcti = \"tis:locality=0,bse=0xfed40000\"\n", "t.conf");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("t.conf:2: [host_tpm] tcti is invalid: TCTI 'tis:locality=0,bse=0xfed40000': "
+                                        "unknown option 'bse'"),
+            std::string::npos)
+      << bad.status().message();
+  EXPECT_TRUE(ParseConfig("[host_tpm]\ntcti = \"device:/dev/tpm0\"\n", "t.conf").ok());  // loader strings unchanged
 }
 
 TEST(TisFrame, ResponseSize) {
