@@ -10,6 +10,7 @@
 //
 // Peers: swtpm (`swtpm socket`, TPM 1.2, one process per VM, commands over
 // its unix socket) and libtpms called in this process (the floor).
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -19,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -66,7 +68,7 @@ struct Options {
   bool smoke = false;
   uint32_t instances = 20000;
   std::vector<uint32_t> guests{8, 64, 256};
-  int commands = 6000;       // per command kind and peer (CPU per command, round trip)
+  int commands = 15000;      // per command kind and peer (CPU per command, round trip)
   double load_seconds = 10;  // per open-loop level; closed loop gets half
   int nv_writes = 300;
   int samples = 5;           // manufactures, worker starts, vtpmctl lists
@@ -601,6 +603,25 @@ class Bench {
   size_t registered_ = 0;
 };
 
+// SIGINT/SIGTERM: the destructors that stop the simulated host will not run,
+// so SIGKILL this process's children (xenstored, swtpm, the daemon, tcsd;
+// workers exit when the daemon's socket closes) and exit.
+void StartSignalThread() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::cerr << "vtpm-bench: " << strsignal(sig) << ": stopping the simulated host\n";
+    for (const char* comm : {"vtpmmgrd", "swtpm", "xenstored", "tcsd"})
+      for (pid_t p : ChildrenNamed(::getpid(), comm)) ::kill(p, SIGKILL);
+    ::_exit(128 + sig);
+  }).detach();
+}
+
 std::vector<uint32_t> ParseList(const std::string& s) {
   std::vector<uint32_t> out;
   std::stringstream in(s);
@@ -656,6 +677,7 @@ int main(int argc, char** argv) {
     nofile.rlim_cur = nofile.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &nofile);
   }
+  StartSignalThread();
   spdlog::set_level(spdlog::level::warn);
   ::setenv("TSS2_LOG", "all+none", 1);
   return Bench(std::move(o)).Run();
