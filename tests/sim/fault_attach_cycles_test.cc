@@ -22,7 +22,7 @@ constexpr int kDomains = 32;
 constexpr int kThreads = 4;
 constexpr int kCycles = 500;
 constexpr int kWarmupCycles = 64;
-constexpr long kRssSlackKb = 1024;
+constexpr long kRssSlackKb = 256;  // ~0.6 KiB per cycle after warm-up
 
 // Live xenstore watches, from xenstored's trace (CREATE/DESTROY watch lines).
 long LiveWatches(const std::string& trace) {

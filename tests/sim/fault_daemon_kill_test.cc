@@ -137,6 +137,7 @@ TEST_F(DaemonKillTest, ExtendAndCounterChainsSurviveRandomSigkills) {
       }
     });
 
+  StopAndJoin joiner{stop, runners};
   std::mt19937_64 rng(seed);
   auto t0 = Clock::now();
   for (int k = 0; k < kKills; ++k) {

@@ -69,6 +69,7 @@ void Hostile(GuestFrontend& g, uint64_t seed, const std::atomic<bool>& stop, Hos
       for (int i = 0; i < n; ++i) {
         if (rng() % 4 == 0) g.SetState(rng() % 2 ? kCancel : kSubmit);
         (void)g.Notify();
+        g.DrainEvents();  // its upcall runs, as in a real guest
       }
       if (!Settles(g, 3s)) {
         s.faults.push_back("flood round: page stuck in state " + std::to_string(g.state()));
@@ -92,6 +93,7 @@ void Hostile(GuestFrontend& g, uint64_t seed, const std::atomic<bool>& stop, Hos
           default: g.SetState(rng() % 2 ? kCancel : kSubmit); break;
         }
         (void)g.Notify();
+        g.DrainEvents();
       } while (Clock::now() < until);
       // Leave the page as a guest mid-command would: SUBMIT or CANCEL, sane extra pages.
       g.WriteHeader(uint32_t(rng() % 4100), rng() % 2 ? kCancel : kSubmit, 0, 0);

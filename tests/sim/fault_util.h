@@ -9,12 +9,14 @@
 #include <openssl/sha.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "guest/frontend.h"
@@ -83,6 +85,18 @@ inline Result<OwnedTpm> TakeOwnershipWithCounter(GuestFrontend& g) {
   t.counter = c.second;
   return t;
 }
+
+// Sets `stop` and joins `threads` when it goes out of scope, so that an
+// ASSERT returning early from a test does not leave joinable threads behind.
+struct StopAndJoin {
+  std::atomic<bool>& stop;
+  std::vector<std::thread>& threads;
+  ~StopAndJoin() {
+    stop = true;
+    for (auto& t : threads)
+      if (t.joinable()) t.join();
+  }
+};
 
 // ---- /proc views of a process ----
 

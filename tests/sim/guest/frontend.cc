@@ -228,6 +228,12 @@ uint32_t GuestFrontend::length() const {
 
 Status GuestFrontend::Notify() { return evtchn_->Notify(port_); }
 
+int GuestFrontend::DrainEvents() {
+  int n = 0;
+  while (evtchn_ && evtchn_->Pending(false).ok()) ++n;
+  return n;
+}
+
 bool GuestFrontend::WaitIdle(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   for (;;) {

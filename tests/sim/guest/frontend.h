@@ -100,6 +100,10 @@ class GuestFrontend {
   Status Notify();
   // Waits (5 ms polling plus event-channel wake-ups) for state IDLE or FINISH.
   bool WaitIdle(std::chrono::milliseconds timeout);
+  // Consumes every notification queued on the guest's port, as the guest's
+  // event-channel upcall would, without looking at the page; returns how
+  // many. (A guest that never does keeps the simulated port's queue full.)
+  int DrainEvents();
 
   // Linux guest shutdown (xenbus_frontend_dev_shutdown): fe 5, wait up to
   // 5 s for exactly be 5, then fe 6. Without be 5 the frontend stays at 5.
