@@ -352,6 +352,22 @@ TEST_F(TisTctiTest, HostTpmRefusesBadTisOptions) {
   EXPECT_FALSE(opened);
 }
 
+TEST_F(TisTctiTest, HostTpmStartRefusesATpmThatNeverGetsReady) {
+  auto model = Model(With([](TisModel::Behavior& b) { b.never_ready = true; }));
+  HostTpmConfig cfg;
+  cfg.tcti = "tis:locality=0";
+  cfg.open_tis_window = [&](const tis::Options&) -> Result<std::unique_ptr<tis::Registers>> { return model->Window(); };
+  auto start = std::chrono::steady_clock::now();
+  auto h = HostTpm::Open(cfg);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);  // one TIMEOUT_B (2 s), no hang
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(RefusalOf(h.status()), Refusal::kTpmUnavailable);
+  EXPECT_NE(h.status().message().find("Startup(CLEAR) failed: STS_0 = "), std::string::npos) << h.status().message();
+  EXPECT_NE(h.status().message().find("no commandReady within 2000 ms (TIMEOUT_B)"), std::string::npos)
+      << h.status().message();
+  EXPECT_EQ(model->active_locality(), -1);  // given back on the way out
+}
+
 TEST_F(TisTctiTest, HostTpmReportsAWindowThatCannotOpen) {
   HostTpmConfig cfg;
   cfg.tcti = "tis:locality=0";
