@@ -51,6 +51,22 @@ TEST(TisDevMem, MapsTheWindowAtItsBaseAndAccessesEachWidth) {
   EXPECT_EQ(sts, 0x04100040u);
 }
 
+TEST(TisDevMemDeathTest, AnOffsetOutsideTheWindowNeverReachesMemory) {
+  TempDir dir;
+  const std::string path = dir.Sub("mem");
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(fd);
+    ASSERT_EQ(::ftruncate(fd.get(), off_t(kDefaultBase + 2 * kWindowSize)), 0);
+  }
+  auto w = DevMemWindow::Open(kDefaultBase, path);
+  ASSERT_TRUE(w.ok()) << w.status().message();
+  EXPECT_EQ((*w)->Read32(kWindowSize - 4), 0u);
+  EXPECT_DEATH((*w)->Read8(kWindowSize), "");
+  EXPECT_DEATH((*w)->Write32(kWindowSize - 2, 1), "");
+  EXPECT_DEATH((*w)->Read32(kSts + 1), "");  // unaligned
+}
+
 TEST(TisDevMem, MissingDeviceNamesTheCall) {
   TempDir dir;
   auto w = DevMemWindow::Open(kDefaultBase, dir.Sub("nope"));

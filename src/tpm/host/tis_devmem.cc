@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 
 #include "tpm/host/tis_devmem_diagnosis.h"
 
@@ -32,12 +33,27 @@ Result<std::unique_ptr<DevMemWindow>> DevMemWindow::Open(uint64_t base, const st
 
 DevMemWindow::~DevMemWindow() { ::munmap(const_cast<uint8_t*>(base_), kWindowSize); }
 
-uint8_t DevMemWindow::Read8(uint32_t offset) { return base_[offset]; }
+namespace {
+// A stray offset would touch physical memory next to the TPM: never.
+void CheckOffset(uint32_t offset, uint32_t width) {
+  if (offset > kWindowSize - width || offset % width != 0) std::abort();
+}
+}  // namespace
+
+uint8_t DevMemWindow::Read8(uint32_t offset) {
+  CheckOffset(offset, 1);
+  return base_[offset];
+}
 uint32_t DevMemWindow::Read32(uint32_t offset) {
+  CheckOffset(offset, 4);
   return *reinterpret_cast<volatile uint32_t*>(base_ + offset);
 }
-void DevMemWindow::Write8(uint32_t offset, uint8_t value) { base_[offset] = value; }
+void DevMemWindow::Write8(uint32_t offset, uint8_t value) {
+  CheckOffset(offset, 1);
+  base_[offset] = value;
+}
 void DevMemWindow::Write32(uint32_t offset, uint32_t value) {
+  CheckOffset(offset, 4);
   *reinterpret_cast<volatile uint32_t*>(base_ + offset) = value;
 }
 
