@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,6 +63,10 @@ constexpr char kScale[] = "Registered instances";
 
 constexpr uint32_t kFirstDomid = 1, kNvDomid = 2, kLoadDomidBase = 10;
 constexpr uint32_t kNvIndex = 0x00011101, kNvBytes = 256;
+// A TPM 1.2 takes at most 64 NV writes without authorization
+// (TPM_MAX_NV_WRITE_NOOWNER, counted in its permanent data until an owner
+// clears it), then answers TPM_MAXNVWRITES.
+constexpr int kNoOwnerNvWrites = 60;
 constexpr double kGuestRate = 20;
 
 struct Options {
@@ -70,7 +75,7 @@ struct Options {
   std::vector<uint32_t> guests{8, 64, 256};
   int commands = 15000;      // per command kind and peer (CPU per command, round trip)
   double load_seconds = 10;  // per open-loop level; closed loop gets half
-  int nv_writes = 300;
+  int nv_writes = kNoOwnerNvWrites;
   int samples = 5;           // manufactures, worker starts, vtpmctl lists
   std::string output;
 };
@@ -248,21 +253,50 @@ class Bench {
   struct AttachTimes {
     double create = 0, init_to_connected = 0, first_command = 0;
   };
-  Result<AttachTimes> Attach(uint32_t domid, const std::string& uuid) {
+  Result<AttachTimes> Attach(uint32_t domid, const std::string& uuid, bool first_command = true) {
     AttachTimes t;
     auto t0 = Clock::now();
     auto r = ts_->Create(domid, {{0u, uuid}});
     t.create = Seconds(Clock::now() - t0);
     if (!r.status.ok()) return r.status.Annotate(r.Report());
     ASSIGN_OR_RETURN(auto g, BenchGuest::Connect(*xs_, host_->sim_dir(), domid, 0, &t.init_to_connected));
-    t0 = Clock::now();
-    ASSIGN_OR_RETURN(Bytes rsp, g->Transact(PcrReadCommand(0)));
-    t.first_command = Seconds(Clock::now() - t0);
-    if (ReturnCode(rsp) != 0u)
-      return Status(Code::kTpmError, "domain " + std::to_string(domid) + ": first command answered rc " +
-                                         std::to_string(ReturnCode(rsp).value_or(~0u)));
     guests_.push_back(std::move(g));
+    if (!first_command) return t;
+    t0 = Clock::now();
+    ASSIGN_OR_RETURN(Bytes rsp, guests_.back()->Transact(PcrReadCommand(0)));
+    t.first_command = Seconds(Clock::now() - t0);
+    RETURN_IF_ERROR(FirstAnswer(*guests_.back(), rsp));
     return t;
+  }
+
+  static Status FirstAnswer(const BenchGuest& g, const Bytes& rsp) {
+    if (ReturnCode(rsp) == 0u) return Status::Ok();
+    return Status(Code::kTpmError, "domain " + std::to_string(g.domid()) + ": first command answered rc " +
+                                       std::to_string(ReturnCode(rsp).value_or(~0u)));
+  }
+
+  // Sends every guest in [from, guests_.size()) its first command at once
+  // (their workers start in parallel) and waits for all answers.
+  Status FirstCommandsTogether(size_t from) {
+    for (size_t i = from; i < guests_.size(); ++i) RETURN_IF_ERROR(guests_[i]->Submit(PcrReadCommand(0)));
+    const auto deadline = Clock::now() + std::chrono::minutes(5);
+    std::vector<pollfd> fds;
+    for (size_t i = from; i < guests_.size(); ++i) fds.push_back({guests_[i]->fd(), POLLIN, 0});
+    size_t left = fds.size();
+    std::vector<bool> done(fds.size(), false);
+    while (left > 0) {
+      if (Clock::now() > deadline) return Status(Code::kTimeout, std::to_string(left) + " guests unanswered after 5 min");
+      ::poll(fds.data(), fds.size(), 100);
+      for (size_t k = 0; k < fds.size(); ++k) {
+        if (done[k] || !guests_[from + k]->Finished()) continue;
+        ASSIGN_OR_RETURN(Bytes rsp, guests_[from + k]->Response());
+        RETURN_IF_ERROR(FirstAnswer(*guests_[from + k], rsp));
+        done[k] = true;
+        fds[k].fd = -1;
+        --left;
+      }
+    }
+    return Status::Ok();
   }
 
   Status AttachFirstGuest() {
@@ -407,7 +441,8 @@ class Bench {
       t0 = Clock::now();
       ASSIGN_OR_RETURN(Bytes prsp, swtpm12_->Transact(cmd));
       peer.push_back(Seconds(Clock::now() - t0));
-      if (ReturnCode(prsp) != 0u) return Status(Code::kTpmError, "swtpm NV_WriteValue failed");
+      if (ReturnCode(prsp) != 0u)
+        return Status(Code::kTpmError, "swtpm NV_WriteValue rc " + std::to_string(ReturnCode(prsp).value_or(~0u)));
       page[0] = uint8_t(i);
       t0 = Clock::now();
       if (::pwrite(fd.get(), page.data(), page.size(), 0) != 4096 || ::fsync(fd.get()) != 0)
@@ -416,7 +451,8 @@ class Bench {
     }
     ::unlink(probe.c_str());
     const double f = Med(fsyncs), w = Med(ours);
-    Judge(kDurable, "nv", {"TPM_NV_WriteValue, " + std::to_string(kNvBytes) + " B (median round trip)", Us(w),
+    Judge(kDurable, "nv", {"TPM_NV_WriteValue, " + std::to_string(kNvBytes) + " B (median round trip of " +
+                               std::to_string(ours.size()) + ")", Us(w),
                            "fsync'd 4 KiB write: " + Us(f) + "; swtpm 1.2: " + Us(Med(peer)), Ratio(w, f),
                            "<= 2x the fsync'd write", Check(w <= 2 * f)});
     guest.reset();
@@ -506,22 +542,35 @@ class Bench {
     return Status::Ok();
   }
 
+  // The first kSequentialAttaches guests one after another (a quiet host:
+  // their first command shows worker start-up); the rest attach in a row
+  // and get their first command together.
   Status AttachLoadGuests() {
+    constexpr size_t kSequentialAttaches = 8;
     std::vector<double> creates, connects, firsts;
     for (size_t i = 0; i < load_uuids_.size(); ++i) {
-      ASSIGN_OR_RETURN(AttachTimes t, Attach(kLoadDomidBase + uint32_t(i), load_uuids_[i]));
+      const bool alone = i < kSequentialAttaches;
+      ASSIGN_OR_RETURN(AttachTimes t, Attach(kLoadDomidBase + uint32_t(i), load_uuids_[i], alone));
       creates.push_back(t.create);
       connects.push_back(t.init_to_connected);
-      firsts.push_back(t.first_command);
+      if (alone) firsts.push_back(t.first_command);
     }
+    const auto t0 = Clock::now();
+    const size_t together = guests_.size() - std::min(guests_.size(), size_t(1) + kSequentialAttaches);
+    RETURN_IF_ERROR(FirstCommandsTogether(guests_.size() - together));
+    const double storm = Seconds(Clock::now() - t0);
     const std::string m = " (median of " + std::to_string(creates.size()) + ")";
     report_.Add(kLifecycle, {"xl create: backend dir written to backend InitWait (toolstack wall)" + m,
                              Us(Med(creates)), "", "", "", Verdict::kNone});
     report_.Add(kLifecycle, {"frontend Initialised to backend Connected" + m, Us(Med(connects)), "", "", "",
                              Verdict::kNone});
     report_.Add(kLifecycle, {"first command after attach of a registered instance (worker start + TPM_Startup + "
-                             "command)" + m,
+                             "command; median of " + std::to_string(firsts.size()) + ")",
                              Us(Med(firsts)), "", "", "", Verdict::kNone});
+    if (together > 0)
+      report_.Add(kLifecycle, {std::to_string(together) + " more guests attached, first commands sent together: "
+                               "all answered after",
+                               Us(storm), "", "", "", Verdict::kNone});
     return Status::Ok();
   }
 
