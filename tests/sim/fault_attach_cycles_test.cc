@@ -142,9 +142,9 @@ TEST_F(AttachCyclesTest, FiveHundredAttachDetachCyclesLeakNothing) {
   std::cout << done << " cycles in " << ms << " ms\nafter warm-up: " << warm << ", xenstore watches " << warm_watches
             << "\nat the end:    " << end << ", xenstore watches " << end_watches << "\n";
   EXPECT_EQ(done.load(), kCycles);
-  EXPECT_EQ(end.fds, warm.fds) << "fd leak";
+  EXPECT_LE(end.fds, warm.fds) << "fd leak";
   EXPECT_EQ(end.sim_maps, 0u) << "grant pages still mapped";
-  EXPECT_EQ(end.maps, warm.maps) << "mapping leak";
+  EXPECT_LE(end.maps, warm.maps) << "mapping leak";
   EXPECT_EQ(end.children, 0u);
   EXPECT_EQ(end_watches, warm_watches) << "xenstore watch leak";
   EXPECT_LE(end.rss_kb - warm.rss_kb, kRssSlackKb) << "RSS grew over " << kCycles - kWarmupCycles << " cycles";
@@ -179,7 +179,7 @@ TEST_F(AttachCyclesTest, WorkersGoAwayWithTheirDomains) {
   std::cout << "before: " << before << "\nwith " << kTpmDomains << " domains alive: " << alive
             << "\nafter destroy: " << after << "\n";
   EXPECT_EQ(after.children, 0u) << "workers outlive their domains";
-  EXPECT_EQ(after.fds, before.fds) << "fd leak";
+  EXPECT_LE(after.fds, before.fds) << "fd leak";
   EXPECT_EQ(after.sim_maps, 0u);
   EXPECT_EQ(LiveWatches(trace()), before_watches) << "xenstore watch leak";
 }
