@@ -17,7 +17,7 @@ PKGS=(
   trousers tpm-tools libtspi-dev
   clang-14 libclang-rt-14-dev
   procps psmisc util-linux systemd man-db
-  qemu-system-x86 debootstrap cpio python3
+  qemu-system-x86 debootstrap cpio python3 e2fsprogs
 )
 need=()
 for p in "${PKGS[@]}"; do

@@ -8,6 +8,9 @@
 #   dom0.cpio    dom0 root (debootstrap minbase + xen-utils matching the
 #                hypervisor + the daemon's runtime libraries), newc cpio
 #   guest/       busybox (static) and xen-tpmfront.ko for the guest initramfs
+#   guest/root/  trousers' tcsd and tpm-tools with their shared libraries,
+#                /etc/tcsd.conf and the tss user's passwd/group lines, taken
+#                from the dom0 root (the guest runs the same Debian userland)
 #   versions     package versions the image was built from
 # The directory is named after a hash of those package versions and of this
 # script, so a Debian update or an edit here builds a new image; older images
@@ -28,6 +31,11 @@ DOM0_PKGS=(
   libspdlog1.10 libfmt9 libtomlplusplus3 libsystemd0 libseccomp2 libsqlite3-0 libssl3
 )
 GUEST_PKGS=(busybox-static)
+# TPM 1.2 client software of the guest, installed into the dom0 root (with
+# no service started) and copied from there into guest/root.
+GUEST_TOOLS_PKGS=(trousers tpm-tools)
+GUEST_TOOLS=(/usr/sbin/tcsd /usr/sbin/tpm_version /usr/sbin/tpm_takeownership /usr/sbin/tpm_getpubek
+  /usr/sbin/tpm_nvdefine /usr/sbin/tpm_nvwrite /usr/sbin/tpm_nvread /usr/sbin/tpm_nvinfo)
 
 log() { echo "[images] $*" >&2; }
 # "<package> <candidate version>" for each package, in one apt-cache call.
@@ -41,7 +49,7 @@ flock 9
 
 kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
 [[ -n $kpkg ]] || { log "cannot resolve the kernel package behind linux-image-amd64"; exit 1; }
-all=("$XEN_PKG" "$kpkg" "${DOM0_PKGS[@]}" "${GUEST_PKGS[@]}")
+all=("$XEN_PKG" "$kpkg" "${DOM0_PKGS[@]}" "${GUEST_PKGS[@]}" "${GUEST_TOOLS_PKGS[@]}")
 versions=$(candidates "${all[@]}")
 if [[ $(grep -cv ' (none)$' <<<"$versions") != "${#all[@]}" ]]; then
   log "packages without an installable version:"; log "$versions"; exit 1
@@ -85,16 +93,34 @@ cp /etc/apt/sources.list.d/*.sources "$root/etc/apt/sources.list.d/" 2>/dev/null
 chroot "$root" apt-get -q update > "$work/upgrade.log" 2>&1
 DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get -q -y upgrade >> "$work/upgrade.log" 2>&1 ||
   { tail -20 "$work/upgrade.log" >&2; log "apt-get upgrade in dom0 root failed"; exit 1; }
+printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod +x "$root/usr/sbin/policy-rc.d"
+DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get -q -y install --no-install-recommends "${GUEST_TOOLS_PKGS[@]}" \
+  >> "$work/upgrade.log" 2>&1 || { tail -20 "$work/upgrade.log" >&2; log "installing ${GUEST_TOOLS_PKGS[*]} failed"; exit 1; }
+rm -f "$root/usr/sbin/policy-rc.d"
 hv=$(dpkg-deb -f "$work"/debs/"${XEN_PKG}"_*.deb Version)
 ut=$(chroot "$root" dpkg-query -W -f='${Version}' "$XEN_UTILS")
 [[ $hv == "$ut" ]] || { log "dom0 $XEN_UTILS $ut does not match hypervisor $hv"; exit 1; }
 log "dom0 root: $((SECONDS - t0))s"
 
+# The guest's TPM 1.2 tools: binaries, the libraries ldd resolves in the
+# chroot (copied as files under their resolved paths), the loader, tcsd.conf.
+g=$work/img/guest/root
+libs=$(chroot "$root" ldd "${GUEST_TOOLS[@]}" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' | sort -u)
+for f in "${GUEST_TOOLS[@]}" $libs /etc/tcsd.conf; do
+  mkdir -p "$g$(dirname "$f")"; cp -L "$root$f" "$g$f"
+done
+grep -E '^(root|tss):' "$root/etc/passwd" > "$work/img/guest/passwd"
+grep -E '^(root|tss):' "$root/etc/group" > "$work/img/guest/group"
+grep -q '^tss:' "$work/img/guest/passwd" || { log "trousers did not create the tss user"; exit 1; }
+
 t0=$SECONDS
 (cd "$root" && rm -rf var/cache/apt/* var/lib/apt/lists/* usr/share/doc/* usr/share/man/* \
    usr/share/locale/* usr/share/info/* etc/apt/sources.list.d/*.sources)
 mkdir -p "$root/lib/modules/$kver"
+# Xen and TPM drivers; virtio-blk and ext4 for the persistent state disk.
 (cd "$mods" && cp -a --parents kernel/drivers/xen kernel/drivers/char/tpm \
+   kernel/drivers/block/virtio_blk.ko kernel/drivers/virtio kernel/fs/ext4 kernel/fs/jbd2 \
+   kernel/fs/mbcache.ko kernel/lib kernel/crypto kernel/arch/x86/crypto \
    modules.builtin modules.builtin.modinfo modules.order "$root/lib/modules/$kver/")
 chroot "$root" depmod "$kver"
 (cd "$root" && find . -xdev | cpio -o -H newc --quiet > "$work/img/dom0.cpio")

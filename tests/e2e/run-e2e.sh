@@ -3,12 +3,18 @@
 #
 # The real-Xen end-to-end test: builds or reuses the cached Xen/dom0/guest
 # images (images.sh), installs this build of vtpmmgrd and its tools into the
-# dom0 image, boots Xen + dom0 under QEMU and runs the scenario steps
-# (scenario.steps by default) over the serial console (drive.py). Then
+# dom0 image, makes dom0's state disk (ext4, mounted at /persist; the
+# daemon's state_dir is on it), boots Xen + dom0 under QEMU and runs the
+# scenario steps (scenario.steps by default) over the serial console
+# (drive.py), rebooting the machine where the steps say so: the disk and
+# swtpm's state carry over, like a host's disk and TPM. Then
 # compares the recorded vtpm state-node sequences with the committed
 # fixtures under fixtures/. Prints the time of each step.
 # Environment: VTPM_E2E_CACHE (image cache, default /var/cache/vtpmmgrd-e2e),
-# VTPM_E2E_KEEP=1 keeps the work dir. Logs of the last run stay in
+# VTPM_E2E_KEEP=1 keeps the work dir, VTPM_E2E_DEADLINE (seconds in QEMU,
+# default 1500), VTPM_E2E_TIMEOUT_SCALE (multiplies the step timeouts),
+# VTPM_E2E_TIS_TCTI (the TIS boot's tcti setting). Logs of
+# the last run stay in
 # BUILD_DIR/tests/e2e/last-run.
 set -Eeuo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -16,6 +22,10 @@ BUILD=$(cd "${1:?usage: run-e2e.sh BUILD_DIR [STEPS_FILE]}" && pwd)
 STEPS=${2:-$HERE/scenario.steps}
 CACHE=${VTPM_E2E_CACHE:-/var/cache/vtpmmgrd-e2e}
 OUT=$BUILD/tests/e2e/last-run
+# Seconds in QEMU for all boots together (drive.py --deadline).
+DEADLINE=${VTPM_E2E_DEADLINE:-1500}
+# The daemon's TCTI for the TIS-MMIO transport (its own, in-process).
+TIS_TCTI=${VTPM_E2E_TIS_TCTI:-tis:locality=0}
 WORK=$(mktemp -d /tmp/vtpm-e2e.XXXXXX)
 cleanup() { [[ ${VTPM_E2E_KEEP:-0} == 1 ]] && echo "work dir kept: $WORK" || rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -30,23 +40,37 @@ step() {  # step <name> <command...>: runs and times one host-side step
 report() { echo "=== e2e: host step times"; printf '  %s\n' "${timings[@]}"; }
 
 [[ $(id -u) == 0 ]] || { echo "run-e2e.sh needs root (debootstrap, chroot)"; exit 1; }
-for tool in qemu-system-x86_64 swtpm debootstrap cpio; do
+for tool in qemu-system-x86_64 swtpm debootstrap cpio mkfs.ext4; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps.sh"; exit 1; }
 done
 
 images() { IMG=$("$HERE/images.sh" "$CACHE" | tail -1); echo "images in $IMG"; sed 's/^/  /' "$IMG/versions"; }
 
-# Guest initramfs: busybox, xen-tpmfront.ko, init, tpmcmd and its commands.
+# Guest initramfs: busybox, xen-tpmfront.ko, init, tpmcmd and its commands,
+# gtpm, trousers (tcsd) and tpm-tools with their libraries and the tss user.
 guest_image() {
-  local g=$WORK/guest
-  mkdir -p "$g"/{bin,proc,sys,dev,tmp,lib/modules,tpm}
+  local g=$WORK/guest tss
+  mkdir -p "$g"/{bin,proc,sys,dev,tmp,lib/modules,tpm,etc,var/lib/tpm}
+  cp -a "$IMG/guest/root/." "$g/"
   cp "$IMG/guest/busybox" "$g/bin/busybox"
   cp "$IMG/guest/xen-tpmfront.ko" "$g/lib/modules/"
   install -m 755 "$HERE/guest/init" "$g/init"
   install -m 755 "$HERE/guest/tpmcmd" "$g/bin/tpmcmd"
-  # TPM 1.2 commands: GetRandom(8), PCRRead(0)
+  install -m 755 "$HERE/guest/gtpm" "$g/bin/gtpm"
+  cp "$IMG/guest/passwd" "$g/etc/passwd"
+  cp "$IMG/guest/group" "$g/etc/group"
+  echo '127.0.0.1 localhost' > "$g/etc/hosts"
+  # Debian's tcsd refuses a config that is not root:tss mode 0640 (as the
+  # package installs it); it runs as tss and keeps its data in /var/lib/tpm.
+  tss=$(awk -F: '$1 == "tss" {print $3 ":" $4}' "$g/etc/passwd")
+  chown "0:${tss#*:}" "$g/etc/tcsd.conf"
+  chmod 0640 "$g/etc/tcsd.conf"
+  chown "$tss" "$g/var/lib/tpm"
+  chmod 0700 "$g/var/lib/tpm"
+  # TPM 1.2 commands: GetRandom(8), PCRRead(0), Extend(10, 20 x 0x5a)
   printf '\x00\xc1\x00\x00\x00\x0e\x00\x00\x00\x46\x00\x00\x00\x08' > "$g/tpm/getrandom.bin"
   printf '\x00\xc1\x00\x00\x00\x0e\x00\x00\x00\x15\x00\x00\x00\x00' > "$g/tpm/pcrread0.bin"
+  { printf '\x00\xc1\x00\x00\x00\x22\x00\x00\x00\x14\x00\x00\x00\x0a'; printf '\x5a%.0s' {1..20}; } > "$g/tpm/extend10.bin"
   (cd "$g" && find . | cpio -o -H newc --quiet | gzip -1) > "$WORK/guest-initrd.gz"
 }
 
@@ -59,17 +83,8 @@ dom0_image() {
   install -m 755 "$HERE/dom0/e2e" "$o/usr/local/bin/e2e"
   install -m 755 "$HERE/dom0/states.awk" "$o/e2e/states.awk"
   cp "$IMG/vmlinuz" "$WORK/guest-initrd.gz" "$o/e2e/"
-  cat > "$o/e2e/guest.cfg" <<CFG
-name = "e2eguest"
-type = "pv"
-kernel = "/e2e/vmlinuz"
-ramdisk = "/e2e/guest-initrd.gz"
-extra = "console=hvc0"
-memory = 128
-vcpus = 1
-on_crash = "preserve"
-vtpm = ["backend=0,uuid=7e2e0001-5eed-4c0d-9a1e-00000000e2e0"]
-CFG
+  guest_cfg e2eguest 7e2e0001-5eed-4c0d-9a1e-00000000e2e0 > "$o/e2e/e2eguest.cfg"
+  guest_cfg e2eguest2 7e2e0002-5eed-4c0d-9a1e-00000000e2e0 > "$o/e2e/e2eguest2.cfg"
   # This build's install tree, else its binaries where the build left them.
   DESTDIR=$o cmake --install "$BUILD" >/dev/null 2>&1 || true
   for b in src/daemon/vtpmmgrd src/tpm/vtpm-worker src/ctl/vtpmctl; do
@@ -78,9 +93,33 @@ CFG
   done
   (cd "$o" && find . -type f \( -name vtpmmgrd -o -name vtpm-worker -o -name vtpmctl \) | sed 's/^\.//') > "$o/e2e/binaries"
   echo "installed into dom0:"; sed 's/^/  /' "$o/e2e/binaries"
-  cp "$HERE/vtpmmgrd.conf" "$o/etc/vtpmmgrd/vtpmmgrd.conf"
+  # One config per host transport; they differ only in [host_tpm] tcti.
+  cp "$HERE/vtpmmgrd.conf" "$o/etc/vtpmmgrd/tpmrm0.conf"
+  sed "s|^tcti = .*|tcti = \"$TIS_TCTI\"|" "$HERE/vtpmmgrd.conf" > "$o/etc/vtpmmgrd/tis.conf"
   (cd "$o" && find . | cpio -o -H newc --quiet) > "$WORK/overlay.cpio"
   cat "$IMG/dom0.cpio" "$WORK/overlay.cpio" > "$WORK/dom0.cpio"
+}
+
+# guest_cfg <name> <vtpm uuid>: xl config of a PV guest with one vTPM.
+guest_cfg() {
+  cat <<CFG
+name = "$1"
+type = "pv"
+kernel = "/e2e/vmlinuz"
+ramdisk = "/e2e/guest-initrd.gz"
+extra = "console=hvc0"
+memory = 128
+vcpus = 1
+on_crash = "preserve"
+vtpm = ["backend=0,uuid=$2"]
+CFG
+}
+
+# dom0's state disk, empty before the first boot: what the daemon keeps
+# there must survive the reboots of the run.
+state_disk() {
+  truncate -s 64M "$WORK/state.img"
+  mkfs.ext4 -q -F -L vtpm-state "$WORK/state.img"
 }
 
 boot_and_run() {
@@ -88,6 +127,7 @@ boot_and_run() {
   local rc=0
   /usr/bin/python3 "$HERE/drive.py" --xen "$IMG/xen" --kernel "$IMG/vmlinuz" \
     --dom0-initrd "$WORK/dom0.cpio" --steps "$STEPS" --workdir "$WORK" \
+    --disk "$WORK/state.img" --swtpm-state "$WORK/swtpm" --deadline "$DEADLINE" \
     --capture-dir "$OUT/states" || rc=$?
   cp "$WORK/serial.log" "$OUT/" 2>/dev/null || true
   return $rc
@@ -120,6 +160,7 @@ compare_fixtures() {
 step images images
 step guest guest_image
 step dom0 dom0_image
+step disk state_disk
 step qemu boot_and_run
 step fixtures compare_fixtures
 report
