@@ -106,6 +106,20 @@ TEST_F(AttachCyclesTest, FiveHundredAttachDetachCyclesLeakNothing) {
     auto r = Toolstack(*xs_, host_->sim_dir()).Create(uint32_t(120 + d), {});
     ASSERT_TRUE(r.status.ok()) << r.Report();
   }
+  {  // The probes see what they look for: an attached guest's page is mapped.
+    Toolstack ts(*xs_, host_->sim_dir());
+    auto a = ts.Attach(120, {std::nullopt, FaultUuid(0xfa1d0000, 0)});
+    ASSERT_TRUE(a.status.ok()) << a.Report();
+    FrontendOptions fo;
+    fo.domid = 120;
+    fo.devid = a.devid;
+    auto g = GuestFrontend::Create(fo);
+    ASSERT_TRUE(g.ok() && (*g)->Connect().ok());
+    ProcSnapshot attached = Snap();
+    std::cout << "one guest attached: " << attached << ", xenstore watches " << LiveWatches(trace()) << "\n";
+    EXPECT_EQ(attached.sim_maps, 1u) << "the grant-mapping probe does not see the guest's page";
+    ASSERT_TRUE(ts.Detach(120, a.devid).status.ok());
+  }
   std::atomic<int> done{0};
   std::atomic<bool> failed{false};
   // Cycles [from, to) spread over the threads; thread t owns domains t, t+4, ...
