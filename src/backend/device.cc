@@ -1,10 +1,12 @@
 #include "backend/device.h"
 
 #include <charconv>
+#include <utility>
 
 #include "backend/backend.h"
 #include "backend/tpm12_wire.h"
 #include "backend/xs_values.h"
+#include "common/crash_point.h"
 
 namespace vtpm {
 
@@ -105,7 +107,9 @@ bool Device::Adopt() {
         return true;
       }
       VLOG_INFO(ctx_, "re-adopted connected device (ring-ref {}, event-channel {})", ring_ref_, remote_port_);
-      OnNotify();  // a command may have been pending across the restart
+      found_pending_ = true;  // only a command already in the page now
+      OnNotify();
+      found_pending_ = false;
       return true;
     }
   }
@@ -326,22 +330,26 @@ void Device::StartCommand(const PageHeader& hdr) {
   auto parsed = ParseRequest(hdr, page_.data());
   if (auto* rej = std::get_if<PageReject>(&parsed)) {
     VLOG_WARN(ctx_, "malformed request (length {}, nr_extra_pages {}): {}", hdr.length, hdr.nr_extra_pages, rej->why);
-    Respond(rej->offset, tpm12::ErrorResponse(rej->rc));
+    Respond(rej->offset, tpm12::ErrorResponse(rej->rc), false);
     return;
   }
   auto& req = std::get<PageRequest>(parsed);
   if (req.locality != 0 && !backend_.options().allow_any_locality) {
     VLOG_WARN(ctx_, "request at locality {} refused (only locality 0 is allowed)", req.locality);
-    Respond(req.offset, tpm12::ErrorResponse(tpm12::kBadLocality));
+    Respond(req.offset, tpm12::ErrorResponse(tpm12::kBadLocality), false);
     return;
   }
   busy_ = true;
   busy_offset_ = req.offset;
   std::weak_ptr<Device> weak = shared_from_this();
   uint64_t epoch = epoch_;
-  engine_->Execute(std::move(req.command), req.locality, [weak, epoch](Bytes rsp) {
+  auto done = [weak, epoch](Bytes rsp) {
     if (auto self = weak.lock()) self->Complete(epoch, std::move(rsp));
-  });
+  };
+  if (std::exchange(found_pending_, false))
+    engine_->ExecuteFound(std::move(req.command), req.locality, std::move(done));
+  else
+    engine_->Execute(std::move(req.command), req.locality, std::move(done));
 }
 
 void Device::Complete(uint64_t epoch, Bytes response) {
@@ -351,13 +359,13 @@ void Device::Complete(uint64_t epoch, Bytes response) {
     backend_.loop().CancelTimer(*cancel_timer_);
     cancel_timer_.reset();
   }
-  Respond(busy_offset_, std::move(response));
+  Respond(busy_offset_, std::move(response), true);
   // A command submitted while we were busy (a guest that does not wait) is
   // picked up now rather than waiting for another notify.
   OnNotify();
 }
 
-void Device::Respond(uint32_t offset, Bytes response) {
+void Device::Respond(uint32_t offset, Bytes response, bool from_engine) {
   if (response.size() < tpm12::kHeaderSize || tpm12::ParamSize(response) != response.size()) {
     VLOG_ERROR(ctx_, "engine returned a malformed response ({} bytes): answering TPM_FAIL", response.size());
     response = tpm12::ErrorResponse(tpm12::kFail);
@@ -365,8 +373,15 @@ void Device::Respond(uint32_t offset, Bytes response) {
     VLOG_WARN(ctx_, "response of {} bytes does not fit the page: answering TPM_SIZE", response.size());
     response = tpm12::ErrorResponse(tpm12::kSize);
   }
-  PublishResponse(page_.data(), offset, response);
+  WriteResponse(page_.data(), offset, response);
+  if (from_engine) {
+    CrashPoint("response-written");
+    engine_->ResponseWritten();
+    CrashPoint("response-marked");
+  }
+  PublishState(page_.data(), PageState::kFinish);
   Notify();
+  if (from_engine) CrashPoint("finished");
 }
 
 }  // namespace vtpm

@@ -57,7 +57,9 @@ class Device : public std::enable_shared_from_this<Device> {
   void WriteState(int s);
   void StartCommand(const PageHeader& hdr);
   void Complete(uint64_t epoch, Bytes response);
-  void Respond(uint32_t offset, Bytes response);
+  // `from_engine`: the engine's answer to the command (ResponseWritten() is
+  // called before FINISH), not one the backend made itself.
+  void Respond(uint32_t offset, Bytes response, bool from_engine);
   void Notify();
 
   Backend& backend_;
@@ -80,6 +82,9 @@ class Device : public std::enable_shared_from_this<Device> {
 
   // Command in flight.
   bool busy_ = false;
+  // Re-adopted after a daemon restart: the next SUBMIT may be a command the
+  // previous daemon already ran (ExecuteFound).
+  bool found_pending_ = false;
   uint32_t busy_offset_ = 0;
   std::optional<EventLoop::TimerId> cancel_timer_;
 };

@@ -36,9 +36,13 @@ std::variant<PageRequest, PageReject> ParseRequest(const PageHeader& hdr, const 
   return req;
 }
 
-void PublishResponse(uint8_t* page, uint32_t offset, ByteView response) {
+void WriteResponse(uint8_t* page, uint32_t offset, ByteView response) {
   std::memcpy(page + offset, response.data(), response.size());
   __atomic_store_n(reinterpret_cast<uint32_t*>(page), uint32_t(response.size()), __ATOMIC_RELAXED);
+}
+
+void PublishResponse(uint8_t* page, uint32_t offset, ByteView response) {
+  WriteResponse(page, offset, response);
   PublishState(page, PageState::kFinish);
 }
 

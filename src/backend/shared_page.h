@@ -48,8 +48,10 @@ struct PageReject {
 // `page`. Overflow-safe; never reads outside [page, page + 4096).
 std::variant<PageRequest, PageReject> ParseRequest(const PageHeader& hdr, const uint8_t* page);
 
-// Writes `response` at `offset`, sets length, then (release) state=FINISH.
-// The caller has checked that offset + response.size() <= kPageSize.
+// Writes `response` at `offset` and sets length; the guest does not look
+// until state=FINISH. The caller has checked offset + size <= kPageSize.
+void WriteResponse(uint8_t* page, uint32_t offset, ByteView response);
+// WriteResponse, then (release) state=FINISH.
 void PublishResponse(uint8_t* page, uint32_t offset, ByteView response);
 void PublishState(uint8_t* page, PageState state);
 

@@ -64,6 +64,11 @@ Bytes EncodeVolatile(const VolatileCopy& v) {
   AppendBe64(b, v.sequence);
   AppendBe32(b, uint32_t(v.blob.size()));
   AppendBytes(b, v.blob);
+  if (v.record) {
+    Bytes rec = EncodeRecord(*v.record);
+    AppendBe32(b, uint32_t(rec.size()));
+    AppendBytes(b, rec);
+  }
   return b;
 }
 
@@ -73,12 +78,42 @@ Result<VolatileCopy> DecodeVolatile(ByteView b, uint64_t generation) {
   ByteView boot, blob;
   uint32_t blen = 0;
   if (!in.Take(16, &boot) || !in.U32(&v.domid) || !in.U64(&v.sequence) || !in.U32(&blen) ||
-      !in.Take(blen, &blob) || !in.done())
+      !in.Take(blen, &blob))
     return Truncated("volatile copy");
+  if (!in.done()) {
+    uint32_t rlen = 0;
+    ByteView rec;
+    if (!in.U32(&rlen) || !in.Take(rlen, &rec) || !in.done()) return Truncated("volatile copy");
+    auto r = DecodeRecord(rec);
+    if (!r.ok()) return r.status().Annotate("volatile copy");
+    if (r->sequence != v.sequence)
+      return Status(Code::kCorruption, "volatile copy: its command record is for sequence " +
+                                           std::to_string(r->sequence) + ", the copy for " +
+                                           std::to_string(v.sequence));
+    v.record = std::move(r).value();
+  }
   std::copy(boot.begin(), boot.end(), v.boot_id.begin());
   v.blob.assign(blob.begin(), blob.end());
   v.generation = generation;
   return v;
+}
+
+Bytes EncodeResponded(const RespondedMark& m) {
+  Bytes b;
+  AppendBytes(b, m.boot_id);
+  AppendBe32(b, m.domid);
+  AppendBe64(b, m.sequence);
+  return b;
+}
+
+Result<RespondedMark> DecodeResponded(ByteView b) {
+  Reader in(b);
+  RespondedMark m;
+  ByteView boot;
+  if (!in.Take(16, &boot) || !in.U32(&m.domid) || !in.U64(&m.sequence) || !in.done())
+    return Truncated("responded mark");
+  std::copy(boot.begin(), boot.end(), m.boot_id.begin());
+  return m;
 }
 
 }  // namespace vtpm

@@ -4,6 +4,9 @@
 //
 //   record:   sequence u64 | digest_len u16 | digest | response_len u32 | response
 //   volatile: boot_id(16) | domid u32 | sequence u64 | blob_len u32 | blob
+//             [ record_len u32 | record ]   present iff the copy carries the
+//             record of command `sequence` (copies written before it had none)
+//   responded mark: boot_id(16) | domid u32 | sequence u64
 #pragma once
 
 #include "common/bytes.h"
@@ -17,5 +20,8 @@ Result<CommandRecord> DecodeRecord(ByteView b);
 
 Bytes EncodeVolatile(const VolatileCopy& v);  // `generation` travels in the envelope
 Result<VolatileCopy> DecodeVolatile(ByteView b, uint64_t generation);
+
+Bytes EncodeResponded(const RespondedMark& m);
+Result<RespondedMark> DecodeResponded(ByteView b);
 
 }  // namespace vtpm

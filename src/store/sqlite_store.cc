@@ -54,6 +54,25 @@ Status WriteFileAtomically(const std::string& path, ByteView data) {
   return Status::Ok();
 }
 
+// The whole file, or nullopt if it does not exist.
+Result<std::optional<Bytes>> ReadFileIfPresent(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT) return std::optional<Bytes>();
+    return Status::FromErrno(errno, "opening " + path);
+  }
+  Bytes data;
+  uint8_t buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno(errno, "reading " + path);
+    if (n == 0) break;
+    data.insert(data.end(), buf, buf + n);
+  }
+  return std::optional<Bytes>(std::move(data));
+}
+
 // Columns first..first+5: tpm_version, created, last_attached, last_written,
 // auto_created, ek_public.
 void ReadMetaColumns(const Stmt& q, int first, InstanceMeta* m) {
@@ -138,6 +157,10 @@ Result<SecretBytes> SqliteStore::DataKey(const Uuid& uuid) {
 
 std::string SqliteStore::VolatilePath(const Uuid& uuid) const {
   return settings_.runtime_dir + "/" + uuid.ToString() + ".vol";
+}
+
+std::string SqliteStore::RespondedPath(const Uuid& uuid) const {
+  return settings_.runtime_dir + "/" + uuid.ToString() + ".responded";
 }
 
 Status SqliteStore::Create(const InstanceMeta& meta, const std::map<BlobKind, Bytes>& blobs) {
@@ -436,7 +459,8 @@ Status SqliteStore::Wipe(const Uuid& uuid) {
     // Old page images of the instance stay in the WAL until a TRUNCATE checkpoint.
     RETURN_IF_ERROR(db_.Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   }
-  for (const std::string& vol : {VolatilePath(uuid), VolatilePath(uuid) + ".tmp"})
+  for (const std::string& vol : {VolatilePath(uuid), VolatilePath(uuid) + ".tmp", RespondedPath(uuid),
+                                 RespondedPath(uuid) + ".tmp"})
     if (::unlink(vol.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "removing " + vol);
   return Status::Ok();
 }
@@ -487,20 +511,9 @@ Status SqliteStore::SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) {
 
 Result<std::optional<VolatileCopy>> SqliteStore::LoadVolatile(const Uuid& uuid) {
   const std::string path = VolatilePath(uuid);
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) {
-    if (errno == ENOENT) return std::optional<VolatileCopy>();
-    return Status::FromErrno(errno, "opening " + path);
-  }
-  Bytes data;
-  uint8_t buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "reading " + path);
-    if (n == 0) break;
-    data.insert(data.end(), buf, buf + n);
-  }
+  ASSIGN_OR_RETURN(std::optional<Bytes> file, ReadFileIfPresent(path));
+  if (!file) return std::optional<VolatileCopy>();
+  const Bytes& data = *file;
   ASSIGN_OR_RETURN(SecretBytes key, DataKey(uuid));
   uint64_t gen = 0;
   auto plain = OpenEnvelope(key, uuid, SealedKind::kVolatileFile, data, &gen);
@@ -508,6 +521,19 @@ Result<std::optional<VolatileCopy>> SqliteStore::LoadVolatile(const Uuid& uuid) 
   auto copy = DecodeVolatile(*plain, gen);
   if (!copy.ok()) return InstanceError(uuid, copy.status().Annotate(path + ": "));
   return std::optional<VolatileCopy>(std::move(copy).value());
+}
+
+Status SqliteStore::SaveResponded(const Uuid& uuid, const RespondedMark& mark) {
+  return WriteFileAtomically(RespondedPath(uuid), EncodeResponded(mark));
+}
+
+Result<std::optional<RespondedMark>> SqliteStore::LoadResponded(const Uuid& uuid) {
+  const std::string path = RespondedPath(uuid);
+  ASSIGN_OR_RETURN(std::optional<Bytes> file, ReadFileIfPresent(path));
+  if (!file) return std::optional<RespondedMark>();
+  auto mark = DecodeResponded(*file);
+  if (!mark.ok()) return InstanceError(uuid, mark.status().Annotate(path + ": "));
+  return std::optional<RespondedMark>(*mark);
 }
 
 Result<StoreStatus> SqliteStore::GetStatus() {

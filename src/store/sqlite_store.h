@@ -48,6 +48,8 @@ class SqliteStore final : public Store {
   Status Backup(const std::string& path) override;
   Status SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) override;
   Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) override;
+  Status SaveResponded(const Uuid& uuid, const RespondedMark& mark) override;
+  Result<std::optional<RespondedMark>> LoadResponded(const Uuid& uuid) override;
   Result<StoreStatus> GetStatus() override;
 
  private:
@@ -66,6 +68,7 @@ class SqliteStore final : public Store {
   Result<SecretBytes> DataKey(const Uuid& uuid);
   Status Rollback();
   std::string VolatilePath(const Uuid& uuid) const;
+  std::string RespondedPath(const Uuid& uuid) const;
 
   SqliteStoreSettings settings_;
   DirLock lock_;

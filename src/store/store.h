@@ -59,6 +59,18 @@ struct VolatileCopy {
   uint32_t domid = 0;                 // domain the running instance belonged to
   uint64_t sequence = 0;              // command sequence number it follows
   uint64_t generation = 0;            // permanent generation it goes with
+  // The record of command `sequence` (the command whose state this is), so a
+  // restarted daemon can answer a command it executed but did not deliver.
+  std::optional<CommandRecord> record;
+};
+
+// Written into the runtime directory between a guest response reaching the
+// page and FINISH (design §3): command `sequence` of domain `domid` was
+// answered, so a page that holds the same request again is a new command.
+struct RespondedMark {
+  std::array<uint8_t, 16> boot_id{};
+  uint32_t domid = 0;
+  uint64_t sequence = 0;
 };
 
 // What `vtpmctl status` shows about the store and the host TPM.
@@ -120,6 +132,11 @@ class Store {
   // A copy that fails authentication is an error (kCorruption), never used.
   // Whether to use it is the caller's choice (see VolatileCopyUsable()).
   virtual Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) = 0;
+  // The responded mark: written in place (not fsync'd: like the page and
+  // the volatile copy, it only has to outlive the daemon, not the host).
+  virtual Status SaveResponded(const Uuid& uuid, const RespondedMark& mark) = 0;
+  // nullopt if absent; kCorruption if malformed.
+  virtual Result<std::optional<RespondedMark>> LoadResponded(const Uuid& uuid) = 0;
   virtual Result<StoreStatus> GetStatus() = 0;
 };
 

@@ -7,6 +7,12 @@
 //    response, never silence) - unless Abort() is called first.
 //  - Abort() abandons the in-flight command: its `done` never runs and the
 //    instance is back in its state before the command once Abort() returns.
+//  - ExecuteFound() is Execute() for a command a re-adopted device found in
+//    SUBMIT after a daemon restart: the engine first compares it with the
+//    record of its last command (design §3) and may answer from the record
+//    instead of running it again.
+//  - ResponseWritten() is called after the response from `done` is in the
+//    guest's page and before FINISH; the engine records that it was answered.
 //  - Engines are owned by an EngineProvider and shared with the device that
 //    uses them; the provider decides power-on/off (design §6).
 #pragma once
@@ -26,6 +32,10 @@ class Engine {
   using Done = std::function<void(Bytes response)>;
   virtual ~Engine() = default;
   virtual void Execute(Bytes command, uint8_t locality, Done done) = 0;
+  virtual void ExecuteFound(Bytes command, uint8_t locality, Done done) {
+    Execute(std::move(command), locality, std::move(done));
+  }
+  virtual void ResponseWritten() {}
   virtual void Abort() = 0;
   virtual bool busy() const = 0;
 };

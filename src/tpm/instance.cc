@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/crash_point.h"
 #include "tpm/tpm12.h"
 
 namespace vtpm {
@@ -36,9 +37,20 @@ void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume
   savestate_ = std::move(loaded.savestate);
   generation_ = loaded.generation;
   sequence_ = loaded.last_record ? loaded.last_record->sequence : 0;
+  last_record_ = std::move(loaded.last_record);
   if (resume) {
     volatile_ = std::move(resume->blob);
+    if (resume->record && resume->record->sequence >= sequence_) last_record_ = std::move(resume->record);
     sequence_ = std::max(sequence_, resume->sequence);
+    // The mark counts only for this boot and this domain, like the copy.
+    auto mark = store_.LoadResponded(uuid_);
+    if (!mark.ok())
+      VLOG_WARN(ctx_, "responded mark unusable: {}", mark.status().ToString());
+    else if (*mark && (*mark)->boot_id == cfg_.boot_id && int64_t((*mark)->domid) == ctx_.domid)
+      responded_ = (*mark)->sequence;
+  } else {
+    // A new power cycle: nothing found in a page can belong to the old one.
+    last_record_.reset();
   }
   StartWorker();
 }
@@ -129,6 +141,47 @@ void Instance::Execute(Bytes command, uint8_t locality, Done done) {
   Enqueue(std::move(op));
 }
 
+void Instance::ExecuteFound(Bytes command, uint8_t locality, Done done) {
+  Op op;
+  op.command = std::move(command);
+  op.locality = locality;
+  op.guest = true;
+  op.found = true;
+  op.guest_done = std::move(done);
+  Enqueue(std::move(op));
+}
+
+void Instance::ResponseWritten() {
+  if (auto seq = std::exchange(responding_, std::nullopt)) SaveRespondedMark(*seq);
+}
+
+void Instance::SaveRespondedMark(uint64_t sequence) {
+  responded_ = sequence;
+  if (ctx_.domid < 0) return;
+  RespondedMark mark;
+  mark.boot_id = cfg_.boot_id;
+  mark.domid = uint32_t(ctx_.domid);
+  mark.sequence = sequence;
+  Status st = store_.SaveResponded(uuid_, mark);
+  if (!st.ok()) VLOG_WARN(ctx_, "saving the responded mark of command {} failed: {}", sequence, st.ToString());
+}
+
+std::optional<Bytes> Instance::Recall(const Op& op) const {
+  if (!op.found || !last_record_) return std::nullopt;
+  const CommandRecord& r = *last_record_;
+  if (op.command == r.response) {
+    VLOG_INFO(ctx_, "the page holds the response of command {} without FINISH: finishing it", r.sequence);
+    return r.response;
+  }
+  if (responded_ != r.sequence && Sha256(op.command) == r.request_digest) {
+    VLOG_INFO(ctx_, "command {} ran before the restart but was not answered: sending its recorded response",
+              r.sequence);
+    return r.response;
+  }
+  VLOG_INFO(ctx_, "command found in the page after the restart is new: running it");
+  return std::nullopt;
+}
+
 void Instance::RunAdmin(Bytes command, bool physical_presence, AdminDone done) {
   Op op;
   op.command = std::move(command);
@@ -168,6 +221,7 @@ void Instance::Pump() {
   in_flight_ = std::move(queue_.front());
   queue_.pop_front();
   phase_ = Phase::kRunning;
+  if (auto recalled = Recall(*in_flight_)) return Deliver(std::move(*recalled), last_record_->sequence, false);
   WorkerRequest req;
   req.type = WorkerMsg::kExecute;
   req.command = in_flight_->command;
@@ -183,25 +237,28 @@ void Instance::OnReply(uint64_t id, Result<WorkerReply> reply) {
   if (reply.ok() && reply->type != WorkerMsg::kReply)
     reply = Status(Code::kUnavailable, "worker failed: " + reply->message);
   if (!reply.ok()) return Fault(reply.status());
+  const bool guest = in_flight_->guest;
+  if (guest) CrashPoint("command-executed");
   CommandRecord record;
   record.sequence = sequence_ + 1;
   record.request_digest = Sha256(in_flight_->command);
   record.response = reply->response;
-  bool recorded = !reply->changes.empty();
+  bool in_store = !reply->changes.empty();
   // Volatile state is worth resuming from once the TPM has run a command.
   started_ = true;
-  CommitThen(*reply, std::move(record), [this, recorded, response = reply->response] {
-    ++sequence_;
-    Deliver(response, recorded ? std::optional<uint64_t>(sequence_) : std::nullopt);
+  CommitThen(*reply, record, [this, guest, in_store, record] {
+    if (guest) CrashPoint("state-saved");
+    sequence_ = record.sequence;
+    last_record_ = record;
+    Deliver(record.response, record.sequence, in_store);
   });
 }
 
 void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
                           std::function<void()> then) {
-  const uint64_t sequence = record ? record->sequence : sequence_;
   if (reply.changes.empty()) {
     if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
-    SaveVolatileCopy(sequence);
+    SaveVolatileCopy(record);
     then();
     return;
   }
@@ -214,21 +271,21 @@ void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord>
       req.remove.push_back(c.kind);
   }
   if (!reply.volatile_state.empty()) req.volatile_copy = reply.volatile_state;
-  req.record = std::move(record);
+  req.record = record;
   req.expected_generation = generation_;
   phase_ = Phase::kCommitting;
   std::weak_ptr<Instance> weak = weak_from_this();
   EventLoop* loop = &loop_;
-  store_.Commit(std::move(req), [weak, loop, reply, sequence, then](Result<uint64_t> gen) {
+  store_.Commit(std::move(req), [weak, loop, reply, record, then](Result<uint64_t> gen) {
     // Store thread: hop back to the loop.
-    loop->Post([weak, gen, reply, sequence, then] {
-      if (auto self = weak.lock()) self->OnCommitted(gen, reply, sequence, then);
+    loop->Post([weak, gen, reply, record, then] {
+      if (auto self = weak.lock()) self->OnCommitted(gen, reply, record, then);
     });
   });
 }
 
 void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
-                           uint64_t sequence, std::function<void()> then) {
+                           std::optional<CommandRecord> record, std::function<void()> then) {
   if (phase_ != Phase::kCommitting) return;  // powered off meanwhile
   if (!generation.ok()) return Fault(generation.status().Annotate("committing TPM state"));
   generation_ = *generation;
@@ -238,23 +295,24 @@ void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply
   }
   if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
   phase_ = Phase::kRunning;
-  SaveVolatileCopy(sequence);
+  SaveVolatileCopy(record);
   then();
 }
 
-void Instance::SaveVolatileCopy(uint64_t sequence) {
+void Instance::SaveVolatileCopy(const std::optional<CommandRecord>& record) {
   if (ctx_.domid < 0 || !volatile_) return;
   VolatileCopy copy;
   copy.blob = *volatile_;
   copy.boot_id = cfg_.boot_id;
   copy.domid = uint32_t(ctx_.domid);
-  copy.sequence = sequence;
+  copy.sequence = record ? record->sequence : sequence_;
   copy.generation = generation_;
+  copy.record = record ? record : last_record_;
   Status st = store_.SaveVolatile(uuid_, copy);
   if (!st.ok()) VLOG_WARN(ctx_, "saving volatile state failed: {}", st.ToString());
 }
 
-void Instance::Deliver(Bytes response, std::optional<uint64_t> record_sequence) {
+void Instance::Deliver(Bytes response, uint64_t sequence, bool in_store) {
   auto keep = shared_from_this();
   start_failures_ = 0;
   phase_ = Phase::kReady;
@@ -263,16 +321,20 @@ void Instance::Deliver(Bytes response, std::optional<uint64_t> record_sequence) 
     in_flight_.reset();
     bool delivered = false;
     if (op.guest && op.guest_done) {
+      // The device calls ResponseWritten() from inside guest_done once the
+      // response is in the page; a dropped response leaves no mark.
+      responding_ = sequence;
       op.guest_done(std::move(response));
+      responding_.reset();
       delivered = true;
     } else if (op.admin_done) {
+      SaveRespondedMark(sequence);
       op.admin_done(std::move(response));
       delivered = true;
     }
-    if (delivered && record_sequence) {
-      Status st = store_.MarkDelivered(uuid_, *record_sequence);
-      if (!st.ok()) VLOG_WARN(ctx_, "marking command {} delivered failed: {}", *record_sequence,
-                              st.ToString());
+    if (delivered && in_store) {
+      Status st = store_.MarkDelivered(uuid_, sequence);
+      if (!st.ok()) VLOG_WARN(ctx_, "marking command {} delivered failed: {}", sequence, st.ToString());
     }
   }
   if (phase_ == Phase::kReady) Pump();

@@ -8,6 +8,14 @@
 // is saved (Store::SaveVolatile, tagged with boot id, domid, sequence and
 // generation); only then is the response delivered (design §3, §6).
 //
+// Exactly once (design §3): each command's record goes into the volatile copy
+// (and, for state-changing commands, into the store with its state); after
+// the response is in the page and before FINISH, a responded mark names its
+// sequence. A command found in the page of a re-adopted device
+// (ExecuteFound) is answered from the newest record when the page holds that
+// record's response (written, FINISH lost), or its request while the mark
+// says it was not answered (executed, not delivered); otherwise it runs.
+//
 // Faults: a worker that crashes, misses the command deadline or sends
 // garbage, and a failed commit, kill the worker and restart it from the last
 // committed state (permanent + savestate + the last delivered volatile
@@ -64,6 +72,8 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
 
   // Engine
   void Execute(Bytes command, uint8_t locality, Done done) override;
+  void ExecuteFound(Bytes command, uint8_t locality, Done done) override;
+  void ResponseWritten() override;
   void Abort() override;
   bool busy() const override;
 
@@ -85,6 +95,7 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
     uint8_t locality = 0;
     bool presence = false;
     bool guest = false;
+    bool found = false;  // see ExecuteFound()
     Done guest_done;
     AdminDone admin_done;
   };
@@ -96,10 +107,15 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void OnReply(uint64_t id, Result<WorkerReply> reply);
   void CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
                   std::function<void()> then);
-  void OnCommitted(Result<uint64_t> generation, const WorkerReply& reply, uint64_t sequence,
-                   std::function<void()> then);
-  void SaveVolatileCopy(uint64_t sequence);
-  void Deliver(Bytes response, std::optional<uint64_t> record_sequence);
+  void OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
+                   std::optional<CommandRecord> record, std::function<void()> then);
+  void SaveVolatileCopy(const std::optional<CommandRecord>& record);
+  // The in-flight op's answer, which belongs to command `sequence`;
+  // `in_store` if that command's record is in the store.
+  void Deliver(Bytes response, uint64_t sequence, bool in_store);
+  // For a found op: the recorded response to send instead of running it.
+  std::optional<Bytes> Recall(const Op& op) const;
+  void SaveRespondedMark(uint64_t sequence);
   void Fault(const Status& why);
   void FailOp(Op op, const Status& why, bool notify_guest = true);
   void FailAll(const Status& why, bool notify_guest = true);
@@ -119,6 +135,9 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   std::optional<Bytes> volatile_;  // after the last delivered command
   uint64_t generation_ = 0;
   uint64_t sequence_ = 0;
+  std::optional<CommandRecord> last_record_;  // of command sequence_, if known
+  uint64_t responded_ = 0;                   // newest command answered (mark)
+  std::optional<uint64_t> responding_;       // command whose response is being written
   bool started_ = false;  // TPM_Startup done in this power cycle
 
   std::deque<Op> queue_;

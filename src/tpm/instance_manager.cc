@@ -54,7 +54,8 @@ std::shared_ptr<Instance> InstanceManager::Running(const Uuid& uuid) const {
 }
 
 std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, const GuestCtx& ctx,
-                                                            uint64_t generation) {
+                                                            const LoadedInstance& loaded) {
+  const uint64_t generation = loaded.generation;
   auto copy = store_.LoadVolatile(uuid);
   if (!copy.ok()) {
     VLOG_WARN(ctx, "volatile copy unusable ({}); powering on fresh", copy.status().ToString());
@@ -63,6 +64,22 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
   if (!*copy) return std::nullopt;
   std::string why;
   if (!VolatileCopyUsable(**copy, opts_.boot_id, uint32_t(ctx.domid), generation, &why)) {
+    // The daemon stopped between a state-changing command's commit and the
+    // copy that follows it: the store holds that command's volatile state.
+    const VolatileCopy& old = **copy;
+    if (old.boot_id == opts_.boot_id && int64_t(old.domid) == ctx.domid && old.generation < generation &&
+        loaded.volatile_copy && loaded.last_record && loaded.last_record->sequence > old.sequence) {
+      VolatileCopy from_store;
+      from_store.blob = *loaded.volatile_copy;
+      from_store.boot_id = old.boot_id;
+      from_store.domid = old.domid;
+      from_store.sequence = loaded.last_record->sequence;
+      from_store.generation = generation;
+      from_store.record = loaded.last_record;
+      VLOG_INFO(ctx, "resuming the TPM from the state committed with command {} (the volatile copy is of "
+                     "command {})", from_store.sequence, old.sequence);
+      return from_store;
+    }
     VLOG_INFO(ctx, "not resuming the volatile copy ({}); powering on fresh", why);
     return std::nullopt;
   }
@@ -86,7 +103,7 @@ Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const
   auto loaded = store_.Load(uuid);
   if (loaded.ok()) {
     auto inst = Instance::Make(loop_, store_, MakeConfig(), uuid, ctx);
-    auto resume = UsableVolatile(uuid, ctx, loaded->generation);
+    auto resume = UsableVolatile(uuid, ctx, *loaded);
     Status touch = store_.TouchAttached(uuid);
     if (!touch.ok()) VLOG_WARN(ctx, "recording the attach time failed: {}", touch.ToString());
     instances_[uuid] = inst;

@@ -75,7 +75,7 @@ class InstanceManager final : public EngineProvider {
   void Manufacture(const Uuid& uuid, bool auto_created, const GuestCtx& ctx, CreatedCallback done);
   InstanceConfig MakeConfig() const;
   std::optional<VolatileCopy> UsableVolatile(const Uuid& uuid, const GuestCtx& ctx,
-                                             uint64_t generation);
+                                             const LoadedInstance& loaded);
 
   EventLoop& loop_;
   Store& store_;

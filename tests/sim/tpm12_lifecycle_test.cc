@@ -3,7 +3,7 @@
 // pv-grub measures without Startup and the kernel it boots reads the PCR; a
 // re-created domain gets the same EK and NV but fresh PCRs; each uuid has its
 // own EK; one guest's slow command does not hold up another; no guest secret
-// is written anywhere in clear; tpm_sealdata/tpm_unsealdata round-trip.
+// (owner password, its SHA-1, NV data) is written anywhere in clear; tpm_sealdata/tpm_unsealdata round-trip.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
@@ -19,6 +19,7 @@
 #include "guest/tcsd.h"
 #include "guest/tpm_socket_server.h"
 #include "tpm/tpm12.h"
+#include "tpm12_auth.h"
 
 namespace vtpm::sim {
 namespace {
@@ -162,40 +163,72 @@ void ListFiles(const std::string& dir, std::vector<std::string>& out) {
   closedir(d);
 }
 
-TEST_F(Tpm12LifecycleTest, NvDataWrittenByAGuestIsNowhereInClear) {
+std::string RandomText(size_t n) {
+  std::mt19937_64 rng(std::random_device{}());
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s.push_back("abcdefghijklmnopqrstuvwxyz0123456789"[rng() % 36]);
+  return s;
+}
+
+std::string Hex(ByteView b) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (uint8_t c : b) {
+    s.push_back(d[c >> 4]);
+    s.push_back(d[c & 15]);
+  }
+  return s;
+}
+
+TEST_F(Tpm12LifecycleTest, OwnerPasswordAndNvDataOfAGuestAreNowhereInClear) {
   CreateDomain(26, kUuidA);
   GuestFrontend& g = Guest(26);
   ASSERT_TRUE(g.Connect().ok());
+  // Owner password P, as tpm-tools uses it: owner auth = SHA-1(P).
+  const std::string password = RandomText(24), nv_data = RandomText(32);
+  tpm12auth::Secret owner_auth;
+  SHA1(reinterpret_cast<const uint8_t*>(password.data()), password.size(), owner_auth.data());
+  std::array<uint8_t, 20> nonce{};
+  auto ek = tpm12::PubkeyFromEkResponse(Run(g, tpm12::ReadPubek(nonce)));
+  ASSERT_TRUE(ek.has_value());
+  Status own = tpm12auth::RunTakeOwnership([&](const Bytes& c) { return g.Transmit(c, 120s); }, *ek, owner_auth,
+                                           tpm12auth::Secret{} /* SRK: well-known, as -z */);
+  ASSERT_TRUE(own.ok()) << own.ToString();
+
   ASSERT_EQ(::chmod(host().dir().c_str(), 0755), 0);
   auto server = TpmSocketServer::Start(g, host().dir() + "/guest-tpm.sock", 60s);
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   auto tcsd = TcsdInstance::Start((*server)->path());
   ASSERT_TRUE(tcsd.ok()) << tcsd.status().ToString();
-  ASSERT_EQ((*tcsd)->Run({"tpm_takeownership", "-y", "-z"})->exit_code, 0);
-  ASSERT_EQ((*tcsd)->Run({"tpm_nvdefine", "-y", "-i", "0x00011001", "-s", "32", "-p", "OWNERWRITE|OWNERREAD"})
-                ->exit_code,
-            0);
-  std::mt19937_64 rng(std::random_device{}());
-  std::string secret;
-  for (int i = 0; i < 32; ++i) secret.push_back("abcdefghijklmnopqrstuvwxyz0123456789"[rng() % 36]);
-  auto wr = (*tcsd)->Run({"tpm_nvwrite", "-z", "-i", "0x00011001", "-d", secret});
+  auto def = (*tcsd)->Run({"tpm_nvdefine", "-i", "0x00011001", "-s", "32", "-p", "OWNERWRITE|OWNERREAD",
+                           "--pwdo=" + password});
+  ASSERT_TRUE(def.ok() && def->exit_code == 0) << (def.ok() ? def->output : def.status().ToString());
+  auto wr = (*tcsd)->Run({"tpm_nvwrite", "-i", "0x00011001", "-d", nv_data, "--password=" + password});
   ASSERT_TRUE(wr.ok() && wr->exit_code == 0) << (wr.ok() ? wr->output : wr.status().ToString());
-  auto rd = (*tcsd)->Run({"tpm_nvread", "-z", "-i", "0x00011001", "-s", "32"});
-  ASSERT_TRUE(rd.ok() && rd->exit_code == 0);
-  ASSERT_NE(rd->output.find(secret.substr(0, 16)), std::string::npos) << rd->output;
+  auto rd = (*tcsd)->Run({"tpm_nvread", "-i", "0x00011001", "-s", "32", "--password=" + password});
+  ASSERT_TRUE(rd.ok() && rd->exit_code == 0) << (rd.ok() ? rd->output : rd.status().ToString());
+  ASSERT_NE(rd->output.find(nv_data.substr(0, 16)), std::string::npos) << rd->output;
+  // The wrong password is refused: the owner auth really is SHA-1(P).
+  auto bad = (*tcsd)->Run({"tpm_nvread", "-i", "0x00011001", "-s", "32", "--password=not-" + password});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_NE(bad->exit_code, 0) << bad->output;
 
   std::vector<std::string> files;
   ListFiles(daemon().state_dir(), files);
   ListFiles(daemon().runtime_dir(), files);
   files.push_back(daemon().log_path());
   ASSERT_GE(files.size(), 3u);
+  const std::string auth_bytes(owner_auth.begin(), owner_auth.end());
+  const std::vector<std::pair<std::string, std::string>> secrets = {
+      {"P", password}, {"SHA-1(P)", auth_bytes}, {"hex SHA-1(P)", Hex(owner_auth)}, {"D", nv_data}};
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
     const std::string content = ss.str();
-    for (size_t i = 0; i + 16 <= secret.size(); ++i)
-      EXPECT_EQ(content.find(secret.substr(i, 16)), std::string::npos) << "secret bytes found in " << f;
+    for (const auto& [name, secret] : secrets)
+      for (size_t i = 0; i + 16 <= secret.size(); ++i)
+        EXPECT_EQ(content.find(secret.substr(i, 16)), std::string::npos) << name << " found in " << f;
   }
 }
 

@@ -136,6 +136,44 @@ TEST(StoreRecordCodec, VolatileRoundTrip) {
   EXPECT_FALSE(DecodeVolatile(enc, 5).ok());
 }
 
+TEST(StoreRecordCodec, VolatileCarriesTheRecordOfItsCommand) {
+  VolatileCopy v;
+  v.blob = Bytes(64, 0x42);
+  v.sequence = 12;
+  v.record = CommandRecord{12, Bytes(32, 0xD1), Bytes{0x00, 0xC4, 0, 0, 0, 10, 0, 0, 0, 0}, false};
+  Bytes enc = EncodeVolatile(v);
+  auto back = DecodeVolatile(enc, 5);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_TRUE(back->record.has_value());
+  EXPECT_EQ(back->record->sequence, 12u);
+  EXPECT_EQ(back->record->request_digest, v.record->request_digest);
+  EXPECT_EQ(back->record->response, v.record->response);
+  for (size_t cut = 1; cut <= 4; ++cut)  // a truncated record is an error, not "no record"
+    EXPECT_FALSE(DecodeVolatile(ByteView(enc.data(), enc.size() - cut), 5).ok()) << cut;
+  v.record->sequence = 11;  // a record of another command than the state
+  auto other = DecodeVolatile(EncodeVolatile(v), 5);
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("sequence 11"), std::string::npos) << other.status().ToString();
+}
+
+TEST(StoreRecordCodec, RespondedMarkRoundTripAndExactLength) {
+  RespondedMark m;
+  m.boot_id.fill(0x33);
+  m.domid = 9;
+  m.sequence = 1234567890123ull;
+  Bytes enc = EncodeResponded(m);
+  ASSERT_EQ(enc.size(), 28u);
+  auto back = DecodeResponded(enc);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->boot_id, m.boot_id);
+  EXPECT_EQ(back->domid, 9u);
+  EXPECT_EQ(back->sequence, m.sequence);
+  enc.push_back(0);
+  EXPECT_FALSE(DecodeResponded(enc).ok());
+  enc.resize(27);
+  EXPECT_FALSE(DecodeResponded(enc).ok());
+}
+
 TEST(StoreVolatileRule, AppliesDesignRule) {
   VolatileCopy v;
   v.boot_id.fill(1);

@@ -48,6 +48,12 @@ class FaultyStore final : public Store {
   Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& u) override {
     return real_->LoadVolatile(u);
   }
+  Status SaveResponded(const Uuid& u, const RespondedMark& m) override {
+    return real_->SaveResponded(u, m);
+  }
+  Result<std::optional<RespondedMark>> LoadResponded(const Uuid& u) override {
+    return real_->LoadResponded(u);
+  }
   Result<StoreStatus> GetStatus() override { return real_->GetStatus(); }
 
  private:
@@ -246,8 +252,11 @@ TEST_F(InstanceTest, KilledWorkerFailsOnlyTheCommandInFlight) {
   std::optional<Bytes> out;
   tpm12::PcrValue d;
   d.fill(0x45);
+  // Stopped first, so the command is surely in flight when the kill lands.
+  const pid_t worker = WorkerPid(kUuidA);
+  ASSERT_EQ(kill(worker, SIGSTOP), 0);
   e->Execute(tpm12::PcrExtend(10, d), 0, [&](Bytes r) { out = std::move(r); });
-  kill(WorkerPid(kUuidA), SIGKILL);
+  ASSERT_EQ(kill(worker, SIGKILL), 0);
   EXPECT_EQ(tpm12::ResponseCode(RunUntil(out)), tpm12::kFail);
   EXPECT_EQ(Pcr(*e, 10), pcr);  // the last committed state
   EXPECT_EQ(manager_->Running(U(kUuidA))->restarts(), 1u);
