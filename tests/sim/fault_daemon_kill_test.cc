@@ -56,6 +56,7 @@ class DaemonKillTest : public BackendSimTest {
       std::string why = !out                                   ? "malformed answer"
                         : *out == ExtendFold(want, d)          ? "applied twice"
                         : *out == c.pcr                        ? "not applied"
+                        : *out == ExtendFold(tpm12::PcrValue{}, d) ? "PCR reset (volatile state lost) before it"
                                                                : "unexpected value";
       c.faults.push_back("extend " + std::to_string(step) + ": " + why + " (PCR " + (out ? Hex(*out) : "?") +
                          ", expected " + Hex(want) + ")");
