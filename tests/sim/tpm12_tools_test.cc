@@ -125,6 +125,12 @@ TEST_F(Tpm12ToolsTest, OwnershipNvAndPcrsSurviveADaemonRestart) {
   auto clear = RawCommand(server_->path(), tpm12::ForceClear());
   ASSERT_TRUE(clear.ok());
   EXPECT_EQ(tpm12::ResponseCode(*clear), tpm12::kBadPresence);
+  // ... because presence is lifetime-locked, as the guest itself can read.
+  auto flags_rsp = RawCommand(server_->path(), tpm12::GetPermanentFlags());
+  ASSERT_TRUE(flags_rsp.ok());
+  auto flags = tpm12::PermanentFlagsFromResponse(*flags_rsp);
+  ASSERT_TRUE(flags.has_value());
+  EXPECT_TRUE(flags->pp_lifetime_lock);
 
   // Daemon restart (SIGTERM): same EK, still owned, NV intact, same PCRs.
   auto stopped = daemon().Stop();
