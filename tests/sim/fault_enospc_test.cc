@@ -25,7 +25,8 @@ class EnospcTest : public BackendSimTest {
     if (HasFatalFailure()) return;
     state_ = host().dir() + "/state";
     ASSERT_EQ(::mkdir(state_.c_str(), 0700), 0);
-    ASSERT_EQ(::mount("tmpfs", state_.c_str(), "tmpfs", 0, "size=8m,mode=0700"), 0) << strerror(errno);
+    if (::mount("tmpfs", state_.c_str(), "tmpfs", 0, "size=8m,mode=0700") != 0)
+      GTEST_SKIP() << "cannot mount a tmpfs here: " << strerror(errno);
     mounted_ = true;
   }
   void TearDown() override {
