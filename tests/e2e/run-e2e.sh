@@ -12,7 +12,7 @@
 # fixtures under fixtures/. Prints the time of each step.
 # Environment: VTPM_E2E_CACHE (image cache, default /var/cache/vtpmmgrd-e2e),
 # VTPM_E2E_KEEP=1 keeps the work dir, VTPM_E2E_DEADLINE (seconds in QEMU,
-# default 1500), VTPM_E2E_TIMEOUT_SCALE (multiplies the step timeouts),
+# default 1680), VTPM_E2E_TIMEOUT_SCALE (multiplies the step timeouts),
 # VTPM_E2E_TIS_TCTI (the TIS boot's tcti setting). Logs of
 # the last run stay in
 # BUILD_DIR/tests/e2e/last-run.
@@ -23,7 +23,7 @@ STEPS=${2:-$HERE/scenario.steps}
 CACHE=${VTPM_E2E_CACHE:-/var/cache/vtpmmgrd-e2e}
 OUT=$BUILD/tests/e2e/last-run
 # Seconds in QEMU for all boots together (drive.py --deadline).
-DEADLINE=${VTPM_E2E_DEADLINE:-1500}
+DEADLINE=${VTPM_E2E_DEADLINE:-1680}
 # The daemon's TCTI for the TIS-MMIO transport (its own, in-process).
 TIS_TCTI=${VTPM_E2E_TIS_TCTI:-tis:locality=0}
 WORK=$(mktemp -d /tmp/vtpm-e2e.XXXXXX)
