@@ -103,10 +103,12 @@ ut=$(chroot "$root" dpkg-query -W -f='${Version}' "$XEN_UTILS")
 log "dom0 root: $((SECONDS - t0))s"
 
 # The guest's TPM 1.2 tools: binaries, the libraries ldd resolves in the
-# chroot (copied as files under their resolved paths), the loader, tcsd.conf.
+# chroot (copied as files under their resolved paths), the loader, tcsd.conf,
+# and libgcc_s, which glibc loads at run time for pthread_exit (tcsd's
+# threads; ldd does not list it).
 g=$work/img/guest/root
 libs=$(chroot "$root" ldd "${GUEST_TOOLS[@]}" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' | sort -u)
-for f in "${GUEST_TOOLS[@]}" $libs /etc/tcsd.conf; do
+for f in "${GUEST_TOOLS[@]}" $libs /lib/x86_64-linux-gnu/libgcc_s.so.1 /etc/tcsd.conf; do
   mkdir -p "$g$(dirname "$f")"; cp -L "$root$f" "$g$f"
 done
 grep -E '^(root|tss):' "$root/etc/passwd" > "$work/img/guest/passwd"
