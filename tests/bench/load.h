@@ -19,6 +19,9 @@ struct LoadResult {
   uint64_t errors = 0;          // responses that were not TPM_SUCCESS, or malformed
   std::string first_error;
   double seconds = 0;           // measured interval
+  uint64_t unsent = 0;          // open loop: scheduled commands still queued at the end
+  double driver_cpu = 0;        // CPU seconds the driver (this thread) used
+  double slowest_submit = 0;    // seconds of the slowest Submit (the notify may wait for the backend)
 };
 
 // Every guest submits `rate` commands per second for `seconds`, phases

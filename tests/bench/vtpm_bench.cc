@@ -631,8 +631,11 @@ class Bench {
       const double p50 = Quantile(open.latency, 0.5).value_or(0), p99 = Quantile(open.latency, 0.99).value_or(0);
       const bool judged = count == 256;
       Judge(kLoad, judged ? "p99" : "", {std::to_string(count) + " guests x 20/s: service time p50 / p99 (" +
-                              std::to_string(open.answered) + " commands; daemon + workers used " +
-                              FormatNumber(util * 100) + "% of one CPU)",
+                              std::to_string(open.answered) + " commands answered" +
+                              (open.unsent ? ", " + std::to_string(open.unsent) + " never submitted (backlog)" : "") +
+                              "; daemon + workers used " + FormatNumber(util * 100) + "% of one CPU, the guests' driver " +
+                              FormatNumber(open.driver_cpu / open.seconds * 100) + "%; slowest submit " +
+                              Us(open.slowest_submit) + ")",
                           Us(p50) + " / " + Us(p99), "", "", judged ? "p99 <= 2 ms" : "",
                           judged ? Check(p99 <= 0.002) : Verdict::kNone});
       ASSIGN_OR_RETURN(LoadResult closed, RunClosedLoop(gs, o_.load_seconds / 2, o_.load_seconds / 10));
