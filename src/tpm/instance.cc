@@ -173,7 +173,9 @@ std::optional<Bytes> Instance::Recall(const Op& op) const {
     VLOG_INFO(ctx_, "the page holds the response of command {} without FINISH: finishing it", r.sequence);
     return r.response;
   }
-  if (responded_ != r.sequence && Sha256(op.command) == r.request_digest) {
+  // Sequences only grow within a power cycle: a mark at or past the
+  // record means the record's command was answered.
+  if (responded_ < r.sequence && Sha256(op.command) == r.request_digest) {
     VLOG_INFO(ctx_, "command {} ran before the restart but was not answered: sending its recorded response",
               r.sequence);
     return r.response;

@@ -116,35 +116,12 @@ double Med(const std::vector<double>& v) { return Median(v).value_or(0); }
 
 std::string Us(double s) { return FormatSeconds(s); }
 
-// Reads the daemon's sd_notify datagrams (STATUS= follows every device
-// change) while the benchmark runs: a receiver that stops reading fills its
-// queue (net.unix.max_dgram_qlen, 10 here) and then blocks the daemon in
-// sd_notify, as systemd never would.
-class NotifyDrain {
- public:
-  explicit NotifyDrain(sim::NotifySocket* socket)
-      : thread_([this, socket] {
-          while (!stop_) (void)socket->WaitFor("\x01", std::chrono::milliseconds(50));
-        }) {}
-  ~NotifyDrain() {
-    stop_ = true;
-    thread_.join();
-  }
-  NotifyDrain(const NotifyDrain&) = delete;
-  NotifyDrain& operator=(const NotifyDrain&) = delete;
-
- private:
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
-
 class Bench {
  public:
   explicit Bench(Options o) : o_(std::move(o)) {
     for (const char* s : {kPerCommand, kLoad, kDurable, kLifecycle, kMemory, kScale}) report_.Section(s);
   }
   ~Bench() {
-    drain_.reset();
     guests_.clear();
     daemon_.reset();
     swtpm12_.reset();
@@ -264,7 +241,6 @@ class Bench {
     daemon_ = std::make_unique<sim::DaemonProcess>(*host_, d);
     const auto t0 = Clock::now();
     RETURN_IF_ERROR(daemon_->Start());
-    drain_ = std::make_unique<NotifyDrain>(daemon_->notify());
     report_.Add(kScale, {"first start to READY (provisions SRK, storage key, master key in the host TPM)",
                          Us(Seconds(Clock::now() - t0)), "", "", "", Verdict::kNone});
     const auto s0 = Clock::now();
@@ -484,7 +460,6 @@ class Bench {
   }
 
   Status BulkInsert() {
-    drain_.reset();
     ASSIGN_OR_RETURN(int ws, daemon_->Stop());
     if (ws != 0) return Status(Code::kInternal, "daemon exited with " + DescribeWaitStatus(ws));
     StoreOptions so;
@@ -546,7 +521,6 @@ class Bench {
     auto t0 = Clock::now();
     RETURN_IF_ERROR(daemon_->Start());
     const double ready = Seconds(Clock::now() - t0);
-    drain_ = std::make_unique<NotifyDrain>(daemon_->notify());
     Judge(kScale, "ready", {"daemon start to READY with " + n + " instances", Us(ready), "", "", "<= 1 s",
                          Check(ready <= 1.0)});
     std::vector<double> lists;
@@ -687,7 +661,6 @@ class Bench {
   std::unique_ptr<sim::Toolstack> ts_;
   std::unique_ptr<testing::Swtpm> swtpm2_;
   std::unique_ptr<sim::DaemonProcess> daemon_;
-  std::unique_ptr<NotifyDrain> drain_;
   std::unique_ptr<Swtpm12> swtpm12_;
   double swtpm12_start_ = 0;
   std::vector<std::unique_ptr<BenchGuest>> guests_;

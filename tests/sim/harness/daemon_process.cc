@@ -30,7 +30,7 @@ Status DaemonProcess::Start() {
   }
   auto ns = NotifySocket::Bind(host_.dir() + "/notify-" + std::to_string(++starts_) + ".sock");
   if (!ns.ok()) return ns.status();
-  notify_ = std::make_unique<NotifySocket>(std::move(ns).value());
+  notify_ = std::move(ns).value();
 
   UniqueFd log(open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log) return Status::FromErrno(errno, "open " + log_path_);
