@@ -40,6 +40,7 @@ class AttachCyclesTest : public ::testing::Test {
   void SetUp() override {
     SimHostOptions o;
     o.xenstored_trace = true;
+    o.keep_dir = std::getenv("VTPM_FAULT_KEEP_DIR") != nullptr;  // post-mortem
     auto h = SimHost::Start(o);
     ASSERT_TRUE(h.ok()) << h.status().ToString();
     host_ = std::move(h).value();
@@ -49,7 +50,8 @@ class AttachCyclesTest : public ::testing::Test {
     ASSERT_TRUE(Toolstack(*xs_, host_->sim_dir()).InitHost().ok());
   }
   void TearDown() override {
-    if (daemon_ && HasFailure()) std::cerr << "---- daemon log (tail) ----\n" << Tail(daemon_->Log());
+    if (daemon_ && HasFailure())
+      std::cerr << "---- daemon log (tail; host dir " << host_->dir() << ") ----\n" << Tail(daemon_->Log());
     daemon_.reset();
     xs_.reset();
     host_.reset();
