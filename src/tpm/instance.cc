@@ -245,7 +245,7 @@ void Instance::OnReply(uint64_t id, Result<WorkerReply> reply) {
   record.sequence = sequence_ + 1;
   record.request_digest = Sha256(in_flight_->command);
   record.response = reply->response;
-  bool in_store = !reply->changes.empty();
+  bool in_store = ChangesState(*reply);
   // Volatile state is worth resuming from once the TPM has run a command.
   started_ = true;
   CommitThen(*reply, record, [this, guest, in_store, record] {
@@ -256,9 +256,18 @@ void Instance::OnReply(uint64_t id, Result<WorkerReply> reply) {
   });
 }
 
+bool Instance::ChangesState(const WorkerReply& reply) const {
+  for (const BlobChange& c : reply.changes) {
+    if (c.kind == BlobKind::kPermanent && !(c.data && *c.data == permanent_)) return true;
+    if (c.kind == BlobKind::kSavestate && (c.data ? !(savestate_ && *c.data == *savestate_) : savestate_.has_value()))
+      return true;
+  }
+  return false;
+}
+
 void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
                           std::function<void()> then) {
-  if (reply.changes.empty()) {
+  if (!ChangesState(reply)) {
     if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
     SaveVolatileCopy(record);
     then();

@@ -105,6 +105,10 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void OnInit(Result<WorkerReply> reply);
   void Pump();
   void OnReply(uint64_t id, Result<WorkerReply> reply);
+  // Whether `reply` changes the committed state: libtpms also stores its
+  // permanent blob unchanged (at TPM_Init, for one), which needs no commit -
+  // and a commit without a record would outdate the volatile copy.
+  bool ChangesState(const WorkerReply& reply) const;
   void CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
                   std::function<void()> then);
   void OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,

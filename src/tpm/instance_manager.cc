@@ -80,6 +80,16 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
                      "command {})", from_store.sequence, old.sequence);
       return from_store;
     }
+    // The generation moved on without a newer command (a worker restart
+    // committed what libtpms stored at TPM_Init): the copy is still the newest.
+    if (old.boot_id == opts_.boot_id && int64_t(old.domid) == ctx.domid && old.generation < generation &&
+        (!loaded.last_record || loaded.last_record->sequence <= old.sequence)) {
+      VolatileCopy newest = old;
+      newest.generation = generation;
+      VLOG_INFO(ctx, "resuming the TPM from its volatile copy (sequence {}; the state generation moved from {} to "
+                     "{} without a newer command)", newest.sequence, old.generation, generation);
+      return newest;
+    }
     VLOG_INFO(ctx, "not resuming the volatile copy ({}); powering on fresh", why);
     return std::nullopt;
   }
