@@ -1,5 +1,7 @@
 #include "tpm/tpm12.h"
 
+#include <openssl/sha.h>
+
 namespace vtpm::tpm12 {
 namespace {
 
@@ -188,6 +190,15 @@ Bytes FixupGuestResponse(ByteView command, Bytes response) {
     }
   }
   return response;
+}
+
+PcrValue ExtendedPcr(const PcrValue& old, const PcrValue& digest) {
+  uint8_t buf[40];
+  std::copy(old.begin(), old.end(), buf);
+  std::copy(digest.begin(), digest.end(), buf + 20);
+  PcrValue out;
+  SHA1(buf, sizeof buf, out.data());
+  return out;
 }
 
 }  // namespace vtpm::tpm12

@@ -69,6 +69,8 @@ std::optional<ByteView> ResponseBody(ByteView response);
 // body minus its trailing 20-byte checksum).
 std::optional<Bytes> PubkeyFromEkResponse(ByteView response);
 std::optional<PcrValue> PcrFromResponse(ByteView response);
+// What TPM_Extend makes of PCR value `old` and `digest`: SHA-1(old || digest).
+PcrValue ExtendedPcr(const PcrValue& old, const PcrValue& digest);
 
 // Applies what the guest must see instead of libtpms' answer:
 //  - GetCapability(TPM_CAP_PROPERTY, TPM_CAP_PROP_INPUT_BUFFER) answers

@@ -50,13 +50,13 @@ class DaemonKillTest : public BackendSimTest {
                          std::to_string(tpm12::ResponseCode(*r).value_or(~0u)));
       return true;  // not applied; the chain goes on
     }
-    tpm12::PcrValue want = ExtendFold(c.pcr, d);
+    tpm12::PcrValue want = tpm12::ExtendedPcr(c.pcr, d);
     auto out = tpm12::PcrFromResponse(*r);  // TPM_Extend answers the new value
     if (!out || *out != want) {
       std::string why = !out                                   ? "malformed answer"
-                        : *out == ExtendFold(want, d)          ? "applied twice"
+                        : *out == tpm12::ExtendedPcr(want, d)          ? "applied twice"
                         : *out == c.pcr                        ? "not applied"
-                        : *out == ExtendFold(tpm12::PcrValue{}, d) ? "PCR reset (volatile state lost) before it"
+                        : *out == tpm12::ExtendedPcr(tpm12::PcrValue{}, d) ? "PCR reset (volatile state lost) before it"
                                                                : "unexpected value";
       c.faults.push_back("extend " + std::to_string(step) + ": " + why + " (PCR " + (out ? Hex(*out) : "?") +
                          ", expected " + Hex(want) + ")");

@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
-#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -31,15 +30,6 @@ inline uint64_t FaultSeed() {
   uint64_t seed = env && *env ? std::strtoull(env, nullptr, 0) : std::random_device{}();
   std::cout << "fault seed " << seed << " (replay with VTPM_FAULT_SEED=" << seed << ")\n";
   return seed;
-}
-
-inline tpm12::PcrValue ExtendFold(const tpm12::PcrValue& old, const tpm12::PcrValue& digest) {
-  uint8_t buf[40];
-  std::copy(old.begin(), old.end(), buf);
-  std::copy(digest.begin(), digest.end(), buf + 20);
-  tpm12::PcrValue out;
-  SHA1(buf, sizeof buf, out.data());
-  return out;
 }
 
 inline std::string Hex(const tpm12::PcrValue& v) {

@@ -78,7 +78,7 @@ TEST_P(WorkerFaultTest, HitWorkersCostOnlyTheirCommandInFlight) {
         }
         c.worst = std::max(c.worst, took);
         if (took > kDeadline * 8 / 10) ++c.slow;
-        c.pcr = ExtendFold(c.pcr, d);
+        c.pcr = tpm12::ExtendedPcr(c.pcr, d);
         if (tpm12::PcrFromResponse(*r) != c.pcr) {
           c.faults.push_back("extend " + std::to_string(step) + ": answered PCR is not the fold");
           c.pcr = tpm12::PcrFromResponse(*r).value_or(c.pcr);

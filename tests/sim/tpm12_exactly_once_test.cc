@@ -6,7 +6,6 @@
 // digest, so a command the restarted daemon answers from its record and a
 // new, identical command are told apart only by the responded mark.
 #include <gtest/gtest.h>
-#include <openssl/sha.h>
 
 #include <chrono>
 #include <future>
@@ -23,12 +22,7 @@ const std::string kUuid = "7f4a015d-3c5e-4a79-9d82-9eaf1b2c3d4e";
 
 tpm12::PcrValue Fold(int extends, const tpm12::PcrValue& digest) {
   tpm12::PcrValue pcr{};
-  for (int i = 0; i < extends; ++i) {
-    uint8_t buf[40];
-    std::copy(pcr.begin(), pcr.end(), buf);
-    std::copy(digest.begin(), digest.end(), buf + 20);
-    SHA1(buf, sizeof buf, pcr.data());
-  }
+  for (int i = 0; i < extends; ++i) pcr = tpm12::ExtendedPcr(pcr, digest);
   return pcr;
 }
 

@@ -29,15 +29,6 @@ using Clock = std::chrono::steady_clock;
 const std::string kUuidA = "5d2e8f4b-1a3c-4e57-9b60-7c8d9e0f1a2b";
 const std::string kUuidB = "6e3f904c-2b4d-4f68-8c71-8d9e0f1a2b3c";
 
-tpm12::PcrValue Extended(const tpm12::PcrValue& old, const tpm12::PcrValue& digest) {
-  uint8_t buf[40];
-  std::copy(old.begin(), old.end(), buf);
-  std::copy(digest.begin(), digest.end(), buf + 20);
-  tpm12::PcrValue out;
-  SHA1(buf, sizeof buf, out.data());
-  return out;
-}
-
 class Tpm12LifecycleTest : public BackendSimTest {
  protected:
   void SetUp() override {
@@ -75,7 +66,7 @@ TEST_F(Tpm12LifecycleTest, PvGrubMeasuresWithoutStartupAndTheKernelReadsIt) {
   Run(grub, tpm12::PcrExtend(4, kernel_hash));
   ASSERT_TRUE(grub.Close().ok());
   ASSERT_TRUE(grub.Reopen().ok());  // the kernel's frontend, a new ring
-  EXPECT_EQ(Pcr(grub, 4), Extended(tpm12::PcrValue{}, kernel_hash));
+  EXPECT_EQ(Pcr(grub, 4), tpm12::ExtendedPcr(tpm12::PcrValue{}, kernel_hash));
   // Its Startup after INVALID_POSTINIT would not happen: the TPM is started.
   Run(grub, tpm12::Startup(tpm12::kStClear), tpm12::kInvalidPostinit);
 }
