@@ -12,7 +12,7 @@
 # fixtures under fixtures/. Prints the time of each step.
 # Environment: VTPM_E2E_CACHE (image cache, default /var/cache/vtpmmgrd-e2e),
 # VTPM_E2E_KEEP=1 keeps the work dir, VTPM_E2E_DEADLINE (seconds in QEMU,
-# default 1680), VTPM_E2E_TIMEOUT_SCALE (multiplies the step timeouts),
+# default 2700), VTPM_E2E_TIMEOUT_SCALE (multiplies the step timeouts),
 # VTPM_E2E_TIS_TCTI (the TIS boot's tcti setting). Logs of
 # the last run stay in
 # BUILD_DIR/tests/e2e/last-run.
@@ -23,7 +23,7 @@ STEPS=${2:-$HERE/scenario.steps}
 CACHE=${VTPM_E2E_CACHE:-/var/cache/vtpmmgrd-e2e}
 OUT=$BUILD/tests/e2e/last-run
 # Seconds in QEMU for all boots together (drive.py --deadline).
-DEADLINE=${VTPM_E2E_DEADLINE:-1680}
+DEADLINE=${VTPM_E2E_DEADLINE:-2700}
 # The daemon's TCTI for the TIS-MMIO transport (its own, in-process).
 TIS_TCTI=${VTPM_E2E_TIS_TCTI:-tis:locality=0}
 WORK=$(mktemp -d /tmp/vtpm-e2e.XXXXXX)
@@ -85,6 +85,7 @@ dom0_image() {
   cp "$IMG/vmlinuz" "$WORK/guest-initrd.gz" "$o/e2e/"
   guest_cfg e2eguest 7e2e0001-5eed-4c0d-9a1e-00000000e2e0 > "$o/e2e/e2eguest.cfg"
   guest_cfg e2eguest2 7e2e0002-5eed-4c0d-9a1e-00000000e2e0 > "$o/e2e/e2eguest2.cfg"
+  guest_cfg e2eguest3 7e2e0003-5eed-4c0d-9a1e-00000000e2e0 > "$o/e2e/e2eguest3.cfg"
   # This build's install tree, else its binaries where the build left them.
   DESTDIR=$o cmake --install "$BUILD" >/dev/null 2>&1 || true
   for b in src/daemon/vtpmmgrd src/tpm/vtpm-worker src/ctl/vtpmctl; do
