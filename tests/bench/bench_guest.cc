@@ -13,11 +13,6 @@ std::string D(uint32_t v) { return std::to_string(v); }
 
 }  // namespace
 
-std::optional<uint32_t> ReturnCode(ByteView rsp) {
-  if (rsp.size() < 10) return std::nullopt;
-  return LoadBe32(rsp.data() + 6);
-}
-
 Result<std::unique_ptr<BenchGuest>> BenchGuest::Connect(sim::XsClient& xs, const std::string& sim_dir,
                                                         uint32_t domid, uint32_t devid,
                                                         double* init_to_connected) {

@@ -58,7 +58,4 @@ class BenchGuest {
   uint32_t port_;
 };
 
-// A TPM 1.2 return code, or nullopt when `rsp` is shorter than a header.
-std::optional<uint32_t> ReturnCode(ByteView rsp);
-
 }  // namespace vtpm::bench

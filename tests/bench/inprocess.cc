@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "bench/bench_guest.h"
+#include "bench/expect_success.h"
 #include "bench/load.h"
 #include "common/event_loop.h"
 #include "tpm/libtpms_host.h"
@@ -36,9 +37,7 @@ Result<CommandFigures> Measure(int n, Make make, Run run) {
     const auto t0 = Clock::now();
     Bytes rsp = run(cmd);
     f.round_trip.push_back(Seconds(Clock::now() - t0));
-    if (tpm12::ResponseCode(rsp) != tpm12::kSuccess)
-      return Status(Code::kTpmError, "in-process libtpms answered rc " +
-                                         std::to_string(tpm12::ResponseCode(rsp).value_or(~0u)));
+    RETURN_IF_ERROR(ExpectSuccess(rsp, "in-process libtpms answered"));
   }
   f.cpu_per_command = (ThreadCpuSeconds() - cpu0) / n;
   return f;

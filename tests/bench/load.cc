@@ -133,7 +133,7 @@ class Driver {
     if (g.started >= count_from_ && g.started < end_) {
       ++result_.answered;
       result_.latency.push_back(Seconds(now - g.started));
-      std::optional<uint32_t> rc = rsp.ok() ? ReturnCode(*rsp) : std::nullopt;
+      std::optional<uint32_t> rc = rsp.ok() ? tpm12::ResponseCode(*rsp) : std::nullopt;
       if (rc != 0u) {
         ++result_.errors;
         if (result_.first_error.empty())
