@@ -1,6 +1,5 @@
 #include "store/sqlite_store.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,10 +8,10 @@
 #include <future>
 
 #include "common/log.h"
-#include "common/unique_fd.h"
 #include "store/aead.h"
 #include "store/envelope.h"
 #include "store/record_codec.h"
+#include "store/runtime_file.h"
 
 namespace vtpm {
 namespace {
@@ -28,49 +27,6 @@ Status InstanceError(const Uuid& uuid, const Status& st) {
 
 Status NoInstance(const Uuid& uuid) {
   return Status(Code::kNotFound, "instance " + uuid.ToString() + " does not exist");
-}
-
-Status WriteFileAtomically(const std::string& path, ByteView data) {
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd) return Status::FromErrno(errno, "creating " + tmp);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      Status st = Status::FromErrno(errno, "writing " + tmp);
-      ::unlink(tmp.c_str());
-      return st;
-    }
-    off += size_t(n);
-  }
-  fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status st = Status::FromErrno(errno, "renaming " + tmp);
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  return Status::Ok();
-}
-
-// The whole file, or nullopt if it does not exist.
-Result<std::optional<Bytes>> ReadFileIfPresent(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) {
-    if (errno == ENOENT) return std::optional<Bytes>();
-    return Status::FromErrno(errno, "opening " + path);
-  }
-  Bytes data;
-  uint8_t buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "reading " + path);
-    if (n == 0) break;
-    data.insert(data.end(), buf, buf + n);
-  }
-  return std::optional<Bytes>(std::move(data));
 }
 
 // Columns first..first+5: tpm_version, created, last_attached, last_written,
@@ -506,7 +462,7 @@ Status SqliteStore::SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) {
   ASSIGN_OR_RETURN(SecretBytes key, DataKey(uuid));
   ASSIGN_OR_RETURN(Bytes sealed,
                    SealEnvelope(key, uuid, SealedKind::kVolatileFile, copy.generation, EncodeVolatile(copy)));
-  return WriteFileAtomically(VolatilePath(uuid), sealed);
+  return ReplaceFile(VolatilePath(uuid), sealed);
 }
 
 Result<std::optional<VolatileCopy>> SqliteStore::LoadVolatile(const Uuid& uuid) {
@@ -524,7 +480,7 @@ Result<std::optional<VolatileCopy>> SqliteStore::LoadVolatile(const Uuid& uuid) 
 }
 
 Status SqliteStore::SaveResponded(const Uuid& uuid, const RespondedMark& mark) {
-  return WriteFileAtomically(RespondedPath(uuid), EncodeResponded(mark));
+  return OverwriteRecord(RespondedPath(uuid), EncodeResponded(mark));
 }
 
 Result<std::optional<RespondedMark>> SqliteStore::LoadResponded(const Uuid& uuid) {

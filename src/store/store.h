@@ -125,15 +125,17 @@ class Store {
   // Online copy through SQLite's backup API; `path` must not exist.
   virtual Status Backup(const std::string& path) = 0;
 
-  // Writes `copy` atomically (write + rename) to the instance's file in the
-  // runtime directory, encrypted and bound to uuid and generation.
+  // Writes `copy` atomically (whole old or whole new file for a daemon
+  // killed at any point; ReplaceFile() in runtime_file.h) to the instance's
+  // file in the runtime directory, encrypted and bound to uuid and generation.
   virtual Status SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) = 0;
   // The runtime-directory copy if present and authentic; nullopt if absent.
   // A copy that fails authentication is an error (kCorruption), never used.
   // Whether to use it is the caller's choice (see VolatileCopyUsable()).
   virtual Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) = 0;
-  // The responded mark: written in place (not fsync'd: like the page and
-  // the volatile copy, it only has to outlive the daemon, not the host).
+  // The responded mark: written in place, whole or not at all for a daemon
+  // killed at any point (OverwriteRecord() in runtime_file.h); not fsync'd:
+  // like the page and the volatile copy, it only has to outlive the daemon.
   virtual Status SaveResponded(const Uuid& uuid, const RespondedMark& mark) = 0;
   // nullopt if absent; kCorruption if malformed.
   virtual Result<std::optional<RespondedMark>> LoadResponded(const Uuid& uuid) = 0;
