@@ -115,6 +115,8 @@ bool WorkerClient::FlushOutput() {
     out_.clear();
     out_off_ = 0;
   }
+  if (more == watching_out_) return true;  // one epoll_ctl per change, not per command
+  watching_out_ = more;
   return loop_.Modify(socket_.get(), uint32_t(EPOLLIN | EPOLLRDHUP) | (more ? uint32_t(EPOLLOUT) : 0u)).ok();
 }
 

@@ -71,6 +71,7 @@ class WorkerClient {
   FrameReader reader_;
   Bytes out_;
   size_t out_off_ = 0;
+  bool watching_out_ = false;  // EPOLLOUT is in the socket's registration
   ReplyCallback pending_;
   std::optional<EventLoop::TimerId> timer_;
   std::optional<int> exit_status_;
