@@ -11,6 +11,12 @@ namespace {
 
 using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
 
+// Fetched once: EVP_aes_256_gcm() makes every Init fetch it from the provider again.
+const EVP_CIPHER* Aes256Gcm() {
+  static const EVP_CIPHER* const fetched = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  return fetched ? fetched : EVP_aes_256_gcm();
+}
+
 Status CheckKey(const SecretBytes& key) {
   if (key.size() != kAeadKeyBytes)
     return Status(Code::kInternal, "AES-256-GCM key must be 32 bytes, got " + std::to_string(key.size()));
@@ -29,7 +35,7 @@ Status OpenInto(const SecretBytes& key, ByteView aad, ByteView sealed, uint8_t* 
   const uint8_t* tag = ct + ct_len;
   CipherCtx ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
   int len = 0;
-  if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce) != 1 ||
+  if (!ctx || EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, key.data(), nonce) != 1 ||
       EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), int(aad.size())) != 1 ||
       EVP_DecryptUpdate(ctx.get(), out, &len, ct, int(ct_len)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, int(kAeadTagBytes),
@@ -51,7 +57,7 @@ Result<Bytes> AeadSeal(const SecretBytes& key, ByteView aad, ByteView plaintext)
   CipherCtx ctx(EVP_CIPHER_CTX_new(), EVP_CIPHER_CTX_free);
   int len = 0, fin = 0;
   uint8_t* ct = out.data() + kAeadNonceBytes;
-  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), out.data()) != 1 ||
+  if (!ctx || EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, key.data(), out.data()) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), int(aad.size())) != 1 ||
       EVP_EncryptUpdate(ctx.get(), ct, &len, plaintext.data(), int(plaintext.size())) != 1 ||
       EVP_EncryptFinal_ex(ctx.get(), ct + len, &fin) != 1 ||

@@ -13,7 +13,12 @@ constexpr int kMaxStartFailures = 3;
 Bytes Sha256(ByteView data) {
   Bytes out(32);
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
+  // Fetched once: EVP_sha256() makes every digest fetch it from the provider again.
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched ? fetched : EVP_sha256();
+  }();
+  EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr);
   out.resize(len);
   return out;
 }
