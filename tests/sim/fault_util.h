@@ -137,7 +137,7 @@ inline ProcSnapshot Snapshot(pid_t pid, const std::string& sim_dir) {
   s.fds = CountDirEntries(p + "/fd");
   for (const auto& l : ReadLines(p + "/maps")) {
     ++s.maps;
-    if (!sim_dir.empty() && l.find(sim_dir) != std::string::npos) ++s.sim_maps;
+    if (!sim_dir.empty() && l.find(sim_dir + "/grants/") != std::string::npos) ++s.sim_maps;
   }
   s.children = ChildPids(pid).size();
   for (const auto& l : ReadLines(p + "/status"))

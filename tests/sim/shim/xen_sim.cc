@@ -150,26 +150,23 @@ Status StoreRecord(const std::string& path, const PortRecord& r) {
   return WriteFileAtomic(path, s);
 }
 
-// Sends one notification datagram; a dead or missing receiver drops it. A
-// live receiver whose queue is full (net.unix.max_dgram_qlen, 10 by default)
-// is busy, not gone: Xen never drops an event for it, so retry for up to
-// `patience`. Returns false when the datagram was not queued.
-bool SendNotification(int from_fd, const std::string& sock, uint32_t port,
-                      std::chrono::milliseconds patience = std::chrono::milliseconds(2000)) {
+// Sends one wakeup datagram to `sock` without waiting. A full queue needs
+// no more wakeups and a dead receiver none at all, so failures are ignored.
+void SendWakeup(int from_fd, const std::string& sock) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (sock.size() >= sizeof(addr.sun_path)) return false;
+  if (sock.size() >= sizeof(addr.sun_path)) return;
   std::memcpy(addr.sun_path, sock.c_str(), sock.size());
-  auto deadline = std::chrono::steady_clock::now() + patience;
-  for (;;) {
-    if (::sendto(from_fd, &port, sizeof(port), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&addr),
-                 sizeof(addr)) == sizeof(port))
-      return true;
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  const uint8_t wake = 1;
+  while (::sendto(from_fd, &wake, sizeof(wake), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&addr),
+                  sizeof(addr)) < 0 &&
+         errno == EINTR) {
   }
 }
+
+std::string BitsPath(const std::string& sock) { return sock + ".pending"; }
+
+constexpr size_t kBitsBytes = kMaxPorts / 8;
 
 std::atomic<uint32_t> g_handle_serial{0};
 
@@ -219,6 +216,51 @@ bool ProcessId::Alive() const {
   return st != 0 && st == start_time && state != 'Z' && state != 'X';
 }
 
+Result<PendingBits> PendingBits::Open(const std::string& path, bool create) {
+  if (create) ::unlink(path.c_str());
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600));
+  if (!fd) return Errno("open " + path);
+  if (create && ::ftruncate(fd.get(), kBitsBytes) != 0) return Errno("ftruncate " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Errno("stat " + path);
+  if (size_t(st.st_size) != kBitsBytes)
+    return Status(Code::kInvalidArgument, path + ": not a pending-bits file", EINVAL);
+  void* addr = ::mmap(nullptr, kBitsBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (addr == MAP_FAILED) return Errno("mmap " + path);
+  PendingBits b;
+  b.words_ = static_cast<uint64_t*>(addr);
+  return b;
+}
+
+PendingBits::~PendingBits() {
+  if (words_ != nullptr) ::munmap(words_, kBitsBytes);
+}
+
+PendingBits& PendingBits::operator=(PendingBits&& o) noexcept {
+  if (this != &o) {
+    if (words_ != nullptr) ::munmap(words_, kBitsBytes);
+    words_ = std::exchange(o.words_, nullptr);
+  }
+  return *this;
+}
+
+bool PendingBits::TestAndSet(uint32_t port) {
+  if (words_ == nullptr || port >= kMaxPorts) return false;
+  const uint64_t mask = uint64_t{1} << (port % 64);
+  return (std::atomic_ref<uint64_t>(words_[port / 64]).fetch_or(mask) & mask) != 0;
+}
+
+bool PendingBits::TestAndClear(uint32_t port) {
+  if (words_ == nullptr || port >= kMaxPorts) return false;
+  const uint64_t mask = uint64_t{1} << (port % 64);
+  return (std::atomic_ref<uint64_t>(words_[port / 64]).fetch_and(~mask) & mask) != 0;
+}
+
+bool PendingBits::Test(uint32_t port) const {
+  if (words_ == nullptr || port >= kMaxPorts) return false;
+  return (std::atomic_ref<uint64_t>(words_[port / 64]).load() & (uint64_t{1} << (port % 64))) != 0;
+}
+
 Result<EvtchnEndpoint> EvtchnEndpoint::Open(const std::string& sim_dir, uint32_t domid) {
   RETURN_IF_ERROR(InitSimDir(sim_dir));
   EvtchnEndpoint ep;
@@ -236,6 +278,7 @@ Result<EvtchnEndpoint> EvtchnEndpoint::Open(const std::string& sim_dir, uint32_t
   ::unlink(ep.sock_path_.c_str());
   if (::bind(ep.sock_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
     return Errno("bind " + ep.sock_path_);
+  ASSIGN_OR_RETURN(ep.bits_, PendingBits::Open(BitsPath(ep.sock_path_), /*create=*/true));
   return ep;
 }
 
@@ -247,6 +290,7 @@ void EvtchnEndpoint::Close() {
   for (auto& [p, _] : ports_) ports.push_back(p);
   for (uint32_t p : ports) (void)Unbind(p);
   ::unlink(sock_path_.c_str());
+  ::unlink(BitsPath(sock_path_).c_str());
   sock_.reset();
 }
 
@@ -254,11 +298,12 @@ Result<uint32_t> EvtchnEndpoint::AllocUnbound(uint32_t remote_domid) {
   DirLock lock(dir_ + "/evtchn/lock");
   if (!lock.ok()) return Errno("lock evtchn");
   ASSIGN_OR_RETURN(uint32_t port, NextCounter(dir_ + "/evtchn/next-" + std::to_string(domid_), 1));
+  if (port >= kMaxPorts) return Status(Code::kBusy, "alloc_unbound: no free port", ENOSPC);
   PortRecord r;
   r.remote = remote_domid;
   r.owner = Endpoint{sock_path_, ProcessId::Self(), port};
   RETURN_IF_ERROR(StoreRecord(RecordPath(dir_, domid_, port), r));
-  ports_[port] = Port{true, remote_domid, 0, false, false};
+  ports_[port] = Port{true, remote_domid, 0, false, {}, {}};
   return port;
 }
 
@@ -278,9 +323,10 @@ Result<uint32_t> EvtchnEndpoint::BindInterdomain(uint32_t remote_domid, uint32_t
   if (!rec->owner.proc.Alive()) return invalid("port owner is gone");
   if (rec->peer && rec->peer->proc.Alive()) return invalid("port already bound");
   ASSIGN_OR_RETURN(uint32_t local, NextCounter(dir_ + "/evtchn/next-" + std::to_string(domid_), 1));
+  if (local >= kMaxPorts) return Status(Code::kBusy, "bind_interdomain: no free port", ENOSPC);
   rec->peer = Endpoint{sock_path_, ProcessId::Self(), local};
   RETURN_IF_ERROR(StoreRecord(path, *rec));
-  ports_[local] = Port{false, remote_domid, remote_port, false, false};
+  ports_[local] = Port{false, remote_domid, remote_port, false, {}, {}};
   return local;
 }
 
@@ -288,7 +334,7 @@ Status EvtchnEndpoint::Notify(uint32_t local_port) {
   auto it = ports_.find(local_port);
   if (it == ports_.end())
     return Status(Code::kInvalidArgument, "notify: port not bound to this handle", ENOTCONN);
-  const Port& p = it->second;
+  Port& p = it->second;
   std::optional<PortRecord> rec;
   {
     DirLock lock(dir_ + "/evtchn/lock");
@@ -296,21 +342,39 @@ Status EvtchnEndpoint::Notify(uint32_t local_port) {
                   : LoadRecord(RecordPath(dir_, p.remote_domid, p.remote_port));
   }
   if (!rec) return Status::Ok();  // other end closed: dropped
+  const Endpoint* to = nullptr;
   if (p.owner) {
-    if (rec->peer && rec->peer->proc.Alive()) SendNotification(sock_.get(), rec->peer->sock, rec->peer->port);
-  } else {
-    // Only deliver while this handle is still the bound peer.
-    if (rec->peer && rec->peer->sock == sock_path_ && rec->owner.proc.Alive())
-      SendNotification(sock_.get(), rec->owner.sock, rec->owner.port);
+    if (rec->peer && rec->peer->proc.Alive()) to = &*rec->peer;
+  } else if (rec->peer && rec->peer->sock == sock_path_ && rec->owner.proc.Alive()) {
+    to = &rec->owner;  // only while this handle is still the bound peer
   }
+  if (to == nullptr) return Status::Ok();
+  PendingBits* bits = PeerBits(p, to->sock);
+  if (bits == nullptr) return Status::Ok();  // receiver closed meanwhile
+  if (!bits->TestAndSet(to->port)) SendWakeup(sock_.get(), to->sock);
   return Status::Ok();
+}
+
+PendingBits* EvtchnEndpoint::PeerBits(Port& p, const std::string& sock) {
+  if (p.peer_sock != sock) {
+    p.peer_sock.clear();
+    auto bits = PendingBits::Open(BitsPath(sock), /*create=*/false);
+    if (!bits.ok()) {
+      p.peer_bits = PendingBits();
+      return nullptr;
+    }
+    p.peer_bits = std::move(bits).value();
+    p.peer_sock = sock;
+  }
+  return &p.peer_bits;
 }
 
 Status EvtchnEndpoint::Unbind(uint32_t local_port) {
   auto it = ports_.find(local_port);
   if (it == ports_.end()) return Status(Code::kInvalidArgument, "unbind: port not bound", EINVAL);
-  Port p = it->second;
+  Port p = std::move(it->second);
   ports_.erase(it);
+  bits_.TestAndClear(local_port);
   DirLock lock(dir_ + "/evtchn/lock");
   if (p.owner) {
     ::unlink(RecordPath(dir_, domid_, local_port).c_str());
@@ -325,57 +389,41 @@ Status EvtchnEndpoint::Unbind(uint32_t local_port) {
   return Status::Ok();
 }
 
-Status EvtchnEndpoint::SendSelf(uint32_t port) {
-  // Never wait on our own queue (we are its only reader): a full queue means
-  // the fd stays readable, and the port is re-sent on the next Pending().
-  if (!SendNotification(sock_.get(), sock_path_, port, std::chrono::milliseconds(0)))
-    self_backlog_.push_back(port);
-  return Status::Ok();
-}
+void EvtchnEndpoint::WakeSelf() { SendWakeup(sock_.get(), sock_path_); }
 
 Result<uint32_t> EvtchnEndpoint::Pending(bool block) {
-  std::deque<uint32_t> backlog;
-  backlog.swap(self_backlog_);
-  for (uint32_t p : backlog) (void)SendSelf(p);
-  std::deque<uint32_t> ready;
-  bool first = true;
-  for (;;) {
-    uint32_t port = 0;
-    int flags = (first && block) ? 0 : MSG_DONTWAIT;
-    ssize_t n = ::recv(sock_.get(), &port, sizeof(port), flags);
-    first = false;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      return Errno("recv notification");
-    }
-    if (n != sizeof(port)) continue;
-    auto it = ports_.find(port);
-    if (it == ports_.end()) continue;  // unbound since it was sent
-    Port& p = it->second;
-    if (p.masked) {
-      p.pending_while_masked = true;
-      continue;
-    }
-    // Keep draining so duplicates coalesce; only the port returned gets masked.
-    if (std::find(ready.begin(), ready.end(), port) == ready.end()) ready.push_back(port);
+  for (bool first = true;; first = false) {
+    uint8_t wake = 0;
+    ssize_t n = ::recv(sock_.get(), &wake, sizeof(wake), (first && block) ? 0 : MSG_DONTWAIT);
+    if (n >= 0) continue;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    return Errno("recv wakeup");
   }
-  if (ready.empty()) return Status(Code::kBusy, "no unmasked event pending", EAGAIN);
-  uint32_t out = ready.front();
-  ready.pop_front();
-  if (auto_mask_) ports_[out].masked = true;
-  for (uint32_t p : ready) (void)SendSelf(p);  // keep the fd readable for the rest
-  return out;
+  // Round robin: the first pending unmasked port after the last one delivered.
+  auto ready = [this](uint32_t port, const Port& p) { return !p.masked && bits_.Test(port); };
+  std::optional<uint32_t> out;
+  for (auto it = ports_.upper_bound(last_delivered_); it != ports_.end() && !out; ++it)
+    if (ready(it->first, it->second)) out = it->first;
+  for (auto it = ports_.begin(); it != ports_.end() && !out && it->first <= last_delivered_; ++it)
+    if (ready(it->first, it->second)) out = it->first;
+  if (!out || !bits_.TestAndClear(*out)) return Status(Code::kBusy, "no unmasked event pending", EAGAIN);
+  last_delivered_ = *out;
+  if (auto_mask_) ports_[*out].masked = true;
+  // Keep the fd readable while another unmasked port is pending.
+  for (const auto& [port, p] : ports_)
+    if (ready(port, p)) {
+      WakeSelf();
+      break;
+    }
+  return *out;
 }
 
 void EvtchnEndpoint::Unmask(uint32_t local_port) {
   auto it = ports_.find(local_port);
   if (it == ports_.end()) return;
   it->second.masked = false;
-  if (it->second.pending_while_masked) {
-    it->second.pending_while_masked = false;
-    (void)SendSelf(local_port);
-  }
+  if (bits_.Test(local_port)) WakeSelf();
 }
 
 Result<GrantedPage> GrantedPage::Grant(const std::string& sim_dir, uint32_t domid) {

@@ -26,21 +26,26 @@
 //                          longer match) counts as unbound, so a restarted
 //                          daemon can bind again, as on Xen when the binding
 //                          process dies.
-//   evtchn/sock/<pid>-<n>  One AF_UNIX datagram socket per open handle. A
-//                          notification is one datagram holding the receiver's
-//                          local port (uint32, host order).
+//   evtchn/sock/<pid>-<n>  One AF_UNIX datagram socket per open handle; a
+//                          datagram only wakes the handle up (no payload).
+//   evtchn/sock/<pid>-<n>.pending
+//                          The handle's pending bits: one bit per local port
+//                          (kMaxPorts bits), shared-mapped by every notifier.
 //
 // Semantics (matching Xen's event_channel.c / Linux's evtchn device):
+//  - notify sets the receiver's pending bit for its port and, only when the
+//    bit was clear, sends a wakeup datagram; it never blocks: a wakeup that
+//    finds the receiver's queue full is not needed, since the queue already
+//    wakes it. Notifications on a pending port coalesce into one, as on Xen;
 //  - notify on a port whose other end is unbound or dead is dropped (lost),
-//    and the call still succeeds; a live receiver whose datagram queue is
-//    full (net.unix.max_dgram_qlen) is busy, not gone: notify retries for up
-//    to 2 s rather than drop the event;
+//    and the call still succeeds;
 //  - bind_interdomain fails with EINVAL unless the remote port exists, was
 //    allocated for the binding domain and is unbound; ESRCH is never used;
-//  - a delivered port is masked until unmask(); notifications while masked
-//    coalesce into one that is delivered on unmask. A handle's fd is readable
-//    while a delivery is queued; pending() returns the next unmasked port, or
-//    -1/EAGAIN when only masked ports were queued (instead of blocking);
+//  - a delivered port is masked until unmask() and its pending bit cleared;
+//    a notification while masked leaves the bit set and is delivered on
+//    unmask. A handle's fd is readable while a wakeup is queued; pending()
+//    returns the next pending unmasked port (round robin over the bound
+//    ports), or -1/EAGAIN when none is (instead of blocking);
 //  - notify/unbind of a port the handle does not own fail with ENOTCONN /
 //    EINVAL; unmask of such a port is ignored;
 //  - mapping a ref that is not granted fails with EINVAL (Linux gntdev's
@@ -50,11 +55,11 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -63,6 +68,8 @@ namespace vtpm::sim {
 
 inline constexpr size_t kPageSize = 4096;
 inline constexpr uint32_t kFirstGrantRef = 8;
+// Ports per domain (Xen's FIFO ABI limit); allocation beyond fails ENOSPC.
+inline constexpr uint32_t kMaxPorts = 1u << 17;
 inline constexpr const char* kSimDirEnv = "VTPM_SIM_DIR";
 
 // $VTPM_SIM_DIR, or an error when unset/empty.
@@ -78,6 +85,27 @@ struct ProcessId {
   uint64_t start_time = 0;
   static ProcessId Self();
   bool Alive() const;
+};
+
+// A shared mapping of a handle's pending bits (evtchn/sock/<...>.pending).
+class PendingBits {
+ public:
+  // Creates (create=true, replacing any old file) or opens the bit file.
+  static Result<PendingBits> Open(const std::string& path, bool create);
+  PendingBits() = default;
+  ~PendingBits();
+  PendingBits(PendingBits&& o) noexcept : words_(std::exchange(o.words_, nullptr)) {}
+  PendingBits& operator=(PendingBits&& o) noexcept;
+  PendingBits(const PendingBits&) = delete;
+  PendingBits& operator=(const PendingBits&) = delete;
+
+  // Atomic; ports >= kMaxPorts read as clear and are never set.
+  bool TestAndSet(uint32_t port);
+  bool TestAndClear(uint32_t port);
+  bool Test(uint32_t port) const;
+
+ private:
+  uint64_t* words_ = nullptr;
 };
 
 // One event-channel handle (the fd of /dev/xen/evtchn on a real host) of
@@ -113,18 +141,23 @@ class EvtchnEndpoint {
     uint32_t remote_domid = 0;
     uint32_t remote_port = 0;    // owner: 0 until known; binder: owner's port
     bool masked = false;
-    bool pending_while_masked = false;
+    std::string peer_sock;   // the other end's handle, while mapped:
+    PendingBits peer_bits;   // its pending bits, unmapped with the port
   };
   EvtchnEndpoint() = default;
-  Status SendSelf(uint32_t port);
+  void WakeSelf();
+  // The pending bits of `sock`, the handle at the other end of `p`; nullptr
+  // when that handle is closed.
+  static PendingBits* PeerBits(Port& p, const std::string& sock);
   void Close();
 
   std::string dir_;
   uint32_t domid_ = 0;
   std::string sock_path_;
   UniqueFd sock_;
+  PendingBits bits_;  // ours, set by notifiers
   std::map<uint32_t, Port> ports_;
-  std::deque<uint32_t> self_backlog_;  // self-notifications our full queue refused
+  uint32_t last_delivered_ = 0;
   bool auto_mask_ = true;
 };
 
