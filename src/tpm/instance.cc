@@ -116,7 +116,7 @@ void Instance::OnInit(Result<WorkerReply> reply) {
     queue_.push_front(std::move(startup));
   }
   auto keep = shared_from_this();
-  CommitThen(*reply, std::nullopt, [this] {
+  CommitThen(*reply, std::nullopt, [this](bool) {
     phase_ = Phase::kReady;
     Pump();
   });
@@ -250,10 +250,9 @@ void Instance::OnReply(uint64_t id, Result<WorkerReply> reply) {
   record.sequence = sequence_ + 1;
   record.request_digest = Sha256(in_flight_->command);
   record.response = reply->response;
-  bool in_store = ChangesState(*reply);
   // Volatile state is worth resuming from once the TPM has run a command.
   started_ = true;
-  CommitThen(*reply, record, [this, guest, in_store, record] {
+  CommitThen(*reply, record, [this, guest, record](bool in_store) {
     if (guest) CrashPoint("state-saved");
     sequence_ = record.sequence;
     last_record_ = record;
@@ -271,11 +270,11 @@ bool Instance::ChangesState(const WorkerReply& reply) const {
 }
 
 void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
-                          std::function<void()> then) {
+                          std::function<void(bool committed)> then) {
   if (!ChangesState(reply)) {
     if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
     SaveVolatileCopy(record);
-    then();
+    then(false);
     return;
   }
   CommitRequest req;
@@ -301,7 +300,7 @@ void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord>
 }
 
 void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
-                           std::optional<CommandRecord> record, std::function<void()> then) {
+                           std::optional<CommandRecord> record, std::function<void(bool committed)> then) {
   if (phase_ != Phase::kCommitting) return;  // powered off meanwhile
   if (!generation.ok()) return Fault(generation.status().Annotate("committing TPM state"));
   generation_ = *generation;
@@ -312,7 +311,7 @@ void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply
   if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
   phase_ = Phase::kRunning;
   SaveVolatileCopy(record);
-  then();
+  then(true);
 }
 
 void Instance::SaveVolatileCopy(const std::optional<CommandRecord>& record) {

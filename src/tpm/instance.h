@@ -109,10 +109,12 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // permanent blob unchanged (at TPM_Init, for one), which needs no commit -
   // and a commit without a record would outdate the volatile copy.
   bool ChangesState(const WorkerReply& reply) const;
+  // Commits `reply`'s changes when ChangesState(), else only saves the
+  // volatile copy; then calls `then(committed)` on the loop.
   void CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
-                  std::function<void()> then);
+                  std::function<void(bool committed)> then);
   void OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
-                   std::optional<CommandRecord> record, std::function<void()> then);
+                   std::optional<CommandRecord> record, std::function<void(bool committed)> then);
   void SaveVolatileCopy(const std::optional<CommandRecord>& record);
   // The in-flight op's answer, which belongs to command `sequence`;
   // `in_store` if that command's record is in the store.
