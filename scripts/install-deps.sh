@@ -18,6 +18,7 @@ PKGS=(
   clang-14 libclang-rt-14-dev
   procps psmisc util-linux systemd man-db
   qemu-system-x86 debootstrap cpio python3 e2fsprogs
+  debhelper dpkg-dev fakeroot lintian binutils
 )
 need=()
 for p in "${PKGS[@]}"; do

@@ -16,6 +16,7 @@
 #include "daemon/control_ops.h"
 #include "daemon/control_server.h"
 #include "daemon/exit_codes.h"
+#include "daemon/install_paths.h"
 #include "daemon/scripted_engine.h"
 #include "store/open_store.h"
 #include "store/refusal.h"
@@ -138,7 +139,16 @@ int RunDaemon(const Config& cfg) {
       return kExitFailure;
     }
     InstanceManagerOptions io;
-    io.worker.path = cfg.worker_path.empty() ? std::string(VTPM_WORKER_DEFAULT_PATH) : cfg.worker_path;
+    if (cfg.worker_path.empty()) {
+      auto installed = InstalledWorkerPath();
+      if (!installed.ok()) {
+        LOG_ERROR("refusing to start: {}", installed.status().message());
+        return kExitConfig;
+      }
+      io.worker.path = *installed;
+    } else {
+      io.worker.path = cfg.worker_path;
+    }
     std::tie(io.worker.uid, io.worker.gid) = ResolveWorkerUser();
     io.auto_create = cfg.auto_create;
     io.startup_clear = cfg.startup == "clear";

@@ -29,7 +29,7 @@
 namespace vtpm {
 
 struct InstanceManagerOptions {
-  WorkerOptions worker;  // path: ${VTPM_LIBEXECDIR}/vtpm-worker; uid/gid: ResolveWorkerUser()
+  WorkerOptions worker;  // path: [engine] worker_path or InstalledWorkerPath(); uid/gid: ResolveWorkerUser()
   bool auto_create = true;
   bool startup_clear = true;  // config `startup = clear | none`
   // Per guest command; below the guest's 50 s TPM 1.2 short duration.

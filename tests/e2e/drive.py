@@ -5,7 +5,9 @@ more boots of the same machine: the swtpm state directory and the disk image
 (--disk, a virtio-blk drive) carry over from one boot to the next, like a
 host's TPM and disk across a reboot.
 
-Steps file: one step per line, `[soft] <timeout-seconds> <name> <shell command>`;
+Steps file: one step per line, `[soft] <timeout-seconds> <name> <shell command>`
+(a step named `poweroff` passes when its command exits 0 and QEMU then exits
+within the timeout: the host shut down);
 `boot <name> [dom0 kernel args]` starts a (re)boot whose steps follow (steps
 before the first such line run in a boot named `1`); blank lines and lines
 starting with '#' are ignored. A step passes when its command exits 0 within
@@ -162,7 +164,9 @@ class Run:
         swtpm, sock = start_swtpm(a.swtpm_state)
         xen_args = ('console=com1 com1=115200 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 '
                     'loglvl=all guest_loglvl=all noreboot smap=0 smep=0')
-        dom0_args = ('console=hvc0 earlyprintk=xen ' + extra_args).strip()
+        # dom0 boots its root disk through the initramfs (images.sh) into
+        # systemd, which reports only failed units on the console.
+        dom0_args = ('console=hvc0 earlyprintk=xen systemd.show_status=error ' + extra_args).strip()
         qemu = ['qemu-system-x86_64', '-accel', os.environ.get('VTPM_E2E_ACCEL', 'tcg,thread=multi'),
                 '-cpu', os.environ.get('VTPM_E2E_CPU', 'Nehalem'), '-smp', '2',
                 '-m', '2048', '-display', 'none', '-monitor', 'none', '-serial', 'stdio',
@@ -199,9 +203,16 @@ class Run:
                 ser.type(f'{cmd}; echo E2E-RC-{n}-$?\n')
                 left = a.deadline - (s0 - self.t0)
                 m = ser.wait(rf'E2E-RC-{n}-(\d+)', min(timeout, left), self.on_line)
-                took = time.monotonic() - s0
                 passed = m is not None and m.group(1) == '0'
                 why = f'rc={m.group(1)}' if m else 'timeout' if timeout < left else 'run deadline'
+                if passed and sname == 'poweroff':
+                    # The host powers off through systemd: QEMU must exit.
+                    end = s0 + min(timeout, left)
+                    while proc.poll() is None and time.monotonic() < end:
+                        ser.wait(r'$^', 1)
+                    passed = proc.poll() is not None
+                    why = 'QEMU still running' if not passed else why
+                took = time.monotonic() - s0
                 print(f'E2E: STEP {name}/{sname} {"PASS" if passed else "FAIL " + why} in {took:.1f}s',
                       flush=True)
                 self.results.append((f'{name}/{sname}', took, passed))

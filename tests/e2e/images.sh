@@ -5,8 +5,14 @@
 # packages and prints the directory that holds them on the last line of stdout:
 #   xen          uncompressed Xen hypervisor (QEMU's multiboot loader takes it)
 #   vmlinuz      Debian kernel, used for dom0 and for the guest
-#   dom0.cpio    dom0 root (debootstrap minbase + xen-utils matching the
-#                hypervisor + the daemon's runtime libraries), newc cpio
+#   dom0-root/   dom0's root file system, a Debian 12 system booted by
+#                systemd: debootstrap minbase + systemd-sysv, udev, tpm-udev,
+#                xen-utils matching the hypervisor (its xen and xendomains
+#                init scripts), the runtime dependencies of the vtpmmgrd
+#                package (installed from its .deb by the test, offline), and
+#                trousers/tpm-tools; run-e2e.sh turns it into a disk image
+#   dom0-initrd.cpio  the dom0 initramfs: busybox loads virtio-blk and ext4,
+#                mounts /dev/vda and hands over to /sbin/init (systemd)
 #   guest/       busybox (static) and xen-tpmfront.ko for the guest initramfs
 #   guest/root/  trousers' tcsd and tpm-tools with their shared libraries,
 #                /etc/tcsd.conf and the tss user's passwd/group lines, taken
@@ -26,6 +32,7 @@ XEN_UTILS=xen-utils-4.17
 # one is reported by the dom0 ldd check of the e2e run.
 DOM0_PKGS=(
   "$XEN_UTILS" xenstore-utils kmod procps busybox psmisc
+  systemd-sysv udev tpm-udev
   libtpms0 libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-sys1
   libtss2-tctildr0 libtss2-tcti-device0 tpm2-tools
   libspdlog1.10 libfmt9 libtomlplusplus3 libsystemd0 libseccomp2 libsqlite3-0 libssl3
@@ -38,6 +45,28 @@ GUEST_TOOLS=(/usr/sbin/tcsd /usr/sbin/tpm_version /usr/sbin/tpm_takeownership /u
   /usr/sbin/tpm_nvdefine /usr/sbin/tpm_nvwrite /usr/sbin/tpm_nvread /usr/sbin/tpm_nvinfo)
 
 log() { echo "[images] $*" >&2; }
+# dom0_system ROOT: makes the debootstrapped tree a Debian dom0 that boots
+# with systemd as an operator's would, plus what the harness needs: xen and
+# xendomains enabled as their package leaves them (sysv scripts, run through
+# systemd's generator), xenconsoled logging guest consoles, default target
+# multi-user, no getty on hvc0 (the harness owns the console: e2e-console),
+# apt's timers masked (no network).
+dom0_system() {
+  local r=$1
+  echo dom0 > "$r/etc/hostname"
+  echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' > "$r/etc/fstab"
+  : > "$r/etc/machine-id"
+  mkdir -p "$r/var/log/journal" "$r/var/log/xen/console" "$r/etc/xen/auto"
+  echo 'XENCONSOLED_ARGS="--log=guest --log-dir=/var/log/xen/console"' >> "$r/etc/default/xen"
+  ln -sf /lib/systemd/system/multi-user.target "$r/etc/systemd/system/default.target"
+  for u in serial-getty@hvc0.service getty@tty1.service apt-daily.timer apt-daily-upgrade.timer \
+           e2scrub_all.timer fstrim.timer systemd-timesyncd.service; do
+    ln -sf /dev/null "$r/etc/systemd/system/$u"
+  done
+  [[ -e $r/etc/rc2.d/S01xen || -n $(ls "$r"/etc/rc2.d/S*xen 2>/dev/null) ]] ||
+    { log "xen-utils-common left no rc2.d link for its xen init script"; return 1; }
+}
+
 # "<package> <candidate version>" for each package, in one apt-cache call.
 candidates() {
   apt-cache policy "$@" | awk '/^[^ ].*:$/{p=substr($0, 1, length($0)-1)} /^  Candidate:/{print p, $2}'
@@ -119,13 +148,42 @@ t0=$SECONDS
 (cd "$root" && rm -rf var/cache/apt/* var/lib/apt/lists/* usr/share/doc/* usr/share/man/* \
    usr/share/locale/* usr/share/info/* etc/apt/sources.list.d/*.sources)
 mkdir -p "$root/lib/modules/$kver"
-# Xen and TPM drivers; virtio-blk and ext4 for the persistent state disk.
+# Xen and TPM drivers; virtio-blk and ext4 for the root disk.
 (cd "$mods" && cp -a --parents kernel/drivers/xen kernel/drivers/char/tpm \
    kernel/drivers/block/virtio_blk.ko kernel/drivers/virtio kernel/fs/ext4 kernel/fs/jbd2 \
    kernel/fs/mbcache.ko kernel/lib kernel/crypto kernel/arch/x86/crypto \
    modules.builtin modules.builtin.modinfo modules.order "$root/lib/modules/$kver/")
 chroot "$root" depmod "$kver"
-(cd "$root" && find . -xdev | cpio -o -H newc --quiet > "$work/img/dom0.cpio")
+dom0_system "$root"
+
+# The initramfs: busybox, the modules that reach the root disk, an init
+# that mounts it and switches to systemd.
+ird=$work/initrd
+mkdir -p "$ird"/{bin,dev,proc,sys,newroot,lib/modules/$kver}
+cp "$work/img/guest/busybox" "$ird/bin/busybox"
+(cd "$mods" && cp -a --parents kernel/drivers/block/virtio_blk.ko kernel/drivers/virtio kernel/fs/ext4 \
+   kernel/fs/jbd2 kernel/fs/mbcache.ko kernel/lib kernel/crypto kernel/arch/x86/crypto \
+   modules.builtin modules.builtin.modinfo modules.order "$ird/lib/modules/$kver/")
+# depmod of the dom0 root (the host may have no kmod), on a copy inside it.
+mkdir -p "$root/tmp/ird"; mv "$ird/lib" "$root/tmp/ird/"
+chroot "$root" depmod -b /tmp/ird "$kver"
+mv "$root/tmp/ird/lib" "$ird/"; rm -rf "$root/tmp/ird"
+cat > "$ird/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+# The kernel asks /sbin/modprobe for what ext4 needs at mount (crc32c).
+mkdir -p /sbin; ln -s /bin/modprobe /sbin/modprobe
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in virtio_pci virtio_blk crc32c_generic ext4; do modprobe "$m" || echo "E2E-DOM0-ERROR: modprobe $m failed"; done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+mount -t ext4 -o rw /dev/vda /newroot || { echo "E2E-DOM0-ERROR: cannot mount the root disk /dev/vda"; exec sh; }
+umount /proc /sys; mount --move /dev /newroot/dev
+exec switch_root /newroot /sbin/init
+INIT
+chmod 755 "$ird/init"
+(cd "$ird" && find . | cpio -o -H newc --quiet) > "$work/img/dom0-initrd.cpio"
+mv "$root" "$work/img/dom0-root"
 { echo "$versions"; echo "dom0 $XEN_UTILS $ut"; echo "kernel $kver"; } > "$work/img/versions"
 touch "$work/img/ready"
 mv "$work/img" "$out"

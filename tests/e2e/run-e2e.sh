@@ -1,27 +1,28 @@
 #!/bin/bash
-# run-e2e.sh BUILD_DIR [STEPS_FILE]
+# run-e2e.sh DEB_DIR [STEPS_FILE]
 #
-# The real-Xen end-to-end test: builds or reuses the cached Xen/dom0/guest
-# images (images.sh), installs this build of vtpmmgrd and its tools into the
-# dom0 image, makes dom0's state disk (ext4, mounted at /persist; the
-# daemon's state_dir is on it), boots Xen + dom0 under QEMU and runs the
-# scenario steps (scenario.steps by default) over the serial console
-# (drive.py), rebooting the machine where the steps say so: the disk and
-# swtpm's state carry over, like a host's disk and TPM. Then
-# compares the recorded vtpm state-node sequences with the committed
+# The real-Xen end-to-end test of the Debian package: builds or reuses the
+# cached Xen/dom0/guest images (images.sh), makes dom0's root disk (a
+# Debian 12 system booted by systemd, ext4) with the package
+# DEB_DIR/vtpmmgrd_*_amd64.deb (scripts/build-deb.sh DEB_DIR) and the test's
+# own files under /e2e, boots Xen + dom0 under QEMU and runs the scenario
+# steps (scenario.steps by default) over the serial console (drive.py). The
+# steps install the package with apt-get, as an operator does, and the
+# daemon is only ever run by systemd. A `boot` line reboots the machine:
+# the root disk and swtpm's state carry over, like a host's disk and TPM.
+# Then compares the recorded vtpm state-node sequences with the committed
 # fixtures under fixtures/. Prints the time of each step.
 # Environment: VTPM_E2E_CACHE (image cache, default /var/cache/vtpmmgrd-e2e),
 # VTPM_E2E_KEEP=1 keeps the work dir, VTPM_E2E_DEADLINE (seconds in QEMU,
 # default 2700), VTPM_E2E_TIMEOUT_SCALE (multiplies the step timeouts),
-# VTPM_E2E_TIS_TCTI (the TIS boot's tcti setting). Logs of
-# the last run stay in
-# BUILD_DIR/tests/e2e/last-run.
+# VTPM_E2E_TIS_TCTI (the TIS boot's tcti setting). Logs of the last run stay
+# in DEB_DIR/e2e-last-run.
 set -Eeuo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=$(cd "${1:?usage: run-e2e.sh BUILD_DIR [STEPS_FILE]}" && pwd)
+DEBDIR=$(cd "${1:?usage: run-e2e.sh DEB_DIR [STEPS_FILE]}" && pwd)
 STEPS=${2:-$HERE/scenario.steps}
 CACHE=${VTPM_E2E_CACHE:-/var/cache/vtpmmgrd-e2e}
-OUT=$BUILD/tests/e2e/last-run
+OUT=$DEBDIR/e2e-last-run
 # Seconds in QEMU for all boots together (drive.py --deadline).
 DEADLINE=${VTPM_E2E_DEADLINE:-2700}
 # The daemon's TCTI for the TIS-MMIO transport (its own, in-process).
@@ -40,6 +41,8 @@ step() {  # step <name> <command...>: runs and times one host-side step
 report() { echo "=== e2e: host step times"; printf '  %s\n' "${timings[@]}"; }
 
 [[ $(id -u) == 0 ]] || { echo "run-e2e.sh needs root (debootstrap, chroot)"; exit 1; }
+DEB=$(ls "$DEBDIR"/vtpmmgrd_*_amd64.deb 2>/dev/null | head -1)
+[[ -n $DEB ]] || { echo "no vtpmmgrd_*_amd64.deb in $DEBDIR: run scripts/build-deb.sh $DEBDIR"; exit 1; }
 for tool in qemu-system-x86_64 swtpm debootstrap cpio mkfs.ext4; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/install-deps.sh"; exit 1; }
 done
@@ -74,31 +77,32 @@ guest_image() {
   (cd "$g" && find . | cpio -o -H newc --quiet | gzip -1) > "$WORK/guest-initrd.gz"
 }
 
-# dom0 overlay: appended to the cached dom0 cpio (the kernel unpacks
-# concatenated archives in order, later files win).
+# dom0's root disk: the cached root tree plus the test's files: the package
+# and the e2e config under /e2e (installed and applied by the steps), the
+# guest kernel, initramfs and xl configs, the step script, and the console
+# shell's unit. 2 GiB sparse; it is the host's disk for every boot.
 dom0_image() {
-  local o=$WORK/overlay b
-  mkdir -p "$o/e2e" "$o/usr/local/bin" "$o/etc/vtpmmgrd"
-  install -m 755 "$HERE/dom0/init" "$o/init"
-  install -m 755 "$HERE/dom0/e2e" "$o/usr/local/bin/e2e"
-  install -m 755 "$HERE/dom0/states.awk" "$o/e2e/states.awk"
-  cp "$IMG/vmlinuz" "$WORK/guest-initrd.gz" "$o/e2e/"
-  guest_cfg e2eguest 7e2e0001-5eed-4c0d-9a1e-00000000e2e0 > "$o/e2e/e2eguest.cfg"
-  guest_cfg e2eguest2 7e2e0002-5eed-4c0d-9a1e-00000000e2e0 > "$o/e2e/e2eguest2.cfg"
-  guest_cfg e2eguest3 7e2e0003-5eed-4c0d-9a1e-00000000e2e0 > "$o/e2e/e2eguest3.cfg"
-  # This build's install tree, else its binaries where the build left them.
-  DESTDIR=$o cmake --install "$BUILD" >/dev/null 2>&1 || true
-  for b in src/daemon/vtpmmgrd src/tpm/vtpm-worker src/ctl/vtpmctl; do
-    [[ -x $BUILD/$b ]] || continue
-    [[ -n $(find "$o" -type f -name "${b##*/}" | head -1) ]] || install -D -m 755 "$BUILD/$b" "$o/usr/local/sbin/${b##*/}"
-  done
-  (cd "$o" && find . -type f \( -name vtpmmgrd -o -name vtpm-worker -o -name vtpmctl \) | sed 's/^\.//') > "$o/e2e/binaries"
-  echo "installed into dom0:"; sed 's/^/  /' "$o/e2e/binaries"
-  # One config per host transport; they differ only in [host_tpm] tcti.
-  cp "$HERE/vtpmmgrd.conf" "$o/etc/vtpmmgrd/tpmrm0.conf"
-  sed "s|^tcti = .*|tcti = \"$TIS_TCTI\"|" "$HERE/vtpmmgrd.conf" > "$o/etc/vtpmmgrd/tis.conf"
-  (cd "$o" && find . | cpio -o -H newc --quiet) > "$WORK/overlay.cpio"
-  cat "$IMG/dom0.cpio" "$WORK/overlay.cpio" > "$WORK/dom0.cpio"
+  local r=$WORK/root
+  cp -a "$IMG/dom0-root" "$r"
+  mkdir -p "$r/e2e" "$r/usr/local/bin" "$r/usr/local/sbin"
+  install -m 755 "$HERE/dom0/e2e" "$r/usr/local/bin/e2e"
+  install -m 755 "$HERE/dom0/e2e-console" "$r/usr/local/sbin/e2e-console"
+  install -m 644 "$HERE/dom0/e2e-console.service" "$r/etc/systemd/system/"
+  mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
+  ln -sf /etc/systemd/system/e2e-console.service "$r/etc/systemd/system/multi-user.target.wants/"
+  # trousers is in the dom0 tree only to be copied into the guest: its tcsd
+  # must not take dom0's TPM.
+  ln -sf /dev/null "$r/etc/systemd/system/trousers.service"
+  install -m 755 "$HERE/dom0/states.awk" "$r/e2e/states.awk"
+  cp "$IMG/vmlinuz" "$WORK/guest-initrd.gz" "$DEB" "$HERE/vtpmmgrd.conf" "$r/e2e/"
+  echo "$TIS_TCTI" > "$r/e2e/tis-tcti"
+  guest_cfg e2eguest 7e2e0001-5eed-4c0d-9a1e-00000000e2e0 > "$r/e2e/e2eguest.cfg"
+  guest_cfg e2eguest2 7e2e0002-5eed-4c0d-9a1e-00000000e2e0 > "$r/e2e/e2eguest2.cfg"
+  guest_cfg e2eguest3 7e2e0003-5eed-4c0d-9a1e-00000000e2e0 > "$r/e2e/e2eguest3.cfg"
+  echo "package: ${DEB##*/} ($(dpkg-deb -f "$DEB" Version))"
+  truncate -s 2G "$WORK/root.img"
+  mkfs.ext4 -q -F -L dom0-root -d "$r" "$WORK/root.img"
+  rm -rf "$r"
 }
 
 # guest_cfg <name> <vtpm uuid>: xl config of a PV guest with one vTPM.
@@ -116,19 +120,12 @@ vtpm = ["backend=0,uuid=$2"]
 CFG
 }
 
-# dom0's state disk, empty before the first boot: what the daemon keeps
-# there must survive the reboots of the run.
-state_disk() {
-  truncate -s 64M "$WORK/state.img"
-  mkfs.ext4 -q -F -L vtpm-state "$WORK/state.img"
-}
-
 boot_and_run() {
   mkdir -p "$OUT"; rm -rf "${OUT:?}"/*
   local rc=0
   /usr/bin/python3 "$HERE/drive.py" --xen "$IMG/xen" --kernel "$IMG/vmlinuz" \
-    --dom0-initrd "$WORK/dom0.cpio" --steps "$STEPS" --workdir "$WORK" \
-    --disk "$WORK/state.img" --swtpm-state "$WORK/swtpm" --deadline "$DEADLINE" \
+    --dom0-initrd "$IMG/dom0-initrd.cpio" --steps "$STEPS" --workdir "$WORK" \
+    --disk "$WORK/root.img" --swtpm-state "$WORK/swtpm" --deadline "$DEADLINE" \
     --capture-dir "$OUT/states" || rc=$?
   cp "$WORK/serial.log" "$OUT/" 2>/dev/null || true
   return $rc
@@ -161,7 +158,6 @@ compare_fixtures() {
 step images images
 step guest guest_image
 step dom0 dom0_image
-step disk state_disk
 step qemu boot_and_run
 step fixtures compare_fixtures
 report

@@ -193,6 +193,42 @@ TEST(DaemonOpsFiles, TheUnitListsTheRefuseStatusesAndTheXenOrdering) {
     EXPECT_NE(unit.find(want), std::string::npos) << want;
 }
 
+TEST(DaemonOpsFiles, TheUnitRunsOnlyOnDom0AndOpensTheTpmAsDebianLeavesIt) {
+  std::string unit = ReadFile(VTPM_UNIT_FILE);
+  for (const char* want : {"ConditionPathExists=/proc/xen/capabilities",
+                           "ExecCondition=/bin/grep -qx control_d /proc/xen/capabilities",
+                           "SupplementaryGroups=tss", "LimitCORE=0", "LimitNOFILE=65536",
+                           "ExecStart=" VTPM_INSTALL_SBINDIR "/vtpmmgrd --config /etc/vtpmmgrd/vtpmmgrd.conf",
+                           "StartLimitBurst=", "DevicePolicy=closed", "DeviceAllow=/dev/tpmrm0 rw"})
+    EXPECT_NE(unit.find(want), std::string::npos) << want;
+  // Only the devices the daemon opens; no capability that bypasses file modes.
+  const std::string settings = std::regex_replace(unit, std::regex("(^|\n)#[^\n]*"), "");
+  for (const char* never : {"gntalloc", "privcmd", "xenbus_backend", "CAP_DAC_OVERRIDE"})
+    EXPECT_EQ(settings.find(never), std::string::npos) << never;
+}
+
+TEST(DaemonOpsFiles, SystemdAnalyzeSecurityExposureAtMost1Point8) {
+  vtpm::testing::TempDir dir;
+  std::string unit = std::regex_replace(ReadFile(VTPM_UNIT_FILE), std::regex("ExecStart=\\S+"),
+                                        std::string("ExecStart=") + VTPM_DAEMON_PATH);
+  const std::string path = dir.Sub("vtpmmgrd.service");
+  WriteFile(path, unit);
+  auto r = RunCapture({"systemd-analyze", "security", "--offline=yes", "--threshold=18", "--no-pager", path}, {},
+                      std::chrono::seconds(60));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 0) << r->output;
+  EXPECT_NE(r->output.find("Overall exposure level for vtpmmgrd.service: 1."), std::string::npos) << r->output;
+  // The same check fails on a weakened unit.
+  for (const char* line : {"NoNewPrivileges=yes\n", "PrivateNetwork=yes\n", "ProtectSystem=strict\n",
+                           "RestrictNamespaces=yes\n", "SystemCallFilter=@system-service seccomp\n"})
+    unit = std::regex_replace(unit, std::regex(line), "");
+  WriteFile(path, unit);
+  auto weak = RunCapture({"systemd-analyze", "security", "--offline=yes", "--threshold=18", "--no-pager", path}, {},
+                         std::chrono::seconds(60));
+  ASSERT_TRUE(weak.ok());
+  EXPECT_NE(weak->exit_code, 0) << weak->output;
+}
+
 TEST(DaemonOpsFiles, ManPagesRenderWithoutWarnings) {
   for (const char* page : {"man/vtpmmgrd.8", "man/vtpmctl.8", "man/vtpmmgrd.conf.5"}) {
     std::string path = std::string(VTPM_SOURCE_DIR) + "/" + page;
@@ -302,9 +338,17 @@ TEST(DaemonOpsFiles, TheExampleConfigHoldsEveryKeyWithItsDefault) {
     page_keys.insert((*it)[1]);
   EXPECT_GE(example_keys.size(), 20u);
   EXPECT_EQ(example_keys, page_keys);
-  auto r = RunCapture({VTPM_DAEMON_PATH, "--check-config", "--config", path}, {}, std::chrono::seconds(10));
+  // The build tree has no installed worker next to the daemon: name the built one.
+  vtpm::testing::TempDir dir;
+  const std::string built = dir.Sub("vtpmmgrd.conf");
+  std::string with_worker = std::regex_replace(example, std::regex("\nworker_path = \"\""),
+                                               "\nworker_path = \"" VTPM_WORKER_PATH "\"");
+  ASSERT_NE(with_worker, example) << "the example lost its worker_path line";
+  WriteFile(built, with_worker);
+  auto r = RunCapture({VTPM_DAEMON_PATH, "--check-config", "--config", built}, {}, std::chrono::seconds(10));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->exit_code, 0) << r->output;
+  EXPECT_NE(r->output.find("(worker " VTPM_WORKER_PATH ")"), std::string::npos) << r->output;
 }
 
 }  // namespace
