@@ -38,7 +38,7 @@ pass() { echo "ok:   $*"; }
 fail() { echo "FAIL: $*"; failed=1; }
 # expect_none <what> <file with one finding per line>
 expect_none() {
-  if [[ -s $2 ]]; then fail "$1:"; sed 's/^/        /' "$2" | head -20; else pass "$1"; fi
+  if [[ -s $2 ]]; then fail "$1:"; head -n 20 "$2" | sed 's/^/        /'; else pass "$1"; fi
 }
 
 # The build itself.
