@@ -17,9 +17,9 @@ JOBS=${JOBS:-$(nproc)}
 bash scripts/install-deps.sh
 
 want() { local x; for x in "${tiers[@]}"; do [[ $x == "$1" ]] && return 0; done; return 1; }
-build() {  # build <dir> <target> <cmake args...>
+build() {  # build <dir> <target> <cmake args...>: a test build (VTPM_TESTS=ON)
   local dir=$1 target=$2; shift 2
-  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake -S . -B "$dir" -G Ninja -DVTPM_TESTS=ON "$@" >/dev/null
   cmake --build "$dir" -j "$JOBS" --target "$target"
 }
 declare -A took

@@ -106,10 +106,10 @@ bool StderrIsJournal() {
 }
 
 void InitLogging(const std::string& program, bool use_journal, const std::string& level,
-                 const std::string& journal_socket) {
+                 const std::string& journal_path) {
   std::shared_ptr<spdlog::logger> logger;
   if (use_journal) {
-    logger = std::make_shared<spdlog::logger>(program, std::make_shared<JournalSink>(program, journal_socket));
+    logger = std::make_shared<spdlog::logger>(program, std::make_shared<JournalSink>(program, journal_path));
   } else {
     logger = std::make_shared<spdlog::logger>(program, std::make_shared<spdlog::sinks::stderr_sink_mt>());
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %n[%P] %l: %v");

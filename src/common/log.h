@@ -38,11 +38,11 @@ class ScopedLogContext {
 inline constexpr char kJournalSocket[] = "/run/systemd/journal/socket";
 
 // Sets up the default logger: the journal when `use_journal` (entries sent
-// as datagrams in the journal's native protocol to `journal_socket`),
+// as datagrams in the journal's native protocol to `journal_path`),
 // stderr otherwise. `level` is one of spdlog's names (trace, debug, info,
 // warn, error).
 void InitLogging(const std::string& program, bool use_journal, const std::string& level,
-                 const std::string& journal_socket = kJournalSocket);
+                 const std::string& journal_path = kJournalSocket);
 
 // True when stderr is connected to the journal (systemd's $JOURNAL_STREAM
 // names stderr's device and inode): log_target = auto then picks the journal.

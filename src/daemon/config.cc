@@ -1,6 +1,7 @@
 #include "daemon/config.h"
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -98,21 +99,25 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
                                               std::to_string(err.source().begin.column) + ": " +
                                               std::string(err.description()));
   }
-  Reader r(root, source_name);
-  RETURN_IF_ERROR(r.CheckKeys({
+  std::map<std::string, std::set<std::string>> keys = {
       {"daemon", {"state_dir", "runtime_dir", "control_socket", "log_level", "log_target", "auto_create",
-                  "command_deadline_ms", "admin_deadline_ms", "journal_socket"}},
+                  "command_deadline_ms", "admin_deadline_ms"}},
       {"xen", {"backend_domid", "allow_any_locality"}},
       {"host_tpm", {"tcti", "srk_handle", "persist_srk", "pcr_policy"}},
-      {"engine", {"kind", "worker_path", "startup", "scripted_delay_ms", "scripted_slow_uuids", "scripted_slow_delay_ms"}},
-  }));
+      {"engine", {"kind", "worker_path", "startup"}},
+  };
+#ifdef VTPM_TEST_BUILD
+  keys["daemon"].insert("journal_socket");
+  keys["engine"].insert({"scripted_delay_ms", "scripted_slow_uuids", "scripted_slow_delay_ms"});
+#endif
+  Reader r(root, source_name);
+  RETURN_IF_ERROR(r.CheckKeys(keys));
   Config c;
   RETURN_IF_ERROR(r.Get("daemon", "state_dir", c.state_dir));
   RETURN_IF_ERROR(r.Get("daemon", "runtime_dir", c.runtime_dir));
   RETURN_IF_ERROR(r.Get("daemon", "control_socket", c.control_socket));
   RETURN_IF_ERROR(r.Get("daemon", "log_level", c.log_level));
   RETURN_IF_ERROR(r.Get("daemon", "log_target", c.log_target));
-  RETURN_IF_ERROR(r.Get("daemon", "journal_socket", c.journal_socket));
   RETURN_IF_ERROR(r.Get("daemon", "auto_create", c.auto_create));
   RETURN_IF_ERROR(r.Get("daemon", "command_deadline_ms", c.command_deadline));
   RETURN_IF_ERROR(r.Get("daemon", "admin_deadline_ms", c.admin_deadline));
@@ -125,9 +130,6 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("engine", "kind", c.engine));
   RETURN_IF_ERROR(r.Get("engine", "worker_path", c.worker_path));
   RETURN_IF_ERROR(r.Get("engine", "startup", c.startup));
-  RETURN_IF_ERROR(r.Get("engine", "scripted_delay_ms", c.scripted_delay));
-  RETURN_IF_ERROR(r.Get("engine", "scripted_slow_uuids", c.scripted_slow_uuids));
-  RETURN_IF_ERROR(r.Get("engine", "scripted_slow_delay_ms", c.scripted_slow_delay));
 
   // A bad value names the line of its key (or only the file for a default).
   auto bad = [&](const char* sec, const char* key, const std::string& what) {
@@ -135,12 +137,23 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
     std::string where = n ? Where(source_name, *n) : source_name;
     return Status(Code::kInvalidArgument, where + ": [" + sec + "] " + key + " " + what);
   };
-  if (c.engine != "libtpms" && c.engine != "scripted")
-    return bad("engine", "kind", "must be \"libtpms\" or \"scripted\", not \"" + c.engine + "\"");
-  if (c.startup != "clear" && c.startup != "none")
-    return bad("engine", "startup", "must be \"clear\" or \"none\", not \"" + c.startup + "\"");
+#ifdef VTPM_TEST_BUILD
+  RETURN_IF_ERROR(r.Get("daemon", "journal_socket", c.journal_socket));
+  RETURN_IF_ERROR(r.Get("engine", "scripted_delay_ms", c.scripted_delay));
+  RETURN_IF_ERROR(r.Get("engine", "scripted_slow_uuids", c.scripted_slow_uuids));
+  RETURN_IF_ERROR(r.Get("engine", "scripted_slow_delay_ms", c.scripted_slow_delay));
   if (c.journal_socket.empty() || c.journal_socket[0] != '/')
     return bad("daemon", "journal_socket", "must be an absolute path");
+  if (c.engine != "libtpms" && c.engine != "scripted")
+    return bad("engine", "kind", "must be \"libtpms\" or \"scripted\" (a test engine), not \"" + c.engine + "\"");
+#else
+  // The other engines are test doubles, compiled only into test builds.
+  if (c.engine != "libtpms")
+    return bad("engine", "kind",
+               "must be \"libtpms\", not \"" + c.engine + "\" (other engines exist only in test builds)");
+#endif
+  if (c.startup != "clear" && c.startup != "none")
+    return bad("engine", "startup", "must be \"clear\" or \"none\", not \"" + c.startup + "\"");
   if (c.log_target != "auto" && c.log_target != "journal" && c.log_target != "stderr")
     return bad("daemon", "log_target", "must be auto, journal or stderr");
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};

@@ -1,6 +1,8 @@
 // Config: /etc/vtpmmgrd/vtpmmgrd.conf (TOML). Every key, its type, default
 // and meaning is listed in vtpmmgrd.conf(5) and etc/vtpmmgrd.conf; unknown
 // keys are errors, so a typo never silently falls back to a default.
+// Test builds (VTPM_TEST_BUILD, cmake -DVTPM_TESTS=ON) accept a few more
+// keys, listed in tests/sim/README.md; a release build knows none of them.
 #pragma once
 
 #include <chrono>
@@ -19,7 +21,6 @@ struct Config {
   std::string control_socket;  // default: <runtime_dir>/control.sock
   std::string log_level = "info";
   std::string log_target = "auto";  // auto | journal | stderr
-  std::string journal_socket = "/run/systemd/journal/socket";  // where journal entries go
   bool auto_create = true;
   std::chrono::milliseconds command_deadline{30000};
   // Worker start-up (libtpms self-test) and each manufacture step (RSA-2048).
@@ -33,12 +34,17 @@ struct Config {
   bool persist_srk = true;
   std::vector<uint32_t> pcr_policy;  // empty = master key bound to SK only
   // [engine]
-  std::string engine = "libtpms";  // libtpms | scripted (tests only)
+  std::string engine = "libtpms";  // libtpms (a test build also has: scripted)
   std::string worker_path;         // default: the installed vtpm-worker
   std::string startup = "clear";   // clear: TPM_Startup(ST_CLEAR) at power-on | none: the guest sends it
+#ifdef VTPM_TEST_BUILD
+  // [daemon] journal_socket: where journal entries go (tests capture them).
+  std::string journal_socket = "/run/systemd/journal/socket";
+  // [engine] scripted_*: the scripted engine's response delays.
   std::chrono::milliseconds scripted_delay{0};
   std::vector<std::string> scripted_slow_uuids;
   std::chrono::milliseconds scripted_slow_delay{2000};
+#endif
 
   std::string ControlSocket() const {
     return control_socket.empty() ? runtime_dir + "/control.sock" : control_socket;

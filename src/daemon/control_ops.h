@@ -19,8 +19,8 @@ namespace vtpm {
 
 class ControlOps {
  public:
-  // `store` and `instances` are null with the scripted test engine: then
-  // only list (devices) and status answer.
+  // `store` and `instances` are null only with the scripted test engine of
+  // a test build: then only list (devices) and status answer.
   ControlOps(EventLoop& loop, Backend& backend, Store* store, InstanceManager* instances, const Config& cfg);
   ~ControlOps();
   ControlOps(const ControlOps&) = delete;

@@ -33,7 +33,7 @@ enum class ResultCode : int {
   kUnsupportedVersion = 5,  // request version this daemon does not speak
   kTpmRefused = 6,          // the vTPM refused the operation (e.g. ForceClear disabled)
   kFailed = 7,              // the operation failed in the daemon (store, host TPM, worker)
-  kUnavailable = 8,         // the operation needs something this daemon lacks (scripted engine)
+  kUnavailable = 8,         // the operation needs something this daemon lacks (a test build's scripted engine)
 };
 const char* ResultName(ResultCode c);
 

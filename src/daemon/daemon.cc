@@ -17,7 +17,9 @@
 #include "daemon/control_server.h"
 #include "daemon/exit_codes.h"
 #include "daemon/install_paths.h"
+#ifdef VTPM_TEST_BUILD
 #include "daemon/scripted_engine.h"
+#endif
 #include "store/open_store.h"
 #include "store/refusal.h"
 #include "tpm/instance_manager.h"
@@ -48,6 +50,7 @@ class SignalSource {
   UniqueFd fd_;
 };
 
+#ifdef VTPM_TEST_BUILD
 std::unique_ptr<EngineProvider> MakeScriptedEngines(const Config& cfg, EventLoop& loop) {
   std::set<Uuid> slow;
   for (auto& s : cfg.scripted_slow_uuids)
@@ -55,6 +58,7 @@ std::unique_ptr<EngineProvider> MakeScriptedEngines(const Config& cfg, EventLoop
   return std::make_unique<ScriptedEngineProvider>(loop, cfg.scripted_delay, std::move(slow),
                                                   cfg.scripted_slow_delay);
 }
+#endif
 
 constexpr std::chrono::seconds kStatusInterval{5};
 
@@ -119,7 +123,13 @@ int RunDaemon(const Config& cfg) {
   std::unique_ptr<Store> store;
   std::unique_ptr<EngineProvider> engines;
   InstanceManager* instances = nullptr;
-  if (cfg.engine == "libtpms") {
+#ifdef VTPM_TEST_BUILD
+  if (cfg.engine == "scripted") {
+    LOG_WARN("engine 'scripted' selected: guests get a test echo engine, not a TPM");
+    engines = MakeScriptedEngines(cfg, loop);
+  }
+#endif
+  if (!engines) {  // [engine] kind = "libtpms"
     StoreOptions so;
     so.state_dir = cfg.state_dir;
     so.runtime_dir = cfg.runtime_dir;
@@ -160,9 +170,6 @@ int RunDaemon(const Config& cfg) {
     engines = std::move(im);
     LOG_INFO("state store {} opened; host TPM {} ({})", cfg.state_dir, cfg.tcti,
              cfg.pcr_policy.empty() ? "master key bound to the storage key" : "master key sealed to host PCRs");
-  } else {
-    LOG_WARN("engine 'scripted' selected: guests get a test echo engine, not a TPM");
-    engines = MakeScriptedEngines(cfg, loop);
   }
 
   std::unique_ptr<XenStore> xs = WaitForXenStore(*sigs);

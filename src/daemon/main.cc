@@ -51,6 +51,10 @@ int main(int argc, char** argv) {
     return vtpm::kExitOk;
   }
   bool journal = cfg->log_target == "journal" || (cfg->log_target == "auto" && vtpm::StderrIsJournal());
+#ifdef VTPM_TEST_BUILD
   vtpm::InitLogging("vtpmmgrd", journal, cfg->log_level, cfg->journal_socket);
+#else
+  vtpm::InitLogging("vtpmmgrd", journal, cfg->log_level);
+#endif
   return vtpm::RunDaemon(*cfg);
 }

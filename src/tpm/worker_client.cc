@@ -32,7 +32,9 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop,
   SpawnOptions spawn;
   spawn.argv = {opts.path, "--fd=3", "--uid=" + std::to_string(opts.uid),
                 "--gid=" + std::to_string(opts.gid)};
+#ifdef VTPM_TEST_BUILD
   if (opts.test_commands) spawn.argv.push_back("--test-commands");
+#endif
   spawn.env = {"PATH=/nonexistent"};  // nothing from the daemon's environment
 #ifdef VTPM_SANITIZER_BUILD
   // LeakSanitizer's exit-time scan needs ptrace, which the sandbox forbids.

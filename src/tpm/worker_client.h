@@ -29,7 +29,9 @@ struct WorkerOptions {
   std::string path;            // the vtpm-worker executable
   uid_t uid = 65534;           // identity the worker drops to (see ResolveWorkerUser)
   gid_t gid = 65534;
+#ifdef VTPM_TEST_BUILD
   bool test_commands = false;  // pass --test-commands (sandbox tests only)
+#endif
 };
 
 // The `vtpm` system user (systemd/vtpmmgrd-sysusers.conf); when it does not

@@ -3,7 +3,8 @@
 // argv: vtpm-worker --fd=N --uid=U --gid=G [--test-commands]
 //   --fd             the parent's socket (SOCK_STREAM, worker_protocol.h); 3 by default
 //   --uid/--gid      the unprivileged identity to switch to when started as root
-//   --test-commands  accept kTestOpen/kTestSyscall (sandbox tests only)
+//   --test-commands  accept kTestOpen/kTestSyscall (sandbox tests; only a test
+//                    build, VTPM_TEST_BUILD, has the flag and the commands)
 // The environment is not read. Exit status: 0 when the parent closes the
 // socket, 1 on a protocol or start-up error (after a kFailure reply when possible).
 #include <unistd.h>
@@ -13,8 +14,10 @@
 #include <cstring>
 #include <string_view>
 
+#ifdef VTPM_TEST_BUILD
 #include <fcntl.h>
 #include <sys/socket.h>
+#endif
 
 #include "tpm/libtpms_host.h"
 #include "tpm/sandbox.h"
@@ -23,9 +26,17 @@
 namespace vtpm {
 namespace {
 
+#ifdef VTPM_TEST_BUILD
+constexpr char kUsage[] = "usage: vtpm-worker --fd=N --uid=U --gid=G [--test-commands]";
+#else
+constexpr char kUsage[] = "usage: vtpm-worker --fd=N --uid=U --gid=G";
+#endif
+
 struct WorkerArgs {
   SandboxOptions sandbox;
+#ifdef VTPM_TEST_BUILD
   bool test_commands = false;
+#endif
 };
 
 template <typename T>
@@ -44,10 +55,12 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
         value("--gid=", args.sandbox.gid)) {
       continue;
     }
+#ifdef VTPM_TEST_BUILD
     if (a == "--test-commands") {
       args.test_commands = true;
       continue;
     }
+#endif
     return false;
   }
   return true;
@@ -91,6 +104,7 @@ WorkerReply Failure(const Status& st) {
   return r;
 }
 
+#ifdef VTPM_TEST_BUILD
 // Test-only probes of the sandbox: each should kill the process.
 WorkerReply RunTestCommand(const WorkerRequest& req) {
   if (req.type == WorkerMsg::kTestOpen) {
@@ -102,6 +116,7 @@ WorkerReply RunTestCommand(const WorkerRequest& req) {
   return Failure(fd < 0 ? Status::FromErrno(errno, "socket refused")
                         : Status(Code::kInternal, "socket succeeded"));
 }
+#endif
 
 int Serve(const WorkerArgs& args) {
   const int fd = args.sandbox.keep_fd;
@@ -126,8 +141,10 @@ int Serve(const WorkerArgs& args) {
       started = st.ok();
     } else if (req->type == WorkerMsg::kExecute && started) {
       reply = tpm.Execute(*req);
+#ifdef VTPM_TEST_BUILD
     } else if (req->type != WorkerMsg::kExecute && args.test_commands && started) {
       reply = RunTestCommand(*req);
+#endif
     } else {
       reply = Failure(Status(Code::kFailedPrecondition, "request not allowed now"));
       fatal = true;
@@ -143,7 +160,7 @@ int Serve(const WorkerArgs& args) {
 int main(int argc, char** argv) {
   vtpm::WorkerArgs args;
   if (!vtpm::ParseArgs(argc, argv, args)) {
-    vtpm::Diagnose("usage: vtpm-worker --fd=N --uid=U --gid=G [--test-commands]");
+    vtpm::Diagnose(vtpm::kUsage);
     return 1;
   }
   vtpm::Status st = vtpm::DropPrivileges(args.sandbox);

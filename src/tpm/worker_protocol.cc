@@ -87,9 +87,11 @@ Bytes EncodeRequest(const WorkerRequest& req) {
       b.push_back(req.physical_presence ? 1 : 0);
       AppendString(b, req.command);
       break;
+#ifdef VTPM_TEST_BUILD
     case WorkerMsg::kTestOpen:
       AppendString(b, View(req.path));
       break;
+#endif
     default:
       break;
   }
@@ -143,6 +145,7 @@ Result<WorkerRequest> DecodeRequest(ByteView body) {
       req.physical_presence = pp == 1;
       break;
     }
+#ifdef VTPM_TEST_BUILD
     case WorkerMsg::kTestOpen: {
       Bytes path;
       if (!r.String(path, 4096)) return Malformed("bad path");
@@ -151,6 +154,7 @@ Result<WorkerRequest> DecodeRequest(ByteView body) {
     }
     case WorkerMsg::kTestSyscall:
       break;
+#endif
     default:
       return Malformed("unknown request type");
   }

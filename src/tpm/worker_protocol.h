@@ -15,7 +15,7 @@
 //             Presence is what libtpms' hardware physical-presence callback
 //             reports while the command runs; only the daemon's own admin
 //             operations set it.
-//   kTestOpen path          (test builds of the protocol: the worker only
+//   kTestOpen path          (test builds only, VTPM_TEST_BUILD: the worker
 //   kTestSyscall            accepts these when started with --test-commands)
 // Replies:
 //   kReply    response bytes | u8 count | count x (u8 BlobKind, u8 op
@@ -45,8 +45,10 @@ inline constexpr size_t kMaxBlobChanges = 8;
 enum class WorkerMsg : uint8_t {
   kInit = 1,
   kExecute = 2,
+#ifdef VTPM_TEST_BUILD
   kTestOpen = 0x70,
   kTestSyscall = 0x71,
+#endif
   kReply = 0x81,
   kFailure = 0x82,
 };
@@ -59,8 +61,10 @@ struct WorkerRequest {
   uint8_t locality = 0;
   bool physical_presence = false;
   Bytes command;
+#ifdef VTPM_TEST_BUILD
   // kTestOpen
   std::string path;
+#endif
 };
 
 // One NV blob libtpms stored (data set) or deleted (data empty) during a request.
