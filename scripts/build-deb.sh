@@ -6,7 +6,8 @@
 # directory, runs `dpkg-buildpackage -us -uc -b` there, runs lintian on the
 # result (fails on any error), checks the binaries' hardening
 # (scripts/check-hardening.sh) and leaves vtpmmgrd_<version>_amd64.deb and
-# the build log in OUT_DIR. VTPM_DEB_KEEP=1 keeps the scratch directory.
+# the build log in OUT_DIR. Also checks that the package's build tree has no
+# test-only code (scripts/check-release-build.sh). VTPM_DEB_KEEP=1 keeps the scratch directory.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 TOP=$PWD
@@ -58,6 +59,9 @@ unflagged=$(grep -E '/usr/bin/c(\+\+|c) .* -c ' "$log" |
 [[ -z $unflagged ]] || { echo "compiled without _FORTIFY_SOURCE or the stack protector:" >&2; echo "$unflagged" | head -5 >&2; exit 1; }
 [[ $(grep -cE '/usr/bin/c(\+\+|c) .* -c ' "$log") -gt 0 ]] || { echo "no compile command in $log (not verbose?)" >&2; exit 1; }
 echo "every compile line has -D_FORTIFY_SOURCE and -fstack-protector-strong"
+
+# The package's build tree is a release build: no test-only code.
+bash "$src/scripts/check-release-build.sh" "$src/obj-x86_64-linux-gnu" | tail -1
 
 x=$work/extract
 dpkg-deb -x "$deb" "$x"

@@ -1,15 +1,43 @@
-// Big-endian field access for TPM packets and fixed-layout records.
-// Callers check bounds first; these helpers never read past `p + N`.
+// Byte buffers, and big-endian field access for TPM packets and
+// fixed-layout records. Callers check bounds first; these helpers never read
+// past `p + N`.
 #pragma once
+
+#include <string.h>  // explicit_bzero
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 namespace vtpm {
 
-using Bytes = std::vector<uint8_t>;
+// An allocator that zeroes memory before handing it back to `Base`, so
+// that what a buffer held (plaintext TPM state, commands, responses) does
+// not linger in freed heap and reach a core file or a later allocation.
+// Covers every reallocation of a growing vector; a clear() that keeps the
+// capacity does not wipe.
+template <typename T, typename Base = std::allocator<T>>
+struct WipingAllocator : Base {
+  using value_type = T;
+  template <typename U>
+  struct rebind {
+    using other = WipingAllocator<U, typename std::allocator_traits<Base>::template rebind_alloc<U>>;
+  };
+  WipingAllocator() = default;
+  template <typename U, typename B>
+  WipingAllocator(const WipingAllocator<U, B>&) noexcept {}
+  T* allocate(size_t n) { return Base::allocate(n); }
+  void deallocate(T* p, size_t n) noexcept {
+    explicit_bzero(p, n * sizeof(T));
+    Base::deallocate(p, n);
+  }
+  friend bool operator==(const WipingAllocator&, const WipingAllocator&) { return true; }
+};
+
+// Every buffer of the project: wiped when freed.
+using Bytes = std::vector<uint8_t, WipingAllocator<uint8_t>>;
 using ByteView = std::span<const uint8_t>;
 
 inline uint16_t LoadBe16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }

@@ -98,12 +98,34 @@ std::unique_ptr<XenStore> WaitForXenStore(SignalSource& sigs) {
   }
 }
 
+StoreOptions StoreOptionsFor(const Config& cfg) {
+  StoreOptions so;
+  so.state_dir = cfg.state_dir;
+  so.runtime_dir = cfg.runtime_dir;
+  so.host_tpm.tcti = cfg.tcti;
+  so.host_tpm.srk_handle = cfg.srk_handle;
+  so.host_tpm.persist_srk = cfg.persist_srk;
+  so.host_tpm.pcr_policy = cfg.pcr_policy;
+  return so;
+}
+
 std::string StatusLine(const Backend& backend) {
   return "serving " + std::to_string(backend.List().size()) + " devices, " +
          std::to_string(backend.connected_count()) + " connected";
 }
 
 }  // namespace
+
+int RunReinitialise(const Config& cfg) {
+  if (cfg.engine != "libtpms") {
+    LOG_ERROR("--reinitialise: engine '{}' keeps no store", cfg.engine);
+    return kExitConfig;
+  }
+  Status st = ReinitialiseStore(StoreOptionsFor(cfg));
+  if (st.ok()) return kExitOk;
+  LOG_ERROR("--reinitialise refused: {}", st.message());
+  return st.code() == Code::kAlreadyExists ? kExitRefuse : StartExitStatus(st);
+}
 
 int RunDaemon(const Config& cfg) {
   auto loop_r = EventLoop::Create();
@@ -130,14 +152,7 @@ int RunDaemon(const Config& cfg) {
   }
 #endif
   if (!engines) {  // [engine] kind = "libtpms"
-    StoreOptions so;
-    so.state_dir = cfg.state_dir;
-    so.runtime_dir = cfg.runtime_dir;
-    so.host_tpm.tcti = cfg.tcti;
-    so.host_tpm.srk_handle = cfg.srk_handle;
-    so.host_tpm.persist_srk = cfg.persist_srk;
-    so.host_tpm.pcr_policy = cfg.pcr_policy;
-    auto opened = OpenStore(so);
+    auto opened = OpenStore(StoreOptionsFor(cfg));
     if (!opened.ok()) {
       LOG_ERROR("refusing to start: {}", opened.status().message());
       return StartExitStatus(opened.status());

@@ -12,4 +12,10 @@ namespace vtpm {
 // (daemon/exit_codes.h). SIGTERM leaves connected devices untouched.
 int RunDaemon(const Config& config);
 
+// `vtpmmgrd --reinitialise`: replaces a lost store with a new, empty one
+// (ReinitialiseStore, open_store.h) and returns an exit status: 0 done,
+// kExitRefuse while a store file exists, a store refusal's status, or
+// kExitConfig for the scripted engine, which has no store.
+int RunReinitialise(const Config& config);
+
 }  // namespace vtpm

@@ -1,4 +1,5 @@
 // vtpmmgrd: the Xen vTPM backend daemon. See vtpmmgrd(8).
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -8,16 +9,28 @@
 #include "daemon/daemon.h"
 #include "daemon/exit_codes.h"
 #include "daemon/install_paths.h"
+#include "store/secret_bytes.h"
 
 int main(int argc, char** argv) {
+  // Before any key exists: no core file, no ptrace access by same-uid
+  // processes without CAP_SYS_PTRACE, and key material in pages excluded
+  // from core dumps (vtpmmgrd(8), SECRETS).
+  const bool undumpable = prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0;
+  const bool secret_heap = vtpm::InitSecretHeap();
+
   CLI::App app{"vtpmmgrd - virtual TPM 1.2 backend for Xen guests, protected by the host's TPM 2.0"};
   std::string config_path = "/etc/vtpmmgrd/vtpmmgrd.conf";
   std::string log_level;
   bool check_only = false;
+  bool reinitialise = false;
   app.add_option("-c,--config", config_path, "configuration file (TOML, see vtpmmgrd.conf(5))")
       ->capture_default_str();
   app.add_option("-l,--log-level", log_level, "override [daemon] log_level: trace, debug, info, warn, error");
-  app.add_flag("--check-config", check_only, "parse the configuration file, check the worker it names, report errors and exit");
+  app.add_flag("--check-config", check_only,
+               "parse the configuration file, check the worker it names, report errors and exit");
+  app.add_flag("--reinitialise", reinitialise,
+               "give up a lost store: remove its traces from the host TPM, provision a new, empty store and exit "
+               "(refused while the store file exists; see vtpmmgrd(8))");
   app.set_version_flag("-V,--version", "vtpmmgrd 0.1.0");
   try {
     app.parse(argc, argv);
@@ -56,5 +69,8 @@ int main(int argc, char** argv) {
 #else
   vtpm::InitLogging("vtpmmgrd", journal, cfg->log_level);
 #endif
+  if (!undumpable) LOG_WARN("prctl(PR_SET_DUMPABLE, 0) failed: a core file could hold key material");
+  if (!secret_heap) LOG_WARN("cannot set up the secure heap: keys are kept in ordinary memory");
+  if (reinitialise) return vtpm::RunReinitialise(*cfg);
   return vtpm::RunDaemon(*cfg);
 }

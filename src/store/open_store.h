@@ -4,7 +4,10 @@
 // the manager (first start: SRK, SK or PCR-sealed object, master key) or
 // recovers the master key through the host TPM. It refuses - never resets -
 // on any mismatch; the daemon exits with StartExitStatus(status) (refusal.h).
-// A new manager is provisioned only into an empty database.
+// A new manager is provisioned only where nothing of a previous store exists:
+// no database (or an empty one) and no store marker in the host TPM
+// (store_marker.h). A missing or empty database where the host TPM records
+// a store is Refusal::kStoreLost; ReinitialiseStore() is the way out.
 #pragma once
 
 #include <memory>
@@ -28,6 +31,12 @@ struct StoreOptions {
 inline constexpr char kStoreDbName[] = "vtpm.db";
 
 Result<std::unique_ptr<Store>> OpenStore(const StoreOptions& opts);
+
+// `vtpmmgrd --reinitialise`: gives up a lost store for good. Refuses
+// (kAlreadyExists) while a database file (or its WAL or journal) exists;
+// otherwise removes the host TPM's store marker and the SRK vtpmmgrd made
+// persistent, then provisions a new, empty store and closes it.
+Status ReinitialiseStore(const StoreOptions& opts);
 
 // Tests and benchmarks: the same store with a caller-given 32-byte master key
 // and no host TPM. A store provisioned this way is refused by OpenStore() and

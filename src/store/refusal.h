@@ -19,19 +19,24 @@ enum class Refusal : int64_t {
   kBadManagerRecord = 5, // manager records missing, malformed or failing their tag
   kLocked = 6,           // another vtpmmgrd holds the state directory
   kTpmUnavailable = 7,   // the host TPM cannot be reached
+  kStoreLost = 8,        // the host TPM records a store, but the database is missing or empty
+  kForeignSrk = 9,       // a key that vtpmmgrd did not create, of another template, is at srk_handle
+  kTpmLockout = 10,      // the host TPM is in dictionary-attack lockout
 };
+inline constexpr int64_t kLastRefusal = 10;
 
 inline Status Refuse(Refusal r, std::string message) {
   return Status(Code::kFailedPrecondition, std::move(message), int64_t(r));
 }
 
 inline std::optional<Refusal> RefusalOf(const Status& s) {
-  if (s.code() != Code::kFailedPrecondition || s.sub_code() < 1 || s.sub_code() > 7) return std::nullopt;
+  if (s.code() != Code::kFailedPrecondition || s.sub_code() < 1 || s.sub_code() > kLastRefusal) return std::nullopt;
   return Refusal(s.sub_code());
 }
 
-// Exit statuses of vtpmmgrd when OpenStore() fails: 10 + Refusal (11..17), 1 otherwise.
-// systemd units should list 11-16 in RestartPreventExitStatus=.
+// Exit statuses of vtpmmgrd when OpenStore() fails: 10 + Refusal (11..20), 1 otherwise.
+// systemd units should list 11-16, 18 and 19 in RestartPreventExitStatus=
+// (17 and 20 can clear up by themselves).
 inline int StartExitStatus(const Status& s) {
   if (s.ok()) return 0;
   if (auto r = RefusalOf(s)) return 10 + int(*r);

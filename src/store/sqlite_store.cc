@@ -54,6 +54,7 @@ SqliteStore::SqliteStore(Db db, DirLock lock, SecretBytes master, std::unique_pt
       master_(std::move(master)),
       tpm_(std::move(tpm)),
       db_(std::move(db)),
+      data_keys_(settings_.max_cached_keys),
       thread_([this] { ThreadMain(); }) {}
 
 SqliteStore::~SqliteStore() {
@@ -85,8 +86,7 @@ Status SqliteStore::Rollback() {
 Result<SecretBytes> SqliteStore::DataKeyLocked(const Uuid& uuid) {
   {
     std::lock_guard<std::mutex> l(keys_mu_);
-    auto it = data_keys_.find(uuid);
-    if (it != data_keys_.end()) return it->second.Clone();
+    if (auto key = data_keys_.Get(uuid)) return std::move(*key);
   }
   ASSIGN_OR_RETURN(Stmt * q, Query("SELECT data_key FROM instances WHERE uuid=?"));
   q->Bind(1, U(uuid));
@@ -96,16 +96,16 @@ Result<SecretBytes> SqliteStore::DataKeyLocked(const Uuid& uuid) {
   q->Reset();
   auto key = OpenEnvelopeSecret(master_, uuid, SealedKind::kDataKey, wrapped);
   if (!key.ok()) return InstanceError(uuid, key.status().Annotate("data key: "));
+  SecretBytes out = key->Clone();
   std::lock_guard<std::mutex> l(keys_mu_);
-  auto it = data_keys_.emplace(uuid, std::move(key).value()).first;
-  return it->second.Clone();
+  data_keys_.Put(uuid, std::move(key).value());
+  return out;
 }
 
 Result<SecretBytes> SqliteStore::DataKey(const Uuid& uuid) {
   {
     std::lock_guard<std::mutex> l(keys_mu_);
-    auto it = data_keys_.find(uuid);
-    if (it != data_keys_.end()) return it->second.Clone();
+    if (auto key = data_keys_.Get(uuid)) return std::move(*key);
   }
   std::lock_guard<std::mutex> l(db_mu_);
   return DataKeyLocked(uuid);
@@ -158,7 +158,7 @@ Status SqliteStore::Create(const InstanceMeta& meta, const std::map<BlobKind, By
     return InstanceError(uuid, r.status().Annotate("creating: "));
   }
   std::lock_guard<std::mutex> k(keys_mu_);
-  data_keys_.insert_or_assign(uuid, std::move(key));
+  data_keys_.Put(uuid, std::move(key));
   return Status::Ok();
 }
 
@@ -410,7 +410,7 @@ Status SqliteStore::Wipe(const Uuid& uuid) {
     }
     {
       std::lock_guard<std::mutex> k(keys_mu_);
-      data_keys_.erase(uuid);
+      data_keys_.Erase(uuid);
     }
     // Old page images of the instance stay in the WAL until a TRUNCATE checkpoint.
     RETURN_IF_ERROR(db_.Exec("PRAGMA wal_checkpoint(TRUNCATE)"));

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "store/dir_lock.h"
+#include "store/key_cache.h"
 #include "store/secret_bytes.h"
 #include "store/sqlite_db.h"
 #include "store/store.h"
@@ -29,6 +30,9 @@ struct SqliteStoreSettings {
   std::string key_protection;       // for GetStatus()
   std::vector<uint32_t> pcrs;       // policy PCRs (status shows them; 0-7 when empty)
   size_t max_group = 64;
+  // Unwrapped data keys kept in memory (least recently used evicted): 32
+  // bytes each in the secret heap (secret_bytes.h).
+  size_t max_cached_keys = 1024;
 };
 
 class SqliteStore final : public Store {
@@ -80,7 +84,7 @@ class SqliteStore final : public Store {
   std::unordered_map<const char*, Stmt> stmts_;
 
   std::mutex keys_mu_;
-  std::map<Uuid, SecretBytes> data_keys_;
+  KeyCache data_keys_;  // under keys_mu_
 
   std::mutex q_mu_;
   std::condition_variable q_cv_;

@@ -5,6 +5,8 @@
 #include <libtpms/tpm_memory.h>
 #include <libtpms/tpm_nvfilename.h>
 
+#include <string.h>  // explicit_bzero
+
 #include <cstring>
 #include <map>
 #include <string_view>
@@ -90,6 +92,7 @@ Status TpmStatus(TPM_RESULT rc, const char* what) {
 
 LibtpmsHost::~LibtpmsHost() {
   if (started_) TPMLIB_Terminate();
+  if (rbuf_) explicit_bzero(rbuf_, rbuf_size_);
   TPM_Free(rbuf_);
 }
 
@@ -148,6 +151,7 @@ WorkerReply LibtpmsHost::CollectReply(Bytes response) {
   uint32_t len = 0;
   if (TPMLIB_GetState(TPMLIB_STATE_VOLATILE, &buf, &len) == TPM_SUCCESS && buf) {
     reply.volatile_state.assign(buf, buf + len);
+    explicit_bzero(buf, len);  // plaintext TPM state: wiped before libtpms frees it
   }
   TPM_Free(buf);
   return reply;

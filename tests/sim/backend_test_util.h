@@ -46,15 +46,23 @@ class BackendSimTest : public SimHostTest {
   // then the daemon with the libtpms engine on it; call again to restart
   // the daemon on the same host TPM.
   void StartLibtpmsDaemon(const std::string& extra_config = "", const std::string& daemon_config = "") {
-    if (!swtpm_) {
-      std::string dir = host().dir() + "/host-tpm";
-      ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
-      auto swtpm = vtpm::testing::Swtpm::Start(dir);
-      ASSERT_TRUE(swtpm.ok()) << swtpm.status().ToString();
-      swtpm_ = std::make_unique<vtpm::testing::Swtpm>(std::move(swtpm).value());
-    }
-    StartDaemon("[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
-                swtpm_->tcti() + "\"\n" + extra_config, daemon_config);
+    StartHostTpm();
+    if (HasFatalFailure()) return;
+    StartDaemon(LibtpmsConfig() + extra_config, daemon_config);
+  }
+  // swtpm as the host TPM 2.0 (state in <host dir>/host-tpm), once.
+  void StartHostTpm() {
+    if (swtpm_) return;
+    std::string dir = host().dir() + "/host-tpm";
+    ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+    auto swtpm = vtpm::testing::Swtpm::Start(dir);
+    ASSERT_TRUE(swtpm.ok()) << swtpm.status().ToString();
+    swtpm_ = std::make_unique<vtpm::testing::Swtpm>(std::move(swtpm).value());
+  }
+  // The [engine] and [host_tpm] sections of the libtpms engine on swtpm_.
+  std::string LibtpmsConfig() const {
+    return "[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
+           swtpm_->tcti() + "\"\n";
   }
   void SetUp() override {
     SimHostTest::SetUp();

@@ -187,7 +187,7 @@ TEST(DaemonOpsFiles, SystemdAnalyzeVerifyAcceptsTheUnit) {
 
 TEST(DaemonOpsFiles, TheUnitListsTheRefuseStatusesAndTheXenOrdering) {
   std::string unit = ReadFile(VTPM_UNIT_FILE);
-  for (const char* want : {"RestartPreventExitStatus=2 3 4 11 12 13 14 15 16", "After=xen.service",
+  for (const char* want : {"RestartPreventExitStatus=2 3 4 11 12 13 14 15 16 18 19", "After=xen.service",
                            "Before=xendomains.service", "RuntimeDirectoryPreserve=yes", "WatchdogSec=",
                            "Restart=on-failure", "StateDirectory=vtpmmgrd", "RuntimeDirectory=vtpmmgrd"})
     EXPECT_NE(unit.find(want), std::string::npos) << want;

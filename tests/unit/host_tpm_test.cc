@@ -1,5 +1,8 @@
 // HostTpm and OpenStore against a real swtpm (TPM 2.0) started per test.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include "host_tpm_swtpm.h"
 #include "store/open_store.h"
@@ -194,6 +197,75 @@ TEST_F(HostTpmTest, OpenStoreProvisionsThenUnbindsAndReadsBack) {
   s = Status(Code::kInternal, "closed");
   auto with_key = OpenStoreWithKey(o, RandomKey());
   EXPECT_EQ(RefusalOf(with_key.status()), Refusal::kBadManagerRecord);
+}
+
+TEST_F(HostTpmTest, ForeignKeyAtSrkHandleIsRefusedAndOurOwnSrkIsReused) {
+  const std::string ctx = dir_.Sub("foreign.ctx");
+  ASSERT_TRUE(tpm_->Tool("tpm2_createprimary -C o -G rsa2048 -a 'fixedtpm|fixedparent|sensitivedataorigin|"
+                         "userwithauth|decrypt|sign' -c " + ctx));
+  ASSERT_TRUE(tpm_->Tool("tpm2_evictcontrol -C o -c " + ctx + " 0x81000001"));
+  auto h = Open(Config());
+  ASSERT_TRUE(h);
+  auto refused = h->Provision(RandomKey());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(RefusalOf(refused.status()), Refusal::kForeignSrk) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("0x81000001"), std::string::npos) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("not create"), std::string::npos) << refused.status().message();
+  ASSERT_TRUE(tpm_->Tool("tpm2_evictcontrol -C o -c 0x81000001"));
+  // The SRK a first provisioning persisted has the template: a second one uses it.
+  auto first = h->Provision(RandomKey());
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_TRUE(h->created_srk());
+  auto second = h->Provision(RandomKey());
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  EXPECT_FALSE(h->created_srk());
+  EXPECT_EQ(second->srk_name, first->srk_name);
+}
+
+TEST_F(HostTpmTest, DictionaryAttackLockoutIsReportedAsLockout) {
+  SecretBytes master = RandomKey();
+  auto h = Open(Config());
+  ASSERT_TRUE(h);
+  auto keys = h->Provision(master);
+  ASSERT_TRUE(keys.ok()) << keys.status().message();
+  // One failed authorisation allowed, then spent by a wrong password on an
+  // index of another user: the TPM refuses every DA-protected
+  // authorisation (the SK's) from then on.
+  ASSERT_TRUE(tpm_->Tool("tpm2_dictionarylockout --setup-parameters --max-tries=1 --recovery-time=600 "
+                         "--lockout-recovery-time=600"));
+  ASSERT_TRUE(tpm_->Tool("tpm2_nvdefine 0x1500016 -C o -s 8 -a 'authread|authwrite' -p good"));
+  ASSERT_FALSE(tpm_->Tool("tpm2_nvread 0x1500016 -C 0x1500016 -P bad"));
+  auto locked = h->Recover(*keys);
+  ASSERT_FALSE(locked.ok());
+  EXPECT_EQ(RefusalOf(locked.status()), Refusal::kTpmLockout) << locked.status().message();
+  EXPECT_NE(locked.status().message().find("TPM_RC_LOCKOUT"), std::string::npos);
+  EXPECT_EQ(StartExitStatus(locked.status()), 20);
+}
+
+TEST_F(HostTpmTest, LostStoreIsRefusedUntilReinitialised) {
+  StoreOptions o;
+  o.state_dir = dir_.Sub("state");
+  o.runtime_dir = dir_.Sub("run");
+  o.host_tpm = Config();
+  const std::string db = o.state_dir + "/" + kStoreDbName;
+  ASSERT_TRUE(OpenStore(o).ok());
+  ASSERT_EQ(::rename(db.c_str(), dir_.Sub("moved.db").c_str()), 0);
+  auto lost = OpenStore(o);
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(RefusalOf(lost.status()), Refusal::kStoreLost) << lost.status().message();
+  EXPECT_NE(lost.status().message().find(db + " does not exist"), std::string::npos) << lost.status().message();
+  EXPECT_NE(::access(db.c_str(), F_OK), 0);
+  // Another state directory on the same host TPM is the same lost store, named where it was.
+  StoreOptions other = o;
+  other.state_dir = dir_.Sub("typo");
+  auto typo = OpenStore(other);
+  EXPECT_EQ(RefusalOf(typo.status()), Refusal::kStoreLost);
+  EXPECT_NE(typo.status().message().find("The store was at " + db), std::string::npos) << typo.status().message();
+  EXPECT_NE(::access(other.state_dir.c_str(), F_OK), 0);
+  // The way out.
+  ASSERT_TRUE(ReinitialiseStore(o).ok());
+  EXPECT_EQ(ReinitialiseStore(o).code(), Code::kAlreadyExists);
+  EXPECT_TRUE(OpenStore(o).ok());
 }
 
 }  // namespace

@@ -32,6 +32,17 @@ Status TpmFail(const std::string& what, TSS2_RC rc) {
   return Status(Code::kTpmError, "host TPM: " + what + " failed: " + RcText(rc), int64_t(rc));
 }
 
+// TPM_RC_LOCKOUT: a format-zero warning, without handle or session number.
+bool IsLockout(TSS2_RC rc) { return rc == TPM2_RC_LOCKOUT; }
+
+Status LockoutRefusal(const std::string& what) {
+  return Refuse(Refusal::kTpmLockout,
+                "host TPM: " + what + " refused with TPM_RC_LOCKOUT: the TPM is in dictionary-attack lockout "
+                "(too many failed authorisations by some user of the TPM) and refuses to use the store's key "
+                "until its lockout recovery time has passed or the lockout hierarchy's owner resets it "
+                "(tpm2_dictionarylockout --clear-lockout); the store itself is intact");
+}
+
 bool IsPolicyFail(TSS2_RC rc) {
   // Format-one TPM response code TPM_RC_POLICY_FAIL (0x09D) with any session/parameter number.
   return (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER && (rc & 0x80) && (rc & 0x3f) == (TPM2_RC_POLICY_FAIL & 0x3f);
@@ -204,12 +215,12 @@ struct HostTpm::Impl {
     return Status::Ok();
   }
 
-  Result<bool> PersistentExists(uint32_t handle) {
+  Result<bool> HandleExists(uint32_t handle) {
     TPMS_CAPABILITY_DATA* cap = nullptr;
     TPMI_YES_NO more = 0;
     TSS2_RC rc = Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, handle, 1,
                                     &more, &cap);
-    if (rc) return TpmFail("GetCapability(persistent handles)", rc);
+    if (rc) return TpmFail("GetCapability(handles)", rc);
     bool found = cap->data.handles.count > 0 && cap->data.handles.handle[0] == handle;
     Esys_Free(cap);
     return found;
@@ -244,6 +255,42 @@ struct HostTpm::Impl {
     return Handle(esys, h, false);
   }
 
+  // An object vtpmmgrd did not create at `handle` is used as the SRK only
+  // if its public area is the SRK template's (its key, `unique`, aside).
+  Status CheckSrkTemplate(ESYS_TR h, uint32_t handle) {
+    TPM2B_PUBLIC* pub = nullptr;
+    TSS2_RC rc = Esys_ReadPublic(esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, nullptr, nullptr);
+    if (rc) return TpmFail("ReadPublic(persistent SRK)", rc);
+    std::unique_ptr<TPM2B_PUBLIC, decltype(&Esys_Free)> owner(pub, Esys_Free);
+    const TPMT_PUBLIC& got = pub->publicArea;
+    const TPMT_PUBLIC want = SrkTemplate().publicArea;
+    const auto& gr = got.parameters.rsaDetail;
+    const auto& wr = want.parameters.rsaDetail;
+    const bool same = got.type == want.type && got.nameAlg == want.nameAlg &&
+                      got.objectAttributes == want.objectAttributes && got.authPolicy.size == 0 &&
+                      gr.symmetric.algorithm == wr.symmetric.algorithm &&
+                      gr.symmetric.keyBits.aes == wr.symmetric.keyBits.aes &&
+                      gr.symmetric.mode.aes == wr.symmetric.mode.aes && gr.scheme.scheme == wr.scheme.scheme &&
+                      gr.keyBits == wr.keyBits && (gr.exponent == 0 || gr.exponent == 65537);
+    if (same) return Status::Ok();
+    char found[160];
+    std::snprintf(found, sizeof found, "type %#06x, nameAlg %#06x, attributes %#010x, policy %u bytes", got.type,
+                  got.nameAlg, got.objectAttributes, unsigned(got.authPolicy.size));
+    char wanted[160];
+    std::snprintf(wanted, sizeof wanted, "type %#06x (RSA), nameAlg %#06x (SHA-256), attributes %#010x, no policy",
+                  want.type, want.nameAlg, want.objectAttributes);
+    if (got.type == want.type)
+      std::snprintf(found + std::strlen(found), sizeof found - std::strlen(found), ", %u-bit, symmetric %#06x",
+                    unsigned(gr.keyBits), gr.symmetric.algorithm);
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%#010x", handle);
+    return Refuse(Refusal::kForeignSrk,
+                  std::string("host TPM: persistent handle ") + hex + " (srk_handle) holds a key that vtpmmgrd did "
+                  "not create and that is not an SRK of the TCG RSA-2048 storage template (found " + found +
+                  "; expected " + wanted + "); another program uses that handle: set [host_tpm] srk_handle to a "
+                  "free persistent handle (tpm2_getcap handles-persistent lists the used ones)");
+  }
+
   // Empty when the endorsement hierarchy refuses (e.g. it has an auth value).
   Bytes TpmId() {
     auto h = CreatePrimary(ESYS_TR_RH_ENDORSEMENT, TpmIdTemplate(), "endorsement identity key");
@@ -272,6 +319,7 @@ struct HostTpm::Impl {
   Result<Handle> Load(ESYS_TR parent, const TPM2B_PRIVATE& priv, const TPM2B_PUBLIC& pub, const char* what) {
     ESYS_TR h = ESYS_TR_NONE;
     TSS2_RC rc = Esys_Load(esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &h);
+    if (IsLockout(rc)) return LockoutRefusal(std::string("loading the stored ") + what);
     if (rc)
       return Refuse(Refusal::kBadManagerRecord,
                     std::string("host TPM cannot load the stored ") + what + ": " + RcText(rc) +
@@ -313,6 +361,7 @@ struct HostTpm::Impl {
     std::memcpy(label.buffer, kBindLabel, sizeof kBindLabel);
     TPM2B_PUBLIC_KEY_RSA* out = nullptr;
     TSS2_RC rc = Esys_RSA_Decrypt(esys, sk, session.get(), ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme, &label, &out);
+    if (IsLockout(rc)) return LockoutRefusal("unbinding the master key with the SK");
     if (rc)
       return Refuse(Refusal::kBadManagerRecord,
                     "host TPM cannot unbind the master key with the stored SK: " + RcText(rc));
@@ -331,6 +380,7 @@ struct HostTpm::Impl {
     if (rc) return TpmFail("PolicyPCR", rc);
     TPM2B_SENSITIVE_DATA* out = nullptr;
     rc = Esys_Unseal(esys, sealed, session.get(), ESYS_TR_NONE, ESYS_TR_NONE, &out);
+    if (IsLockout(rc)) return LockoutRefusal("unsealing the master key");
     if (IsPolicyFail(rc))
       return Refuse(Refusal::kPcrChanged,
                     "host PCRs " + PcrListString(pcrs) +
@@ -376,12 +426,14 @@ Result<ManagerKeys> HostTpm::Provision(const SecretBytes& master) {
   k.srk_handle = cfg_.srk_handle;
   k.pcrs = cfg_.pcr_policy;
   k.tpm_id = t.TpmId();
-  ASSIGN_OR_RETURN(bool persistent, t.PersistentExists(cfg_.srk_handle));
+  ASSIGN_OR_RETURN(bool persistent, t.HandleExists(cfg_.srk_handle));
   std::optional<Impl::Handle> srk;
+  created_srk_ = false;
   if (persistent) {
     ASSIGN_OR_RETURN(Impl::Handle h, t.OpenPersistent(cfg_.srk_handle));
+    RETURN_IF_ERROR(t.CheckSrkTemplate(h.get(), cfg_.srk_handle));
     srk.emplace(std::move(h));
-    LOG_INFO("host TPM: using the persistent SRK at {:#010x}", cfg_.srk_handle);
+    LOG_INFO("host TPM: using the persistent SRK at {:#010x} (it has the SRK template)", cfg_.srk_handle);
   } else {
     ASSIGN_OR_RETURN(Impl::Handle h, t.CreatePrimary(ESYS_TR_RH_OWNER, SrkTemplate(), "SRK"));
     srk.emplace(std::move(h));
@@ -389,8 +441,12 @@ Result<ManagerKeys> HostTpm::Provision(const SecretBytes& master) {
       ESYS_TR persisted = ESYS_TR_NONE;
       TSS2_RC rc = Esys_EvictControl(t.esys, ESYS_TR_RH_OWNER, srk->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                      ESYS_TR_NONE, cfg_.srk_handle, &persisted);
-      if (rc) LOG_WARN("host TPM: cannot persist the SRK at {:#010x}: {}", cfg_.srk_handle, RcText(rc));
-      else Esys_TR_Close(t.esys, &persisted);
+      if (rc) {
+        LOG_WARN("host TPM: cannot persist the SRK at {:#010x}: {}", cfg_.srk_handle, RcText(rc));
+      } else {
+        Esys_TR_Close(t.esys, &persisted);
+        created_srk_ = true;
+      }
     }
   }
   ASSIGN_OR_RETURN(k.srk_name, t.NameOf(srk->get()));
@@ -440,7 +496,7 @@ Result<ManagerKeys> HostTpm::Provision(const SecretBytes& master) {
 Result<SecretBytes> HostTpm::Recover(const ManagerKeys& k) {
   Impl& t = *impl_;
   std::optional<Impl::Handle> srk;
-  ASSIGN_OR_RETURN(bool persistent, t.PersistentExists(k.srk_handle));
+  ASSIGN_OR_RETURN(bool persistent, t.HandleExists(k.srk_handle));
   if (persistent) {
     ASSIGN_OR_RETURN(Impl::Handle h, t.OpenPersistent(k.srk_handle));
     ASSIGN_OR_RETURN(Bytes name, t.NameOf(h.get()));
@@ -476,6 +532,94 @@ Result<SecretBytes> HostTpm::Recover(const ManagerKeys& k) {
   ASSIGN_OR_RETURN(TPML_PCR_SELECTION sel, Sha256Selection(k.pcrs));
   ASSIGN_OR_RETURN(Impl::Handle sealed, t.Load(srk->get(), priv, pub, "sealed master key"));
   return t.Unseal(srk->get(), sealed.get(), sel, k.pcrs);
+}
+
+Result<std::optional<StoreMarker>> HostTpm::ReadMarker() {
+  Impl& t = *impl_;
+  const uint32_t index = cfg_.marker_index;
+  ASSIGN_OR_RETURN(bool defined, t.HandleExists(index));
+  if (!defined) return std::optional<StoreMarker>();
+  ESYS_TR nv = ESYS_TR_NONE;
+  TSS2_RC rc = Esys_TR_FromTPMPublic(t.esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+  if (rc) return TpmFail("TR_FromTPMPublic(store marker)", rc);
+  Impl::Handle nv_owner(t.esys, nv, false);
+  TPM2B_NV_PUBLIC* pub = nullptr;
+  rc = Esys_NV_ReadPublic(t.esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, nullptr);
+  if (rc) return TpmFail("NV_ReadPublic(store marker)", rc);
+  const TPMA_NV attrs = pub->nvPublic.attributes;
+  const uint16_t size = pub->nvPublic.dataSize;
+  Esys_Free(pub);
+  // Defined but never written: a provisioning that stopped in between.
+  if (!(attrs & TPMA_NV_WRITTEN)) return std::optional<StoreMarker>();
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%#010x", index);
+  const std::string not_ours = std::string("host TPM: NV index ") + hex +
+                               " holds data that is not a vtpmmgrd store marker; another program uses it";
+  if (!(attrs & TPMA_NV_AUTHREAD)) return Status(Code::kTpmError, not_ours);
+  TPM2B_MAX_NV_BUFFER* data = nullptr;
+  rc = Esys_NV_Read(t.esys, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, size, 0, &data);
+  if (rc) return TpmFail(std::string("NV_Read(store marker at ") + hex + ")", rc);
+  std::optional<StoreMarker> m = DecodeStoreMarker(ByteView(data->buffer, data->size));
+  Esys_Free(data);
+  if (!m) return Status(Code::kTpmError, not_ours);
+  return m;
+}
+
+Status HostTpm::WriteMarker(const StoreMarker& m) {
+  Impl& t = *impl_;
+  RETURN_IF_ERROR(ReadMarker().status());  // never replace another program's index
+  ASSIGN_OR_RETURN(bool defined, t.HandleExists(cfg_.marker_index));
+  if (defined) {  // unwritten (ReadMarker found no marker), or an older marker being replaced
+    ESYS_TR nv = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_TR_FromTPMPublic(t.esys, cfg_.marker_index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+    if (rc) return TpmFail("TR_FromTPMPublic(store marker)", rc);
+    rc = Esys_NV_UndefineSpace(t.esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
+    if (rc) return TpmFail("NV_UndefineSpace(store marker)", rc);
+  }
+  const Bytes data = EncodeStoreMarker(m);
+  TPM2B_NV_PUBLIC pub{};
+  pub.nvPublic.nvIndex = cfg_.marker_index;
+  pub.nvPublic.nameAlg = TPM2_ALG_SHA256;
+  pub.nvPublic.attributes = TPMA_NV_OWNERWRITE | TPMA_NV_OWNERREAD | TPMA_NV_AUTHREAD | TPMA_NV_NO_DA;
+  pub.nvPublic.dataSize = uint16_t(data.size());
+  TPM2B_AUTH auth{};
+  ESYS_TR nv = ESYS_TR_NONE;
+  TSS2_RC rc = Esys_NV_DefineSpace(t.esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &auth,
+                                   &pub, &nv);
+  if (rc) return TpmFail("NV_DefineSpace(store marker)", rc);
+  Impl::Handle nv_owner(t.esys, nv, false);
+  TPM2B_MAX_NV_BUFFER buf{};
+  buf.size = uint16_t(data.size());
+  std::memcpy(buf.buffer, data.data(), data.size());
+  rc = Esys_NV_Write(t.esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &buf, 0);
+  if (rc) return TpmFail("NV_Write(store marker)", rc);
+  LOG_INFO("host TPM: NV index {:#010x} records the store ({})", cfg_.marker_index, DescribeStoreMarker(m));
+  return Status::Ok();
+}
+
+Status HostTpm::Forget(const StoreMarker& m) {
+  Impl& t = *impl_;
+  if (m.srk_created) {
+    ASSIGN_OR_RETURN(bool there, t.HandleExists(m.srk_handle));
+    if (there) {
+      ESYS_TR srk = ESYS_TR_NONE;
+      TSS2_RC rc = Esys_TR_FromTPMPublic(t.esys, m.srk_handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &srk);
+      if (rc) return TpmFail("TR_FromTPMPublic(old SRK)", rc);
+      ESYS_TR gone = ESYS_TR_NONE;
+      rc = Esys_EvictControl(t.esys, ESYS_TR_RH_OWNER, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                             m.srk_handle, &gone);
+      if (rc) return TpmFail("EvictControl(old SRK)", rc);
+      LOG_INFO("host TPM: evicted the SRK vtpmmgrd had made persistent at {:#010x}", m.srk_handle);
+    }
+  }
+  ESYS_TR nv = ESYS_TR_NONE;
+  TSS2_RC rc = Esys_TR_FromTPMPublic(t.esys, cfg_.marker_index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+  if (rc) return TpmFail("TR_FromTPMPublic(store marker)", rc);
+  rc = Esys_NV_UndefineSpace(t.esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
+  if (rc) return TpmFail("NV_UndefineSpace(store marker)", rc);
+  LOG_INFO("host TPM: removed the store marker at NV index {:#010x} ({})", cfg_.marker_index,
+           DescribeStoreMarker(m));
+  return Status::Ok();
 }
 
 Result<PcrValues> HostTpm::ReadPcrs(const std::vector<uint32_t>& indices) {

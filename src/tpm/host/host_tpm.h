@@ -20,6 +20,7 @@
 #include "common/bytes.h"
 #include "common/status.h"
 #include "store/secret_bytes.h"
+#include "tpm/host/store_marker.h"
 #include "tpm/host/tis_options.h"
 #include "tpm/host/tis_registers.h"
 
@@ -31,6 +32,9 @@ struct HostTpmConfig {
   std::string tcti = "device:/dev/tpmrm0";
   uint32_t srk_handle = 0x81000001;
   bool persist_srk = true;             // EvictControl a newly created SRK to srk_handle
+  // NV index of the StoreMarker (owner range 0x01000000-0x013fffff of the
+  // TCG handle registry; "?VT" in the low bytes).
+  uint32_t marker_index = 0x013f5654;
   std::vector<uint32_t> pcr_policy;    // sha256 PCR indices; empty = bind to SK
   // Flush transient objects and sessions left by a crashed user at open:
   // only when the daemon owns the TPM alone (no resource manager). Implied
@@ -63,11 +67,25 @@ class HostTpm {
   HostTpm& operator=(const HostTpm&) = delete;
 
   // First start: protects `master` (32 bytes) under a new SK or sealed object
-  // and proves the round trip before returning.
+  // and proves the round trip before returning. A key already at srk_handle
+  // is used only if its public area has the SRK template (else
+  // Refusal::kForeignSrk, naming what was found).
   Result<ManagerKeys> Provision(const SecretBytes& master);
   // Later starts: the master key, or a Refusal (kDifferentTpm, kOwnerCleared,
-  // kPcrChanged, kBadManagerRecord) whose message names cause and way out.
+  // kPcrChanged, kBadManagerRecord, kTpmLockout) whose message names cause
+  // and way out.
   Result<SecretBytes> Recover(const ManagerKeys& keys);
+  // True after a Provision() that created the SRK and made it persistent.
+  bool created_srk() const { return created_srk_; }
+
+  // The marker at cfg.marker_index; nullopt when that index is not defined.
+  // kTpmError when it holds something else.
+  Result<std::optional<StoreMarker>> ReadMarker();
+  // Defines the index (owner authorisation, empty) and writes `m`.
+  Status WriteMarker(const StoreMarker& m);
+  // Re-initialisation: undefines the marker and evicts the SRK it says
+  // vtpmmgrd made persistent. Each step is logged.
+  Status Forget(const StoreMarker& m);
   // sha256 bank values of `indices` (each < 24).
   Result<PcrValues> ReadPcrs(const std::vector<uint32_t>& indices);
   const HostTpmConfig& config() const { return cfg_; }
@@ -77,6 +95,7 @@ class HostTpm {
   HostTpm(HostTpmConfig cfg, std::unique_ptr<Impl> impl);
   HostTpmConfig cfg_;
   std::unique_ptr<Impl> impl_;
+  bool created_srk_ = false;
 };
 
 std::string PcrListString(const std::vector<uint32_t>& pcrs);  // "sha256:0,7"

@@ -16,8 +16,7 @@ DaemonProcess::DaemonProcess(SimHost& host, DaemonOptions opts) : host_(host), o
 
 DaemonProcess::~DaemonProcess() { Kill(); }
 
-Status DaemonProcess::Start() {
-  mkdir(state_dir().c_str(), 0700);
+Result<ChildProcess> DaemonProcess::Spawn(std::vector<std::string> args) {
   mkdir(runtime_dir().c_str(), 0700);
   {
     std::ofstream c(config_path_);
@@ -35,16 +34,36 @@ Status DaemonProcess::Start() {
   UniqueFd log(open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log) return Status::FromErrno(errno, "open " + log_path_);
   SpawnOptions o;
-  o.argv = {VTPM_DAEMON_PATH, "--config", config_path_};
+  o.argv = opts_.wrapper;
+  for (const char* a : {VTPM_DAEMON_PATH, "--config"}) o.argv.push_back(a);
+  o.argv.push_back(config_path_);
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.env = {"NOTIFY_SOCKET=" + notify_->path(), "VTPM_WORKER_PATH=" VTPM_WORKER_BIN};
   o.env.insert(o.env.end(), opts_.env.begin(), opts_.env.end());
   o.fd_map = {{log.get(), 2}};
-  auto c = host_.SpawnWithShim(std::move(o));
+  return host_.SpawnWithShim(std::move(o));
+}
+
+Status DaemonProcess::Start() {
+  mkdir(state_dir().c_str(), 0700);
+  auto c = Spawn({});
   if (!c.ok()) return c.status();
   child_ = std::move(c).value();
   Status st = notify_->WaitFor("READY=1", std::chrono::seconds(20));
   if (!st.ok()) return st.Annotate("daemon did not start; its log:\n" + Log());
   return {};
+}
+
+Result<int> DaemonProcess::RunToExit(std::vector<std::string> args, std::chrono::seconds timeout) {
+  auto c = Spawn(std::move(args));
+  if (!c.ok()) return c.status();
+  child_ = std::move(c).value();
+  auto ws = child_.WaitFor(timeout);
+  if (!ws) {
+    child_.Kill();
+    return Status(Code::kTimeout, "daemon still running after " + std::to_string(timeout.count()) + " s");
+  }
+  return *ws;
 }
 
 Result<int> DaemonProcess::Stop() {

@@ -3,6 +3,7 @@
 // a private NOTIFY_SOCKET. Destruction SIGKILLs it.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ struct DaemonOptions {
   std::string log_target = "stderr";
   std::string daemon_config;          // more [daemon] keys (e.g. "journal_socket = \"...\"\n")
   std::vector<std::string> env;       // more environment ("WATCHDOG_USEC=200000")
+  std::vector<std::string> wrapper;   // argv run in front of the daemon's ("setpriv", ...)
 };
 
 class DaemonProcess {
@@ -28,6 +30,11 @@ class DaemonProcess {
   ~DaemonProcess();
   // Starts the daemon and waits for READY=1.
   Status Start();
+  // Runs the daemon with `args` added to its command line and waits for it
+  // to exit by itself (a refusal, --reinitialise); returns the wait status.
+  // kTimeout (and the daemon killed) when it is still running after `timeout`.
+  // Unlike Start(), it creates no state directory.
+  Result<int> RunToExit(std::vector<std::string> args, std::chrono::seconds timeout = std::chrono::seconds(30));
   // SIGTERM and wait for exit; returns the wait status.
   Result<int> Stop();
   // SIGKILL and reap.
@@ -43,6 +50,7 @@ class DaemonProcess {
   std::string Log() const;
 
  private:
+  Result<ChildProcess> Spawn(std::vector<std::string> args);
   SimHost& host_;
   DaemonOptions opts_;
   std::string config_path_, log_path_;
