@@ -61,7 +61,10 @@ unflagged=$(grep -E '/usr/bin/c(\+\+|c) .* -c ' "$log" |
 echo "every compile line has -D_FORTIFY_SOURCE and -fstack-protector-strong"
 
 # The package's build tree is a release build: no test-only code.
-bash "$src/scripts/check-release-build.sh" "$src/obj-x86_64-linux-gnu" | tail -1
+if ! rel=$(bash "$src/scripts/check-release-build.sh" "$src/obj-x86_64-linux-gnu" 2>&1); then
+  echo "$rel" | grep -v '^ok:' >&2; exit 1
+fi
+echo "$rel" | tail -1
 
 x=$work/extract
 dpkg-deb -x "$deb" "$x"

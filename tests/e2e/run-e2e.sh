@@ -92,7 +92,7 @@ dom0_image() {
   ln -sf /etc/systemd/system/e2e-console.service "$r/etc/systemd/system/multi-user.target.wants/"
   # trousers is in the dom0 tree only to be copied into the guest: its tcsd
   # must not take dom0's TPM.
-  ln -sf /dev/null "$r/etc/systemd/system/trousers.service"
+  ln -sf /dev/null "$r/etc/systemd/system/tcsd.service"
   install -m 755 "$HERE/dom0/states.awk" "$r/e2e/states.awk"
   cp "$IMG/vmlinuz" "$WORK/guest-initrd.gz" "$DEB" "$HERE/vtpmmgrd.conf" "$r/e2e/"
   echo "$TIS_TCTI" > "$r/e2e/tis-tcti"

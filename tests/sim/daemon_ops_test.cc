@@ -196,7 +196,7 @@ TEST(DaemonOpsFiles, TheUnitListsTheRefuseStatusesAndTheXenOrdering) {
 TEST(DaemonOpsFiles, TheUnitRunsOnlyOnDom0AndOpensTheTpmAsDebianLeavesIt) {
   std::string unit = ReadFile(VTPM_UNIT_FILE);
   for (const char* want : {"ConditionPathExists=/proc/xen/capabilities",
-                           "ExecCondition=/bin/grep -qx control_d /proc/xen/capabilities",
+                           "ExecCondition=+/bin/grep -qx control_d /proc/xen/capabilities",
                            "SupplementaryGroups=tss", "LimitCORE=0", "LimitNOFILE=65536",
                            "ExecStart=" VTPM_INSTALL_SBINDIR "/vtpmmgrd --config /etc/vtpmmgrd/vtpmmgrd.conf",
                            "StartLimitBurst=", "DevicePolicy=closed", "DeviceAllow=/dev/tpmrm0 rw"})
