@@ -1,5 +1,10 @@
 #include "daemon/config.h"
 
+#include <sys/un.h>
+
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -16,22 +21,97 @@ std::string Where(const std::string& src, const toml::node& n) {
   return src + ":" + std::to_string(n.source().begin.line);
 }
 
+// "a, b, c", each name between `before` and `after`.
+std::string Join(const std::set<std::string>& names, const std::string& before = "", const std::string& after = "") {
+  std::string out;
+  for (auto& n : names) out += (out.empty() ? "" : ", ") + before + n + after;
+  return out;
+}
+
+std::string Hex(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+// TOML allows "\u0000" in a string; no path holds one.
+bool IsAbsolutePath(const std::string& p) { return !p.empty() && p[0] == '/' && p.find('\0') == std::string::npos; }
+
+constexpr const char* kTransports =
+    "device:/dev/PATH, tis[:locality=N,base=0xADDRESS], swtpm[:host=H,port=P] or mssim[:host=H,port=P]";
+
+// swtpm and mssim options as the tpm2-tss loader reads them: host=, port=,
+// each at most once. mssim also uses port+1 (the platform port).
+std::string SocketTctiProblem(std::string_view name, std::string_view conf) {
+  bool seen_host = false, seen_port = false;
+  const unsigned max_port = name == "mssim" ? 65534 : 65535;
+  while (!conf.empty()) {
+    size_t comma = conf.find(',');
+    std::string_view item = conf.substr(0, comma);
+    conf = comma == std::string_view::npos ? std::string_view() : conf.substr(comma + 1);
+    size_t eq = item.find('=');
+    std::string key(item.substr(0, eq));
+    std::string_view value = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+    if (key != "host" && key != "port")
+      return "unknown option '" + std::string(item) + "' (the options are host= and port=)";
+    if (eq == std::string_view::npos || value.empty()) return "option '" + key + "' has no value";
+    if ((key == "host" ? seen_host : seen_port)) return "option '" + key + "' given twice";
+    (key == "host" ? seen_host : seen_port) = true;
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), port);
+    if (key == "port" && (ec != std::errc() || end != value.data() + value.size() || port == 0 || port > max_port))
+      return "port must be 1 to " + std::to_string(max_port) + ", not '" + std::string(value) + "'";
+  }
+  return {};
+}
+
+// Why `tcti` names no transport the daemon supports, or "" when it does.
+std::string TctiProblem(const std::string& tcti) {
+  if (tis::IsTisTcti(tcti)) {
+    auto o = tis::ParseOptions(tcti);
+    return o.ok() ? std::string() : o.status().message();
+  }
+  size_t colon = tcti.find(':');
+  std::string name = tcti.substr(0, colon);
+  std::string_view conf = colon == std::string::npos ? std::string_view() : std::string_view(tcti).substr(colon + 1);
+  std::string why;
+  if (name == "device") {
+    if (conf.empty() || conf[0] != '/') why = "the device must be an absolute path, as in device:/dev/tpmrm0";
+  } else if (name == "swtpm" || name == "mssim") {
+    why = SocketTctiProblem(name, conf);
+  } else {
+    why = "unknown transport '" + name + "'";
+  }
+  return why.empty() ? why : "TCTI '" + tcti + "': " + why + " (the transports are " + kTransports + ")";
+}
+
 class Reader {
  public:
   Reader(const toml::table& root, std::string src) : root_(root), src_(std::move(src)) {}
 
   Status CheckKeys(const std::map<std::string, std::set<std::string>>& allowed) {
+    std::set<std::string> sections;
+    for (auto& [name, keys] : allowed) sections.insert(name);
+    const std::string section_list = Join(sections, "[", "]");
     for (auto& [k, v] : root_) {
       std::string key(k.str());
       auto sec = allowed.find(key);
-      if (sec == allowed.end())
-        return Status(Code::kInvalidArgument, Where(src_, v) + ": unknown section [" + key + "]");
       const toml::table* t = v.as_table();
+      if (sec == allowed.end() && !t) {
+        std::string home;
+        for (auto& [name, keys] : allowed)
+          if (keys.count(key)) home = "; it belongs in [" + name + "]";
+        return Status(Code::kInvalidArgument, Where(src_, v) + ": key '" + key + "' outside any section" +
+                                                  (home.empty() ? " (the sections: " + section_list + ")" : home));
+      }
+      if (sec == allowed.end())
+        return Status(Code::kInvalidArgument,
+                      Where(src_, v) + ": unknown section [" + key + "] (the sections: " + section_list + ")");
       if (!t) return Status(Code::kInvalidArgument, Where(src_, v) + ": '" + key + "' must be a section");
       for (auto& [k2, v2] : *t)
         if (!sec->second.count(std::string(k2.str())))
-          return Status(Code::kInvalidArgument,
-                        Where(src_, v2) + ": unknown key '" + std::string(k2.str()) + "' in [" + key + "]");
+          return Status(Code::kInvalidArgument, Where(src_, v2) + ": unknown key '" + std::string(k2.str()) +
+                                                    "' in [" + key + "] (its keys: " + Join(sec->second) + ")");
     }
     return {};
   }
@@ -89,6 +169,10 @@ class Reader {
 };
 
 }  // namespace
+
+bool IsLogLevel(std::string_view level) {
+  return level == "trace" || level == "debug" || level == "info" || level == "warn" || level == "error";
+}
 
 Result<Config> ParseConfig(const std::string& text, const std::string& source_name) {
   toml::table root;
@@ -154,21 +238,44 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
 #endif
   if (c.startup != "clear" && c.startup != "none")
     return bad("engine", "startup", "must be \"clear\" or \"none\", not \"" + c.startup + "\"");
+  if (!c.worker_path.empty() && !IsAbsolutePath(c.worker_path))
+    return bad("engine", "worker_path", "must be empty (the installed vtpm-worker) or an absolute path, not \"" +
+                                            c.worker_path + "\"");
+  if (const toml::node* n = root.at_path("engine.worker_path").node()) c.worker_path_origin = Where(source_name, *n);
   if (c.log_target != "auto" && c.log_target != "journal" && c.log_target != "stderr")
-    return bad("daemon", "log_target", "must be auto, journal or stderr");
-  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
-  if (!kLevels.count(c.log_level)) return bad("daemon", "log_level", "must be trace, debug, info, warn or error");
-  if (c.state_dir.empty() || c.state_dir[0] != '/') return bad("daemon", "state_dir", "must be an absolute path");
-  if (c.runtime_dir.empty() || c.runtime_dir[0] != '/')
-    return bad("daemon", "runtime_dir", "must be an absolute path");
-  if (!c.control_socket.empty() && c.control_socket[0] != '/')
-    return bad("daemon", "control_socket", "must be an absolute path");
+    return bad("daemon", "log_target", "must be auto, journal or stderr, not \"" + c.log_target + "\"");
+  if (!IsLogLevel(c.log_level))
+    return bad("daemon", "log_level", std::string("must be ") + kLogLevels + ", not \"" + c.log_level + "\"");
+  if (!IsAbsolutePath(c.state_dir)) return bad("daemon", "state_dir", "must be an absolute path");
+  if (!IsAbsolutePath(c.runtime_dir)) return bad("daemon", "runtime_dir", "must be an absolute path");
+  namespace fs = std::filesystem;
+  static const std::string kDirsDiffer = "durable state and the tmpfs runtime_dir need two directories";
+  if ((fs::path(c.state_dir) / "").lexically_normal() == (fs::path(c.runtime_dir) / "").lexically_normal())
+    return root.at_path("daemon.runtime_dir")
+               ? bad("daemon", "runtime_dir", "is state_dir (" + c.state_dir + "): " + kDirsDiffer)
+               : bad("daemon", "state_dir", "is runtime_dir (" + c.runtime_dir + "): " + kDirsDiffer);
+  if (!c.control_socket.empty() && !IsAbsolutePath(c.control_socket))
+    return bad("daemon", "control_socket", "must be empty (<runtime_dir>/control.sock) or an absolute path");
+  if (c.ControlSocket().size() >= sizeof(sockaddr_un::sun_path))
+    return bad("daemon", c.control_socket.empty() ? "runtime_dir" : "control_socket",
+               "gives the control socket path " + c.ControlSocket() + ", longer than a socket path may be (at most " +
+                   std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)");
   if (c.command_deadline < std::chrono::milliseconds(100) || c.command_deadline > std::chrono::milliseconds(50000))
     return bad("daemon", "command_deadline_ms", "must be between 100 and 50000 (below the guest's 50 s duration)");
   if (c.admin_deadline < std::chrono::milliseconds(1000) || c.admin_deadline > std::chrono::milliseconds(600000))
     return bad("daemon", "admin_deadline_ms", "must be between 1000 and 600000");
-  if (tis::IsTisTcti(c.tcti))
-    if (auto o = tis::ParseOptions(c.tcti); !o.ok()) return bad("host_tpm", "tcti", "is invalid: " + o.status().message());
+  if (c.backend_domid > kMaxBackendDomid)
+    return bad("xen", "backend_domid",
+               "must be a domain id from 0 to 32751 (0x7fef; 0x7ff0 and up are reserved by Xen), not " +
+                   std::to_string(c.backend_domid));
+  if (std::string why = TctiProblem(c.tcti); !why.empty()) return bad("host_tpm", "tcti", "is invalid: " + why);
+  if (c.srk_handle < kSrkHandleFirst || c.srk_handle > kSrkHandleLast)
+    return bad("host_tpm", "srk_handle",
+               "must be a persistent handle in the owner's range 0x81000000 to 0x817fffff, not " + Hex(c.srk_handle));
+  std::set<uint32_t> pcrs;
+  for (uint32_t pcr : c.pcr_policy)
+    if (!pcrs.insert(pcr).second)
+      return bad("host_tpm", "pcr_policy", "names PCR " + std::to_string(pcr) + " twice; list each PCR (0 to 23) once");
   return c;
 }
 

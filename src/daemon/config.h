@@ -8,11 +8,24 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
 
 namespace vtpm {
+
+// The values [daemon] log_level and the -l/--log-level flag accept.
+inline constexpr const char* kLogLevels = "trace, debug, info, warn or error";
+bool IsLogLevel(std::string_view level);
+
+// [xen] backend_domid: a domain id below DOMID_FIRST_RESERVED (0x7ff0).
+inline constexpr uint32_t kMaxBackendDomid = 0x7fef;
+// [host_tpm] srk_handle: the persistent handles the owner hierarchy may use
+// (0x81800000 and up are the platform's; TPM2_EvictControl with owner
+// authorisation cannot persist there).
+inline constexpr uint32_t kSrkHandleFirst = 0x81000000;
+inline constexpr uint32_t kSrkHandleLast = 0x817fffff;
 
 struct Config {
   // [daemon]
@@ -36,6 +49,7 @@ struct Config {
   // [engine]
   std::string engine = "libtpms";  // libtpms (a test build also has: scripted)
   std::string worker_path;         // default: the installed vtpm-worker
+  std::string worker_path_origin;  // "file:line" of worker_path, for messages; empty for the default
   std::string startup = "clear";   // clear: TPM_Startup(ST_CLEAR) at power-on | none: the guest sends it
 #ifdef VTPM_TEST_BUILD
   // [daemon] journal_socket: where journal entries go (tests capture them).
@@ -51,7 +65,10 @@ struct Config {
   }
 };
 
-// Parses TOML text. Errors name the file, line and key.
+// Parses TOML text and checks every value's meaning (ranges, transports,
+// absolute paths), not only its type. Errors name the file, line and key
+// and the values allowed. Pure: whether worker_path is an executable file
+// is for the daemon to check (WorkerPath() in install_paths.h).
 Result<Config> ParseConfig(const std::string& text, const std::string& source_name);
 Result<Config> LoadConfig(const std::string& path);
 
