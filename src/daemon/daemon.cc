@@ -152,6 +152,11 @@ int RunDaemon(const Config& cfg) {
   }
 #endif
   if (!engines) {  // [engine] kind = "libtpms"
+    auto worker = WorkerPath(cfg);
+    if (!worker.ok()) {
+      LOG_ERROR("refusing to start: {}", worker.status().message());
+      return kExitConfig;
+    }
     auto opened = OpenStore(StoreOptionsFor(cfg));
     if (!opened.ok()) {
       LOG_ERROR("refusing to start: {}", opened.status().message());
@@ -164,16 +169,7 @@ int RunDaemon(const Config& cfg) {
       return kExitFailure;
     }
     InstanceManagerOptions io;
-    if (cfg.worker_path.empty()) {
-      auto installed = InstalledWorkerPath();
-      if (!installed.ok()) {
-        LOG_ERROR("refusing to start: {}", installed.status().message());
-        return kExitConfig;
-      }
-      io.worker.path = *installed;
-    } else {
-      io.worker.path = cfg.worker_path;
-    }
+    io.worker.path = *worker;
     std::tie(io.worker.uid, io.worker.gid) = ResolveWorkerUser();
     io.auto_create = cfg.auto_create;
     io.startup_clear = cfg.startup == "clear";

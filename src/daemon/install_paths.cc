@@ -1,5 +1,6 @@
 #include "daemon/install_paths.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +20,19 @@ Result<std::string> InstalledWorkerPath() {
                          std::strerror(err) + "); install vtpm-worker there or set [engine] worker_path");
   }
   return path;
+}
+
+Result<std::string> WorkerPath(const Config& cfg) {
+  if (cfg.worker_path.empty()) return InstalledWorkerPath();
+  struct stat st;
+  std::string why;
+  if (stat(cfg.worker_path.c_str(), &st) != 0) why = std::strerror(errno);
+  else if (!S_ISREG(st.st_mode)) why = "not a regular file";
+  else if (access(cfg.worker_path.c_str(), X_OK) != 0) why = std::strerror(errno);
+  if (why.empty()) return cfg.worker_path;
+  return Status(Code::kInvalidArgument,
+                cfg.worker_path_origin + ": [engine] worker_path " + cfg.worker_path + " is not an executable file (" +
+                    why + "); name the vtpm-worker executable, or leave it empty for the installed one");
 }
 
 }  // namespace vtpm

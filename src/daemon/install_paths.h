@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "daemon/config.h"
 
 namespace vtpm {
 
@@ -15,5 +16,10 @@ namespace vtpm {
 // /usr prefix: /usr/sbin/../libexec/vtpmmgrd/vtpm-worker). Fails with the
 // path it looked at when that is not an executable file.
 Result<std::string> InstalledWorkerPath();
+
+// The worker `cfg` starts: [engine] worker_path, or InstalledWorkerPath()
+// when that is empty. kInvalidArgument, naming worker_path's file:line,
+// when the configured one is not an executable regular file.
+Result<std::string> WorkerPath(const Config& cfg);
 
 }  // namespace vtpm

@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
     return rc == 0 ? vtpm::kExitOk : vtpm::kExitUsage;
   }
 
+  // Checked as [daemon] log_level is: an unknown level would silence the log.
+  if (!log_level.empty() && !vtpm::IsLogLevel(log_level)) {
+    fmt::print(stderr, "vtpmmgrd: -l/--log-level must be {}, not \"{}\"\n", vtpm::kLogLevels, log_level);
+    return vtpm::kExitUsage;
+  }
   auto cfg = vtpm::LoadConfig(config_path);
   if (!cfg.ok()) {
     vtpm::InitLogging("vtpmmgrd", vtpm::StderrIsJournal(), "info");
@@ -48,19 +53,13 @@ int main(int argc, char** argv) {
   if (!log_level.empty()) cfg->log_level = log_level;
   if (check_only) {
     // The worker this configuration would start must exist and be executable.
-    std::string worker = cfg->worker_path;
-    if (worker.empty()) {
-      auto installed = vtpm::InstalledWorkerPath();
-      if (!installed.ok()) {
-        fmt::print(stderr, "{}: {}\n", config_path, installed.status().message());
-        return vtpm::kExitConfig;
-      }
-      worker = *installed;
-    } else if (access(worker.c_str(), X_OK) != 0) {
-      fmt::print(stderr, "{}: [engine] worker_path {} is not an executable file\n", config_path, worker);
+    auto worker = vtpm::WorkerPath(*cfg);
+    if (!worker.ok()) {
+      // A configured worker's message names its file:line already.
+      fmt::print(stderr, "{}{}\n", cfg->worker_path.empty() ? config_path + ": " : "", worker.status().message());
       return vtpm::kExitConfig;
     }
-    fmt::print("{}: OK (worker {})\n", config_path, worker);
+    fmt::print("{}: OK (worker {})\n", config_path, *worker);
     return vtpm::kExitOk;
   }
   bool journal = cfg->log_target == "journal" || (cfg->log_target == "auto" && vtpm::StderrIsJournal());

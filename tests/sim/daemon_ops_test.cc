@@ -111,6 +111,25 @@ TEST_F(DaemonOpsTest, BadConfigStopsTheDaemonNamingTheLineWithTheConfigStatus) {
   auto usage = RunCapture({VTPM_DAEMON_PATH, "--no-such-flag"}, {}, std::chrono::seconds(10));
   ASSERT_TRUE(usage.ok());
   EXPECT_EQ(usage->exit_code, 2) << usage->output;
+  // -l takes the levels log_level takes: another one used to silence the log.
+  auto level = RunCapture({VTPM_DAEMON_PATH, "-l", "verbose", "--config", path}, {}, std::chrono::seconds(10));
+  ASSERT_TRUE(level.ok());
+  EXPECT_EQ(level->exit_code, 2) << level->output;
+  EXPECT_NE(level->output.find("-l/--log-level must be trace, debug, info, warn or error, not \"verbose\""),
+            std::string::npos)
+      << level->output;
+  // A worker_path that is no executable stops the daemon before it opens
+  // the host TPM, naming its line, as --check-config does.
+  WriteFile(path, "[engine]\nkind = \"libtpms\"\n\nworker_path = \"/nonexistent/vtpm-worker\"\n");
+  for (std::vector<std::string> args : {std::vector<std::string>{}, std::vector<std::string>{"--check-config"}}) {
+    args.insert(args.begin(), {VTPM_DAEMON_PATH, "--config", path});
+    auto worker = RunCapture(args, {"NOTIFY_SOCKET="}, std::chrono::seconds(10));
+    ASSERT_TRUE(worker.ok());
+    EXPECT_EQ(worker->exit_code, 3) << worker->output;
+    EXPECT_NE(worker->output.find(path + ":4: [engine] worker_path /nonexistent/vtpm-worker is not an executable"),
+              std::string::npos)
+        << worker->output;
+  }
 }
 
 TEST_F(DaemonOpsTest, JournalEntriesOfAnAttachCarryDomidDevidAndUuid) {
