@@ -25,6 +25,7 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:?usage: check-release-build.sh BUILD_DIR}
 [[ -d $BUILD ]] || { echo "check-release-build: $BUILD is not a directory" >&2; exit 2; }
+BUILD=$(cd "$BUILD" && pwd)  # worker_path in the configs it writes must be absolute
 DAEMON=$BUILD/src/daemon/vtpmmgrd
 WORKER=$BUILD/src/tpm/vtpm-worker
 for b in "$DAEMON" "$WORKER"; do
