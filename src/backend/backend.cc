@@ -4,6 +4,7 @@
 
 #include "backend/xs_values.h"
 #include "common/log.h"
+#include "common/log_rate_limit.h"
 
 namespace vtpm {
 namespace {
@@ -11,6 +12,9 @@ constexpr char kBackendToken[] = "vtpm-backend";
 constexpr char kReleaseToken[] = "release-domain";
 constexpr char kFrontendTokenPrefix[] = "fe:";
 constexpr auto kReapInterval = std::chrono::milliseconds(5000);
+// How often due "suppressed N messages" lines are looked for (each guest's
+// comes at most once per kGuestLogSummaryInterval).
+constexpr auto kLogSummaryTick = std::chrono::milliseconds(1000);
 
 // "<root>/<domid>/<devid>[/...]" -> {domid, devid}; {domid} alone if only that.
 struct ParsedPath {
@@ -50,11 +54,20 @@ Status Backend::Init() {
   RETURN_IF_ERROR(xs_.Watch("@releaseDomain", kReleaseToken));
   // A watch reports only its own path at registration: walk what exists.
   Scan();
+  ScheduleLogSummaries();
   return {};
+}
+
+void Backend::ScheduleLogSummaries() {
+  log_timer_ = loop_.AddTimer(kLogSummaryTick, [this] {
+    LogDueGuestSummaries();
+    ScheduleLogSummaries();
+  });
 }
 
 Backend::~Backend() {
   if (reap_timer_) loop_.CancelTimer(*reap_timer_);
+  if (log_timer_) loop_.CancelTimer(*log_timer_);
   loop_.Remove(xs_.watch_fd());
   loop_.Remove(evtchn_.fd());
   for (auto& w : fe_watches_) (void)xs_.Unwatch(w, kFrontendTokenPrefix + w);

@@ -75,6 +75,8 @@ class Backend {
   void Scan();
   void ReconcileDevice(uint32_t domid, uint32_t devid);
   void ReapIdleInstances();
+  // Every second: the due "suppressed N messages" lines (log_rate_limit.h).
+  void ScheduleLogSummaries();
   bool DomainExists(uint32_t domid);
 
   EventLoop& loop_;
@@ -90,6 +92,7 @@ class Backend {
   std::vector<std::pair<Uuid, GuestCtx>> idle_;
   std::set<std::string> fe_watches_;
   std::optional<EventLoop::TimerId> reap_timer_;
+  std::optional<EventLoop::TimerId> log_timer_;
 };
 
 }  // namespace vtpm

@@ -7,6 +7,7 @@
 #include "backend/tpm12_wire.h"
 #include "backend/xs_values.h"
 #include "common/crash_point.h"
+#include "common/log_rate_limit.h"
 
 namespace vtpm {
 
@@ -26,6 +27,7 @@ Device::~Device() {
   if (busy_ && engine_) engine_->Abort();
   if (port_.valid()) backend_.UnregisterPort(port_.port());
   if (uuid_claimed_) backend_.ReleaseUuid(*uuid_, this);
+  ForgetGuestLog(ctx_);  // its pending "suppressed N messages" line
 }
 
 std::optional<uint32_t> Device::local_port() const {
@@ -316,8 +318,8 @@ void Device::OnNotify() {
           ++self->epoch_;
           PublishState(self->page_.data(), PageState::kIdle);
           self->Notify();
-          VLOG_WARN(self->ctx_, "cancelled command abandoned after {} ms: state IDLE",
-                    self->backend_.options().cancel_grace.count());
+          VLOG_GUEST_WARN(self->ctx_, "cancelled command abandoned after {} ms: state IDLE",
+                          self->backend_.options().cancel_grace.count());
         });
       }
       break;
@@ -329,13 +331,13 @@ void Device::OnNotify() {
 void Device::StartCommand(const PageHeader& hdr) {
   auto parsed = ParseRequest(hdr, page_.data());
   if (auto* rej = std::get_if<PageReject>(&parsed)) {
-    VLOG_WARN(ctx_, "malformed request (length {}, nr_extra_pages {}): {}", hdr.length, hdr.nr_extra_pages, rej->why);
+    VLOG_GUEST_WARN(ctx_, "malformed request (length {}, nr_extra_pages {}): {}", hdr.length, hdr.nr_extra_pages, rej->why);
     Respond(rej->offset, tpm12::ErrorResponse(rej->rc), false);
     return;
   }
   auto& req = std::get<PageRequest>(parsed);
   if (req.locality != 0 && !backend_.options().allow_any_locality) {
-    VLOG_WARN(ctx_, "request at locality {} refused (only locality 0 is allowed)", req.locality);
+    VLOG_GUEST_WARN(ctx_, "request at locality {} refused (only locality 0 is allowed)", req.locality);
     Respond(req.offset, tpm12::ErrorResponse(tpm12::kBadLocality), false);
     return;
   }
@@ -370,7 +372,7 @@ void Device::Respond(uint32_t offset, Bytes response, bool from_engine) {
     VLOG_ERROR(ctx_, "engine returned a malformed response ({} bytes): answering TPM_FAIL", response.size());
     response = tpm12::ErrorResponse(tpm12::kFail);
   } else if (response.size() > MaxResponseAt(offset) || response.size() > kMaxPacket) {
-    VLOG_WARN(ctx_, "response of {} bytes does not fit the page: answering TPM_SIZE", response.size());
+    VLOG_GUEST_WARN(ctx_, "response of {} bytes does not fit the page: answering TPM_SIZE", response.size());
     response = tpm12::ErrorResponse(tpm12::kSize);
   }
   WriteResponse(page_.data(), offset, response);

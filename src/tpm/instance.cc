@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include "common/crash_point.h"
+#include "common/log_rate_limit.h"
 #include "tpm/tpm12.h"
 
 namespace vtpm {
@@ -213,10 +214,10 @@ void Instance::Abort() {
     // Its state is being made durable and cannot be taken back; only the
     // response is dropped.
     in_flight_->guest_done = nullptr;
-    VLOG_WARN(ctx_, "cancelled command had already executed; its response is dropped");
+    VLOG_GUEST_WARN(ctx_, "cancelled command had already executed; its response is dropped");
     return;
   }
-  VLOG_INFO(ctx_, "cancelled command: restarting the TPM from its state before the command");
+  VLOG_GUEST_INFO(ctx_, "cancelled command: restarting the TPM from its state before the command");
   in_flight_.reset();
   worker_.reset();
   ++restarts_;

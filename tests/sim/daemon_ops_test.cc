@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -57,7 +58,50 @@ std::map<std::string, std::string> ParseJournalEntry(const std::string& d) {
   return f;
 }
 
-class DaemonOpsTest : public BackendSimTest {};
+// A socket standing in for journald's: the daemon's entries, parsed.
+class JournalCapture {
+ public:
+  explicit JournalCapture(const std::string& path) : fd_(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+    bound_ = bind(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+    int big = 4 << 20;
+    setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  }
+  bool bound() const { return bound_; }
+  // The next entry within `timeout_ms`, if any.
+  std::optional<std::map<std::string, std::string>> Next(int timeout_ms = 100) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) return std::nullopt;
+    char buf[65536];
+    ssize_t n = recv(fd_.get(), buf, sizeof buf, 0);
+    if (n <= 0) return std::nullopt;
+    return ParseJournalEntry(std::string(buf, size_t(n)));
+  }
+
+ private:
+  UniqueFd fd_;
+  bool bound_ = false;
+};
+
+class DaemonOpsTest : public BackendSimTest {
+ protected:
+  // Starts the daemon logging to the journal at level info; its entries
+  // arrive on journal_.
+  void StartJournalledDaemon() {
+    const std::string path = host().dir() + "/journal.sock";
+    journal_ = std::make_unique<JournalCapture>(path);
+    ASSERT_TRUE(journal_->bound()) << strerror(errno);
+    DaemonOptions o;
+    o.log_target = "journal";
+    o.log_level = "info";
+    o.daemon_config = "journal_socket = \"" + path + "\"\n";
+    daemon_ = std::make_unique<DaemonProcess>(host(), o);
+    ASSERT_TRUE(daemon_->Start().ok());
+  }
+  std::unique_ptr<JournalCapture> journal_;
+};
 
 TEST_F(DaemonOpsTest, NotifySocketSeesReadyStatusWatchdogAndStopping) {
   DaemonOptions o;
@@ -133,21 +177,8 @@ TEST_F(DaemonOpsTest, BadConfigStopsTheDaemonNamingTheLineWithTheConfigStatus) {
 }
 
 TEST_F(DaemonOpsTest, JournalEntriesOfAnAttachCarryDomidDevidAndUuid) {
-  const std::string path = host().dir() + "/journal.sock";
-  UniqueFd j(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
-  ASSERT_EQ(bind(j.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0) << strerror(errno);
-  int big = 4 << 20;
-  setsockopt(j.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-
-  DaemonOptions o;
-  o.log_target = "journal";
-  o.log_level = "info";
-  o.daemon_config = "journal_socket = \"" + path + "\"\n";
-  daemon_ = std::make_unique<DaemonProcess>(host(), o);
-  ASSERT_TRUE(daemon_->Start().ok());
+  ASSERT_NO_FATAL_FAILURE(StartJournalledDaemon());
+  JournalCapture& j = *journal_;
   CreateDomain(7, kUuid);
   ASSERT_TRUE(Guest(7).Connect().ok());
 
@@ -155,12 +186,9 @@ TEST_F(DaemonOpsTest, JournalEntriesOfAnAttachCarryDomidDevidAndUuid) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   const std::map<std::string, std::string>* attach = nullptr;
   while (!attach && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{j.get(), POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    char buf[65536];
-    ssize_t n = recv(j.get(), buf, sizeof buf, 0);
-    if (n <= 0) continue;
-    entries.push_back(ParseJournalEntry(std::string(buf, size_t(n))));
+    auto e = j.Next();
+    if (!e) continue;
+    entries.push_back(std::move(*e));
     if (entries.back()["MESSAGE"].find("connected (ring-ref") != std::string::npos) attach = &entries.back();
   }
   ASSERT_NE(attach, nullptr) << "no attach entry among " << entries.size() << " journal entries";
@@ -181,6 +209,68 @@ TEST_F(DaemonOpsTest, JournalEntriesOfAnAttachCarryDomidDevidAndUuid) {
   EXPECT_TRUE(ready_seen);
   // Nothing went to stderr meanwhile.
   EXPECT_EQ(daemon().Log().find("connected (ring-ref"), std::string::npos);
+}
+
+// Issue 17 item 4: a guest flooding malformed requests gets a burst of 10
+// warnings, then 1 per second, and "suppressed N messages" summaries that
+// account for every other one; a second guest's attach is still logged.
+TEST_F(DaemonOpsTest, AFloodingGuestIsRateLimitedAndOthersStillLogged) {
+  constexpr int kFlood = 300;
+  constexpr char kOtherUuid[] = "6a09e667-f3bc-4c90-8e1e-5d2a7b1f0c3d";
+  ASSERT_NO_FATAL_FAILURE(StartJournalledDaemon());
+  JournalCapture& j = *journal_;
+  CreateDomain(7, kUuid);
+  GuestFrontend& flood = Guest(7);
+  ASSERT_TRUE(flood.Connect().ok());
+
+  int malformed = 0;
+  uint64_t suppressed = 0;
+  bool other_attach = false;
+  std::vector<std::string> summaries;
+  std::regex summary("suppressed ([0-9]+) messages from domid 7 devid 0 \\(uuid " + std::string(kUuid) +
+                     "\\) in the last [0-9]+ s");
+  // Reads what the daemon logged so far (its sends block once the socket's
+  // queue is full, as with a journald that falls behind).
+  auto absorb = [&](int timeout_ms) {
+    auto e = j.Next(timeout_ms);
+    if (!e) return;
+    auto& m = (*e)["MESSAGE"];
+    std::smatch sm;
+    if (m.find("malformed request") != std::string::npos) {
+      EXPECT_EQ((*e)["DOMID"], "7") << m;
+      ++malformed;
+    } else if (std::regex_search(m, sm, summary)) {
+      EXPECT_EQ((*e)["DOMID"], "7");
+      EXPECT_EQ((*e)["DEVID"], "0");
+      EXPECT_EQ((*e)["UUID"], kUuid);
+      suppressed += std::stoull(sm[1]);
+      summaries.push_back(m);
+    } else if (m.find("connected (ring-ref") != std::string::npos && (*e)["DOMID"] == "8") {
+      other_attach = true;
+    }
+  };
+
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kFlood; ++i) {
+    flood.WriteHeader(4, kSubmit, 0, 0);  // shorter than a TPM header
+    ASSERT_TRUE(flood.Notify().ok());
+    ASSERT_TRUE(flood.WaitIdle(std::chrono::seconds(2))) << "request " << i;
+    ASSERT_EQ(flood.state(), kFinish);
+    flood.DrainEvents();  // its upcall runs, as in a real guest
+    absorb(0);
+  }
+  const auto flood_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t0).count();
+  CreateDomain(8, kOtherUuid);
+  ASSERT_TRUE(Guest(8).Connect().ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(25);
+  while ((malformed + suppressed < kFlood || !other_attach) && std::chrono::steady_clock::now() < deadline)
+    absorb(100);
+  EXPECT_TRUE(other_attach) << "the second guest's attach was not logged";
+  EXPECT_GE(malformed, 10);
+  EXPECT_LE(malformed, 10 + flood_s + 1) << "flood of " << flood_s << " s";
+  ASSERT_FALSE(summaries.empty()) << "no summary line; " << malformed << " malformed lines";
+  EXPECT_EQ(malformed + suppressed, uint64_t(kFlood)) << summaries.front();
+  EXPECT_TRUE(daemon().running());
 }
 
 TEST(DaemonOpsFiles, SystemdAnalyzeVerifyAcceptsTheUnit) {
