@@ -1,4 +1,4 @@
-// The only translation unit that includes tpm2-tss headers.
+// With tpm2_templates.cc, the only code that includes tpm2-tss headers.
 #include "tpm/host/host_tpm.h"
 
 #include <tss2/tss2_esys.h>
@@ -15,6 +15,7 @@
 #include "tpm/host/rsa_oaep.h"
 #include "tpm/host/tis_devmem.h"
 #include "tpm/host/tis_tcti.h"
+#include "tpm/host/tpm2_templates.h"
 
 namespace vtpm {
 namespace {
@@ -67,67 +68,6 @@ Result<T> UnmarshalFrom(ByteView b, const char* what) {
   if (Unmarshal(b.data(), b.size(), &off, &v) != TSS2_RC_SUCCESS || off != b.size())
     return Refuse(Refusal::kBadManagerRecord, std::string("stored ") + what + " is malformed");
   return v;
-}
-
-constexpr TPMA_OBJECT kStorageKeyAttrs = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                                         TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                                         TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-constexpr TPMT_SYM_DEF_OBJECT kAes128Cfb = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
-
-TPM2B_PUBLIC SrkTemplate() {  // TCG TPM v2.0 Provisioning Guidance, RSA-2048 storage key
-  TPM2B_PUBLIC t{};
-  auto& p = t.publicArea;
-  p.type = TPM2_ALG_RSA;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = kStorageKeyAttrs;
-  p.parameters.rsaDetail.symmetric = kAes128Cfb;
-  p.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
-  p.parameters.rsaDetail.keyBits = 2048;
-  p.unique.rsa.size = 256;  // 256 zero bytes
-  return t;
-}
-
-// A fixed ECC P-256 endorsement primary: its Name depends only on the TPM's
-// endorsement seed, which TPM2_Clear keeps, so it tells "other TPM" from "cleared".
-TPM2B_PUBLIC TpmIdTemplate() {
-  TPM2B_PUBLIC t{};
-  auto& p = t.publicArea;
-  p.type = TPM2_ALG_ECC;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = kStorageKeyAttrs;
-  p.parameters.eccDetail.symmetric = kAes128Cfb;
-  p.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
-  p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-  p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-  p.unique.ecc.x.size = 32;
-  p.unique.ecc.y.size = 32;
-  return t;
-}
-
-TPM2B_PUBLIC SkTemplate() {
-  TPM2B_PUBLIC t{};
-  auto& p = t.publicArea;
-  p.type = TPM2_ALG_RSA;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                       TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_DECRYPT;
-  p.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
-  p.parameters.rsaDetail.scheme.scheme = TPM2_ALG_OAEP;
-  p.parameters.rsaDetail.scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;
-  p.parameters.rsaDetail.keyBits = 2048;
-  return t;
-}
-
-Result<TPML_PCR_SELECTION> Sha256Selection(const std::vector<uint32_t>& pcrs) {
-  TPML_PCR_SELECTION s{};
-  s.count = 1;
-  s.pcrSelections[0].hash = TPM2_ALG_SHA256;
-  s.pcrSelections[0].sizeofSelect = 3;
-  for (uint32_t i : pcrs) {
-    if (i >= 24) return Status(Code::kInvalidArgument, "PCR index " + std::to_string(i) + " is not 0-23");
-    s.pcrSelections[0].pcrSelect[i / 8] |= uint8_t(1u << (i % 8));
-  }
-  return s;
 }
 
 }  // namespace
@@ -248,11 +188,25 @@ struct HostTpm::Impl {
     return Handle(esys, h, true);
   }
 
-  Result<Handle> OpenPersistent(uint32_t handle) {
+  // The ESYS object of a TPM handle (persistent object or NV index); `what`
+  // names it in the error.
+  Result<ESYS_TR> Tr(uint32_t handle, const char* what) {
     ESYS_TR h = ESYS_TR_NONE;
     TSS2_RC rc = Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
-    if (rc) return TpmFail("TR_FromTPMPublic(persistent SRK)", rc);
+    if (rc) return TpmFail(std::string("TR_FromTPMPublic(") + what + ")", rc);
+    return h;
+  }
+
+  Result<Handle> OpenPersistent(uint32_t handle) {
+    ASSIGN_OR_RETURN(ESYS_TR h, Tr(handle, "persistent SRK"));
     return Handle(esys, h, false);
+  }
+
+  Status UndefineNv(uint32_t index, const char* what) {
+    ASSIGN_OR_RETURN(ESYS_TR nv, Tr(index, what));
+    TSS2_RC rc = Esys_NV_UndefineSpace(esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
+    if (rc) return TpmFail(std::string("NV_UndefineSpace(") + what + ")", rc);
+    return Status::Ok();
   }
 
   // An object vtpmmgrd did not create at `handle` is used as the SRK only
@@ -539,12 +493,10 @@ Result<std::optional<StoreMarker>> HostTpm::ReadMarker() {
   const uint32_t index = cfg_.marker_index;
   ASSIGN_OR_RETURN(bool defined, t.HandleExists(index));
   if (!defined) return std::optional<StoreMarker>();
-  ESYS_TR nv = ESYS_TR_NONE;
-  TSS2_RC rc = Esys_TR_FromTPMPublic(t.esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
-  if (rc) return TpmFail("TR_FromTPMPublic(store marker)", rc);
+  ASSIGN_OR_RETURN(ESYS_TR nv, t.Tr(index, "store marker"));
   Impl::Handle nv_owner(t.esys, nv, false);
   TPM2B_NV_PUBLIC* pub = nullptr;
-  rc = Esys_NV_ReadPublic(t.esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, nullptr);
+  TSS2_RC rc = Esys_NV_ReadPublic(t.esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, nullptr);
   if (rc) return TpmFail("NV_ReadPublic(store marker)", rc);
   const TPMA_NV attrs = pub->nvPublic.attributes;
   const uint16_t size = pub->nvPublic.dataSize;
@@ -569,13 +521,8 @@ Status HostTpm::WriteMarker(const StoreMarker& m) {
   Impl& t = *impl_;
   RETURN_IF_ERROR(ReadMarker().status());  // never replace another program's index
   ASSIGN_OR_RETURN(bool defined, t.HandleExists(cfg_.marker_index));
-  if (defined) {  // unwritten (ReadMarker found no marker), or an older marker being replaced
-    ESYS_TR nv = ESYS_TR_NONE;
-    TSS2_RC rc = Esys_TR_FromTPMPublic(t.esys, cfg_.marker_index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
-    if (rc) return TpmFail("TR_FromTPMPublic(store marker)", rc);
-    rc = Esys_NV_UndefineSpace(t.esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
-    if (rc) return TpmFail("NV_UndefineSpace(store marker)", rc);
-  }
+  // Unwritten (ReadMarker found no marker), or an older marker being replaced.
+  if (defined) RETURN_IF_ERROR(t.UndefineNv(cfg_.marker_index, "store marker"));
   const Bytes data = EncodeStoreMarker(m);
   TPM2B_NV_PUBLIC pub{};
   pub.nvPublic.nvIndex = cfg_.marker_index;
@@ -602,21 +549,15 @@ Status HostTpm::Forget(const StoreMarker& m) {
   if (m.srk_created) {
     ASSIGN_OR_RETURN(bool there, t.HandleExists(m.srk_handle));
     if (there) {
-      ESYS_TR srk = ESYS_TR_NONE;
-      TSS2_RC rc = Esys_TR_FromTPMPublic(t.esys, m.srk_handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &srk);
-      if (rc) return TpmFail("TR_FromTPMPublic(old SRK)", rc);
+      ASSIGN_OR_RETURN(ESYS_TR srk, t.Tr(m.srk_handle, "old SRK"));
       ESYS_TR gone = ESYS_TR_NONE;
-      rc = Esys_EvictControl(t.esys, ESYS_TR_RH_OWNER, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+      TSS2_RC rc = Esys_EvictControl(t.esys, ESYS_TR_RH_OWNER, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                              m.srk_handle, &gone);
       if (rc) return TpmFail("EvictControl(old SRK)", rc);
       LOG_INFO("host TPM: evicted the SRK vtpmmgrd had made persistent at {:#010x}", m.srk_handle);
     }
   }
-  ESYS_TR nv = ESYS_TR_NONE;
-  TSS2_RC rc = Esys_TR_FromTPMPublic(t.esys, cfg_.marker_index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
-  if (rc) return TpmFail("TR_FromTPMPublic(store marker)", rc);
-  rc = Esys_NV_UndefineSpace(t.esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
-  if (rc) return TpmFail("NV_UndefineSpace(store marker)", rc);
+  RETURN_IF_ERROR(t.UndefineNv(cfg_.marker_index, "store marker"));
   LOG_INFO("host TPM: removed the store marker at NV index {:#010x} ({})", cfg_.marker_index,
            DescribeStoreMarker(m));
   return Status::Ok();
