@@ -66,9 +66,11 @@ class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
       if (c->devid >= 0) AppendField(e, "DEVID", std::to_string(c->devid));
       if (!c->uuid.empty()) AppendField(e, "UUID", c->uuid);
     }
+    if (std::string_view id = MessageId(CurrentLogEvent()); !id.empty()) AppendField(e, "MESSAGE_ID", id);
     if (msg.source.filename) {
       AppendField(e, "CODE_FILE", msg.source.filename);
       AppendField(e, "CODE_LINE", std::to_string(msg.source.line));
+      if (msg.source.funcname) AppendField(e, "CODE_FUNC", msg.source.funcname);
     }
     // A lost journal line must never stop the daemon; stderr keeps a trace.
     if (sendto(fd_.get(), e.data(), e.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr_),

@@ -12,6 +12,8 @@
 
 #include <string>
 
+#include "common/log_event.h"
+
 namespace vtpm {
 
 struct GuestCtx {
@@ -50,17 +52,32 @@ bool StderrIsJournal();
 
 }  // namespace vtpm
 
+// Every line carries its code location (CODE_FILE, CODE_LINE, CODE_FUNC in
+// the journal; file paths relative to the source tree).
+#define VTPM_LOG_HERE ::spdlog::source_loc{__FILE__, __LINE__, static_cast<const char*>(__func__)}
 #define VLOG_AT(lvl, ctx, ...)                                                          \
   do {                                                                                  \
     const ::vtpm::GuestCtx& _c = (ctx);                                                 \
     ::vtpm::ScopedLogContext _s(&_c);                                                   \
-    spdlog::log(lvl, "{}: {}", _c.Prefix(), fmt::format(__VA_ARGS__));                  \
+    spdlog::log(VTPM_LOG_HERE, lvl, "{}: {}", _c.Prefix(), fmt::format(__VA_ARGS__));   \
   } while (0)
 #define VLOG_DEBUG(ctx, ...) VLOG_AT(spdlog::level::debug, ctx, __VA_ARGS__)
 #define VLOG_INFO(ctx, ...) VLOG_AT(spdlog::level::info, ctx, __VA_ARGS__)
 #define VLOG_WARN(ctx, ...) VLOG_AT(spdlog::level::warn, ctx, __VA_ARGS__)
 #define VLOG_ERROR(ctx, ...) VLOG_AT(spdlog::level::err, ctx, __VA_ARGS__)
-#define LOG_DEBUG(...) spdlog::debug(__VA_ARGS__)
-#define LOG_INFO(...) spdlog::info(__VA_ARGS__)
-#define LOG_WARN(...) spdlog::warn(__VA_ARGS__)
-#define LOG_ERROR(...) spdlog::error(__VA_ARGS__)
+#define LOG_AT(lvl, ...) spdlog::log(VTPM_LOG_HERE, lvl, __VA_ARGS__)
+#define LOG_DEBUG(...) LOG_AT(spdlog::level::debug, __VA_ARGS__)
+#define LOG_INFO(...) LOG_AT(spdlog::level::info, __VA_ARGS__)
+#define LOG_WARN(...) LOG_AT(spdlog::level::warn, __VA_ARGS__)
+#define LOG_ERROR(...) LOG_AT(spdlog::level::err, __VA_ARGS__)
+// A documented event (common/log_event.h): the entry also carries its MESSAGE_ID.
+#define VLOG_EVENT(lvl, event, ctx, ...)           \
+  do {                                             \
+    ::vtpm::ScopedLogEvent _e(event);              \
+    VLOG_AT(lvl, ctx, __VA_ARGS__);                \
+  } while (0)
+#define LOG_EVENT(lvl, event, ...)                 \
+  do {                                             \
+    ::vtpm::ScopedLogEvent _e(event);              \
+    LOG_AT(lvl, __VA_ARGS__);                      \
+  } while (0)

@@ -10,6 +10,7 @@
 #include "daemon/exit_codes.h"
 #include "daemon/install_paths.h"
 #include "store/secret_bytes.h"
+#include "tpm/host/tss2_log.h"
 
 int main(int argc, char** argv) {
   // Before any key exists: no core file, no ptrace access by same-uid
@@ -70,6 +71,8 @@ int main(int argc, char** argv) {
 #endif
   if (!undumpable) LOG_WARN("prctl(PR_SET_DUMPABLE, 0) failed: a core file could hold key material");
   if (!secret_heap) LOG_WARN("cannot set up the secure heap: keys are kept in ordinary memory");
+  if (vtpm::Status st = vtpm::Tss2Log::Install(); !st.ok())
+    LOG_WARN("tpm2-tss's messages go to standard error without the daemon's fields: {}", st.message());
   if (reinitialise) return vtpm::RunReinitialise(*cfg);
   return vtpm::RunDaemon(*cfg);
 }

@@ -21,6 +21,32 @@ Status MakeDir(const std::string& dir) {
   return Status::Ok();
 }
 
+// The state and runtime directories hold the store, its lock and the
+// volatile copies: a directory another user owns or can write lets that user
+// replace or remove them, so vtpmmgrd refuses it (design §5).
+Status CheckPrivateDir(const std::string& dir, const char* what) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return Status::FromErrno(errno, std::string("checking the ") + what + " " + dir);
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+  if (!S_ISDIR(st.st_mode))
+    return Refuse(Refusal::kUnsafeDirectory, std::string("the ") + what + " " + dir + " is not a directory");
+  if (st.st_uid != ::geteuid())
+    return Refuse(Refusal::kUnsafeDirectory, std::string("the ") + what + " " + dir + " belongs to uid " +
+                                                 std::to_string(st.st_uid) + ", not to uid " +
+                                                 std::to_string(::geteuid()) + " that vtpmmgrd runs as: " +
+                                                 "that user could replace its files. Run `chown " +
+                                                 std::to_string(::geteuid()) + " " + dir + "` if it is the right one");
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return Refuse(Refusal::kUnsafeDirectory, std::string("the ") + what + " " + dir + " has mode " + mode +
+                                                 ": other users can write in it and replace its files. Run `chmod "
+                                                 "0700 " + dir + "`");
+  if (st.st_mode & (S_IRWXG | S_IRWXO))
+    LOG_WARN("the {} {} has mode {}: other users can list its files (instance uuids); 0700 is expected", what, dir,
+             mode);
+  return Status::Ok();
+}
+
 struct Opened {
   DirLock lock;
   Db db;
@@ -55,6 +81,8 @@ Status RefuseLost(const StoreOptions& o, const HostTpm& tpm, const StoreMarker& 
 Result<Opened> OpenDatabase(const StoreOptions& o) {
   RETURN_IF_ERROR(MakeDir(o.state_dir));
   RETURN_IF_ERROR(MakeDir(o.runtime_dir));
+  RETURN_IF_ERROR(CheckPrivateDir(o.state_dir, "state directory"));
+  RETURN_IF_ERROR(CheckPrivateDir(o.runtime_dir, "runtime directory"));
   ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(o.state_dir));
   const std::string path = DbPath(o);
   ASSIGN_OR_RETURN(Db db, Db::Open(path, o.sqlite_vfs));

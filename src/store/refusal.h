@@ -22,8 +22,9 @@ enum class Refusal : int64_t {
   kStoreLost = 8,        // the host TPM records a store, but the database is missing or empty
   kForeignSrk = 9,       // a key that vtpmmgrd did not create, of another template, is at srk_handle
   kTpmLockout = 10,      // the host TPM is in dictionary-attack lockout
+  kUnsafeDirectory = 11, // the state or runtime directory is another user's, or writable by others
 };
-inline constexpr int64_t kLastRefusal = 10;
+inline constexpr int64_t kLastRefusal = 11;
 
 inline Status Refuse(Refusal r, std::string message) {
   return Status(Code::kFailedPrecondition, std::move(message), int64_t(r));
@@ -34,8 +35,8 @@ inline std::optional<Refusal> RefusalOf(const Status& s) {
   return Refusal(s.sub_code());
 }
 
-// Exit statuses of vtpmmgrd when OpenStore() fails: 10 + Refusal (11..20), 1 otherwise.
-// systemd units should list 11-16, 18 and 19 in RestartPreventExitStatus=
+// Exit statuses of vtpmmgrd when OpenStore() fails: 10 + Refusal (11..21), 1 otherwise.
+// systemd units should list 11-16, 18, 19 and 21 in RestartPreventExitStatus=
 // (17 and 20 can clear up by themselves).
 inline int StartExitStatus(const Status& s) {
   if (s.ok()) return 0;

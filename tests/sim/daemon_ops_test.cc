@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "backend_test_util.h"
+#include "common/log_event.h"
 #include "daemon/config.h"
 #include "host_tpm_swtpm.h"
 #include "simhost/run_capture.h"
@@ -90,6 +91,11 @@ class DaemonOpsTest : public BackendSimTest {
   // Starts the daemon logging to the journal at level info; its entries
   // arrive on journal_.
   void StartJournalledDaemon() {
+    ASSERT_NO_FATAL_FAILURE(MakeJournalledDaemon());
+    ASSERT_TRUE(daemon_->Start().ok());
+  }
+  // The same daemon with `extra_config`, not started.
+  void MakeJournalledDaemon(const std::string& extra_config = "") {
     const std::string path = host().dir() + "/journal.sock";
     journal_ = std::make_unique<JournalCapture>(path);
     ASSERT_TRUE(journal_->bound()) << strerror(errno);
@@ -97,8 +103,8 @@ class DaemonOpsTest : public BackendSimTest {
     o.log_target = "journal";
     o.log_level = "info";
     o.daemon_config = "journal_socket = \"" + path + "\"\n";
+    o.extra_config = extra_config;
     daemon_ = std::make_unique<DaemonProcess>(host(), o);
-    ASSERT_TRUE(daemon_->Start().ok());
   }
   std::unique_ptr<JournalCapture> journal_;
 };
@@ -199,16 +205,58 @@ TEST_F(DaemonOpsTest, JournalEntriesOfAnAttachCarryDomidDevidAndUuid) {
   EXPECT_EQ(a["PRIORITY"], "6");
   EXPECT_EQ(a["SYSLOG_IDENTIFIER"], "vtpmmgrd");
   EXPECT_NE(a["MESSAGE"].find("domid=7 devid=0 uuid=" + std::string(kUuid)), std::string::npos) << a["MESSAGE"];
+  // Issue 17 item 9: a documented event's stable id, and where the line was written.
+  EXPECT_EQ(a["MESSAGE_ID"], MessageId(LogEvent::kAttached));
+  EXPECT_EQ(a["CODE_FILE"], "src/backend/device.cc");
+  EXPECT_TRUE(std::regex_match(a["CODE_LINE"], std::regex("[1-9][0-9]*"))) << a["CODE_LINE"];
+  EXPECT_FALSE(a["CODE_FUNC"].empty());
   // Lines about the daemon itself carry no guest fields.
   bool ready_seen = false;
-  for (auto& e : entries)
+  for (auto& e : entries) {
+    EXPECT_EQ(e.count("CODE_FILE"), 1u) << e["MESSAGE"];
     if (e["MESSAGE"].find("vtpmmgrd ready") != std::string::npos) {
       ready_seen = true;
       EXPECT_EQ(e.count("DOMID"), 0u);
+      EXPECT_EQ(e["MESSAGE_ID"], MessageId(LogEvent::kStarted));
+    } else if (e["MESSAGE"].find("new device") != std::string::npos) {
+      EXPECT_EQ(e.count("MESSAGE_ID"), 0u) << "not a documented event: " << e["MESSAGE"];
     }
+  }
   EXPECT_TRUE(ready_seen);
   // Nothing went to stderr meanwhile.
   EXPECT_EQ(daemon().Log().find("connected (ring-ref"), std::string::npos);
+}
+
+// Issue 17 item 9: tpm2-tss's own messages (here: the host TPM's device
+// node is missing) reach the journal as the daemon's entries, with its
+// identifier, a priority from tpm2-tss's level and the tpm2-tss source line;
+// none go to stderr.
+TEST_F(DaemonOpsTest, Tss2MessagesReachTheJournalWithTheDaemonsFields) {
+  ASSERT_NO_FATAL_FAILURE(MakeJournalledDaemon("[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN
+                                               "\"\n[host_tpm]\ntcti = \"device:" +
+                                               host().dir() + "/no-tpmrm0\"\n"));
+  auto ws = daemon_->RunToExit({});
+  ASSERT_TRUE(ws.ok()) << ws.status().ToString();
+  EXPECT_TRUE(WIFEXITED(*ws) && WEXITSTATUS(*ws) == 17) << "wait status " << *ws << "\n" << daemon().Log();
+  int tss2 = 0;
+  bool refused = false;
+  while (auto e = journal_->Next(500)) {
+    auto& m = (*e)["MESSAGE"];
+    if (m.rfind("tss2 tcti: ", 0) == 0) {
+      ++tss2;
+      EXPECT_EQ((*e)["SYSLOG_IDENTIFIER"], "vtpmmgrd") << m;
+      EXPECT_EQ((*e)["PRIORITY"], "3") << m;  // tpm2-tss's ERROR
+      EXPECT_EQ((*e)["CODE_FILE"].rfind("src/tss2-tcti/", 0), 0u) << (*e)["CODE_FILE"];
+      EXPECT_TRUE(std::regex_match((*e)["CODE_LINE"], std::regex("[1-9][0-9]*"))) << (*e)["CODE_LINE"];
+      EXPECT_FALSE((*e)["CODE_FUNC"].empty());
+    } else if (m.find("refusing to start") != std::string::npos) {
+      refused = true;
+      EXPECT_EQ((*e)["MESSAGE_ID"], MessageId(LogEvent::kStartRefused));
+    }
+  }
+  EXPECT_GT(tss2, 0) << "no tpm2-tss line in the journal";
+  EXPECT_TRUE(refused);
+  EXPECT_EQ(daemon().Log().find("ERROR:tcti"), std::string::npos) << daemon().Log();
 }
 
 // Issue 17 item 4: a guest flooding malformed requests gets a burst of 10
@@ -296,7 +344,7 @@ TEST(DaemonOpsFiles, SystemdAnalyzeVerifyAcceptsTheUnit) {
 
 TEST(DaemonOpsFiles, TheUnitListsTheRefuseStatusesAndTheXenOrdering) {
   std::string unit = ReadFile(VTPM_UNIT_FILE);
-  for (const char* want : {"RestartPreventExitStatus=2 3 4 11 12 13 14 15 16 18 19", "After=xen.service",
+  for (const char* want : {"RestartPreventExitStatus=2 3 4 11 12 13 14 15 16 18 19 21", "After=xen.service",
                            "Before=xendomains.service", "RuntimeDirectoryPreserve=yes", "WatchdogSec=",
                            "Restart=on-failure", "StateDirectory=vtpmmgrd", "RuntimeDirectory=vtpmmgrd"})
     EXPECT_NE(unit.find(want), std::string::npos) << want;

@@ -1,8 +1,8 @@
 // Issue 17, items 1, 5 and 6 through the real daemon (libtpms engine, swtpm
 // as the host TPM): a lost store is refused, never replaced, and
 // `--reinitialise` is the only way to a new one; a foreign key at
-// srk_handle is refused at first provisioning; the running daemon is not
-// dumpable.
+// srk_handle is refused at first provisioning; unsafe directories are
+// refused; the running daemon is not dumpable.
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -99,6 +99,40 @@ TEST_F(DaemonSafetyTest, ForeignKeyAtSrkHandleIsRefusedAtFirstProvisioning) {
 // and the control process run without CAP_SYS_PTRACE in their bounding set
 // (the unit's CapabilityBoundingSet= has none either), so the reader's
 // capabilities cover theirs and only dumpability decides.
+// Issue 17 item 5: a state or runtime directory that another user owns or
+// can write in is refused (exit 21) with the fix, and nothing in it changes;
+// with the mode put back the daemon starts on the same store.
+TEST_F(DaemonSafetyTest, UnsafeStateOrRuntimeDirectoryIsRefused) {
+  StartLibtpmsDaemon();
+  if (HasFatalFailure()) return;
+  auto ws = daemon().Stop();
+  ASSERT_TRUE(ws.ok() && WIFEXITED(*ws) && WEXITSTATUS(*ws) == 0);
+  struct stat before {};
+  ASSERT_EQ(::stat(Db().c_str(), &before), 0);
+  const std::string state = daemon().state_dir(), run = daemon().runtime_dir();
+  ASSERT_EQ(::chmod(state.c_str(), 0770), 0);
+  ExpectExit({}, 21, {"refusing to start", "the state directory " + state + " has mode 0770",
+                      "chmod 0700 " + state});
+  ASSERT_EQ(::chmod(state.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(run.c_str(), 0703), 0);
+  ExpectExit({}, 21, {"the runtime directory " + run + " has mode 0703"});
+  ASSERT_EQ(::chmod(run.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(state.c_str(), 65534, 65534), 0);
+  ExpectExit({}, 21, {"the state directory " + state + " belongs to uid 65534, not to uid 0",
+                      "chown 0 " + state});
+  ASSERT_EQ(::chown(state.c_str(), 0, 0), 0);
+  struct stat after {};
+  ASSERT_EQ(::stat(Db().c_str(), &after), 0);
+  EXPECT_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+  EXPECT_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+  // Readable by others is accepted, with a warning.
+  ASSERT_EQ(::chmod(state.c_str(), 0755), 0);
+  Status started = daemon().Start();
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  EXPECT_NE(daemon().Log().find("the state directory " + state + " has mode 0755: other users can list"),
+            std::string::npos);
+}
+
 TEST_F(DaemonSafetyTest, TheRunningDaemonIsNotDumpable) {
   const std::vector<std::string> no_ptrace = {"/usr/bin/setpriv", "--bounding-set=-sys_ptrace"};
   auto reads_exe_link = [&](pid_t pid) {

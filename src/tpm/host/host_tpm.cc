@@ -16,6 +16,7 @@
 #include "tpm/host/tis_devmem.h"
 #include "tpm/host/tis_tcti.h"
 #include "tpm/host/tpm2_templates.h"
+#include "tpm/host/tss2_log.h"
 
 namespace vtpm {
 namespace {
@@ -350,9 +351,13 @@ struct HostTpm::Impl {
 };
 
 HostTpm::HostTpm(HostTpmConfig cfg, std::unique_ptr<Impl> impl) : cfg_(std::move(cfg)), impl_(std::move(impl)) {}
-HostTpm::~HostTpm() = default;
+HostTpm::~HostTpm() {
+  impl_.reset();  // Esys_Finalize may log
+  Tss2Log::Drain();
+}
 
 Result<std::unique_ptr<HostTpm>> HostTpm::Open(const HostTpmConfig& cfg) {
+  Tss2LogDrain drain;
   auto impl = std::make_unique<Impl>();
   const bool is_tis = tis::IsTisTcti(cfg.tcti);
   TSS2_RC rc = TSS2_RC_SUCCESS;
@@ -375,6 +380,7 @@ Result<std::unique_ptr<HostTpm>> HostTpm::Open(const HostTpmConfig& cfg) {
 }
 
 Result<ManagerKeys> HostTpm::Provision(const SecretBytes& master) {
+  Tss2LogDrain drain;
   Impl& t = *impl_;
   ManagerKeys k;
   k.srk_handle = cfg_.srk_handle;
@@ -448,6 +454,7 @@ Result<ManagerKeys> HostTpm::Provision(const SecretBytes& master) {
 }
 
 Result<SecretBytes> HostTpm::Recover(const ManagerKeys& k) {
+  Tss2LogDrain drain;
   Impl& t = *impl_;
   std::optional<Impl::Handle> srk;
   ASSIGN_OR_RETURN(bool persistent, t.HandleExists(k.srk_handle));
@@ -489,6 +496,7 @@ Result<SecretBytes> HostTpm::Recover(const ManagerKeys& k) {
 }
 
 Result<std::optional<StoreMarker>> HostTpm::ReadMarker() {
+  Tss2LogDrain drain;
   Impl& t = *impl_;
   const uint32_t index = cfg_.marker_index;
   ASSIGN_OR_RETURN(bool defined, t.HandleExists(index));
@@ -518,6 +526,7 @@ Result<std::optional<StoreMarker>> HostTpm::ReadMarker() {
 }
 
 Status HostTpm::WriteMarker(const StoreMarker& m) {
+  Tss2LogDrain drain;
   Impl& t = *impl_;
   RETURN_IF_ERROR(ReadMarker().status());  // never replace another program's index
   ASSIGN_OR_RETURN(bool defined, t.HandleExists(cfg_.marker_index));
@@ -545,6 +554,7 @@ Status HostTpm::WriteMarker(const StoreMarker& m) {
 }
 
 Status HostTpm::Forget(const StoreMarker& m) {
+  Tss2LogDrain drain;
   Impl& t = *impl_;
   if (m.srk_created) {
     ASSIGN_OR_RETURN(bool there, t.HandleExists(m.srk_handle));
@@ -564,6 +574,7 @@ Status HostTpm::Forget(const StoreMarker& m) {
 }
 
 Result<PcrValues> HostTpm::ReadPcrs(const std::vector<uint32_t>& indices) {
+  Tss2LogDrain drain;
   PcrValues out;
   for (uint32_t i : indices) {  // one per call: simple, and PCR_Read returns at most 8 digests
     ASSIGN_OR_RETURN(TPML_PCR_SELECTION sel, Sha256Selection({i}));

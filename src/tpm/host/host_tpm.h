@@ -7,7 +7,8 @@
 // decrypted by TPM2_RSA_Decrypt through a session salted by the SRK with
 // response encryption. With a PCR policy the master key is instead sealed in a
 // keyedhash object under PolicyPCR(sha256: pcrs), unsealed the same way.
-// Every transient object and session is flushed on every path.
+// Every transient object and session is flushed on every path. Each method
+// ends by re-logging what tpm2-tss logged meanwhile (tss2_log.h).
 #pragma once
 
 #include <cstdint>
