@@ -210,7 +210,7 @@ void Backend::ReapIdleInstances() {
     auto holder = FindByUuid(uuid);
     if (holder && holder->ctx().domid == ctx.domid) continue;  // re-attached to the same domain
     if (holder || !DomainExists(uint32_t(ctx.domid))) {
-      VLOG_EVENT(spdlog::level::info, LogEvent::kDomainGone, ctx, "domain gone: powering the vTPM off");
+      VEVENT_INFO(kDomainGone, ctx, "domain gone: powering the vTPM off");
       engines_.Release(uuid, ctx);
     } else {
       keep.push_back({uuid, ctx});

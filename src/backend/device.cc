@@ -37,7 +37,7 @@ std::optional<uint32_t> Device::local_port() const {
 
 void Device::Refuse(const std::string& reason) {
   refused_ = true;
-  VLOG_EVENT(spdlog::level::err, LogEvent::kDeviceRefused, ctx_, "refused: {}", reason);
+  VEVENT_ERROR(kDeviceRefused, ctx_, "refused: {}", reason);
   const std::string err_dir = "/local/domain/" + std::to_string(backend_.options().own_domid) +
                               "/error/backend/vtpm/" + std::to_string(domid_) + "/" + std::to_string(devid_);
   Status st = backend_.xs().Transact([&](XenStore::Txn& t) {
@@ -108,7 +108,8 @@ bool Device::Adopt() {
         Refuse("cannot re-adopt connected device: " + st.message());
         return true;
       }
-      VLOG_EVENT(spdlog::level::info, LogEvent::kReadopted, ctx_, "re-adopted connected device (ring-ref {}, event-channel {})", ring_ref_, remote_port_);
+      VEVENT_INFO(kReadopted, ctx_, "re-adopted connected device (ring-ref {}, event-channel {})", ring_ref_,
+                  remote_port_);
       found_pending_ = true;  // only a command already in the page now
       OnNotify();
       found_pending_ = false;
@@ -189,8 +190,8 @@ bool Device::Reconcile() {
           return true;
         }
         if (bs != kConnected) WriteState(kConnected);
-        VLOG_EVENT(spdlog::level::info, LogEvent::kAttached, ctx_, "connected (ring-ref {}, event-channel {}, local port {})", ring_ref_, remote_port_,
-                  port_.port());
+        VEVENT_INFO(kAttached, ctx_, "connected (ring-ref {}, event-channel {}, local port {})", ring_ref_,
+                    remote_port_, port_.port());
         OnNotify();  // the frontend's first notify may have been sent before we bound
       }
       break;
@@ -253,7 +254,7 @@ void Device::Disconnect() {
   page_ = GrantMapping();
   engine_.reset();
   backend_.engines().Disconnect(*uuid_, ctx_);
-  VLOG_EVENT(spdlog::level::info, LogEvent::kDetached, ctx_, "disconnected (grant unmapped, event channel unbound)");
+  VEVENT_INFO(kDetached, ctx_, "disconnected (grant unmapped, event channel unbound)");
 }
 
 void Device::WriteState(int s) {

@@ -54,12 +54,13 @@ bool StderrIsJournal();
 
 // Every line carries its code location (CODE_FILE, CODE_LINE, CODE_FUNC in
 // the journal; file paths relative to the source tree).
-#define VTPM_LOG_HERE ::spdlog::source_loc{__FILE__, __LINE__, static_cast<const char*>(__func__)}
-#define VLOG_AT(lvl, ctx, ...)                                                          \
-  do {                                                                                  \
-    const ::vtpm::GuestCtx& _c = (ctx);                                                 \
-    ::vtpm::ScopedLogContext _s(&_c);                                                   \
-    spdlog::log(VTPM_LOG_HERE, lvl, "{}: {}", _c.Prefix(), fmt::format(__VA_ARGS__));   \
+#define VTPM_LOG_HERE \
+  ::spdlog::source_loc { __FILE__, __LINE__, static_cast<const char*>(__func__) }
+#define VLOG_AT(lvl, ctx, ...)                                                        \
+  do {                                                                                \
+    const ::vtpm::GuestCtx& _c = (ctx);                                               \
+    ::vtpm::ScopedLogContext _s(&_c);                                                 \
+    spdlog::log(VTPM_LOG_HERE, lvl, "{}: {}", _c.Prefix(), fmt::format(__VA_ARGS__)); \
   } while (0)
 #define VLOG_DEBUG(ctx, ...) VLOG_AT(spdlog::level::debug, ctx, __VA_ARGS__)
 #define VLOG_INFO(ctx, ...) VLOG_AT(spdlog::level::info, ctx, __VA_ARGS__)
@@ -71,13 +72,18 @@ bool StderrIsJournal();
 #define LOG_WARN(...) LOG_AT(spdlog::level::warn, __VA_ARGS__)
 #define LOG_ERROR(...) LOG_AT(spdlog::level::err, __VA_ARGS__)
 // A documented event (common/log_event.h): the entry also carries its MESSAGE_ID.
-#define VLOG_EVENT(lvl, event, ctx, ...)           \
-  do {                                             \
-    ::vtpm::ScopedLogEvent _e(event);              \
-    VLOG_AT(lvl, ctx, __VA_ARGS__);                \
+#define VLOG_EVENT(lvl, event, ctx, ...) \
+  do {                                   \
+    ::vtpm::ScopedLogEvent _e(event);    \
+    VLOG_AT(lvl, ctx, __VA_ARGS__);      \
   } while (0)
-#define LOG_EVENT(lvl, event, ...)                 \
-  do {                                             \
-    ::vtpm::ScopedLogEvent _e(event);              \
-    LOG_AT(lvl, __VA_ARGS__);                      \
+#define LOG_EVENT(lvl, event, ...)    \
+  do {                                \
+    ::vtpm::ScopedLogEvent _e(event); \
+    LOG_AT(lvl, __VA_ARGS__);         \
   } while (0)
+#define VEVENT_INFO(event, ctx, ...) VLOG_EVENT(spdlog::level::info, ::vtpm::LogEvent::event, ctx, __VA_ARGS__)
+#define VEVENT_WARN(event, ctx, ...) VLOG_EVENT(spdlog::level::warn, ::vtpm::LogEvent::event, ctx, __VA_ARGS__)
+#define VEVENT_ERROR(event, ctx, ...) VLOG_EVENT(spdlog::level::err, ::vtpm::LogEvent::event, ctx, __VA_ARGS__)
+#define EVENT_INFO(event, ...) LOG_EVENT(spdlog::level::info, ::vtpm::LogEvent::event, __VA_ARGS__)
+#define EVENT_ERROR(event, ...) LOG_EVENT(spdlog::level::err, ::vtpm::LogEvent::event, __VA_ARGS__)

@@ -87,9 +87,7 @@ LogRateLimiter& GuestLogLimiter() {
 }
 
 namespace {
-void LogSummary(const LogRateLimiter::Summary& s) {
-  VLOG_EVENT(spdlog::level::warn, LogEvent::kSuppressed, s.ctx, "{}", s.Message());
-}
+void LogSummary(const LogRateLimiter::Summary& s) { VEVENT_WARN(kSuppressed, s.ctx, "{}", s.Message()); }
 }  // namespace
 
 bool AdmitGuestLine(const GuestCtx& ctx) {

@@ -163,7 +163,7 @@ void ControlOps::Create(const ControlRequest& req, Reply reply) {
                                                       " already exists; use it, or wipe it first to start over"));
       return reply(FromStatus(r.status(), uuid));
     }
-    VLOG_EVENT(spdlog::level::info, LogEvent::kCreated, AdminCtx(uuid), "vtpmctl create: instance created (TPM {})", r->tpm_version);
+    VEVENT_INFO(kCreated, AdminCtx(uuid), "vtpmctl create: instance created (TPM {})", r->tpm_version);
     reply(Ok({{"uuid", uuid.ToString()}, {"tpm_version", r->tpm_version}, {"created", r->created}}));
   });
 }
@@ -192,7 +192,7 @@ void ControlOps::StatusVerb(Reply reply) {
 Status ControlOps::WipeNow(const Uuid& uuid, const GuestCtx& ctx) {
   if (auto inst = instances_->Running(uuid)) instances_->Release(uuid, inst->ctx());
   RETURN_IF_ERROR(store_->Wipe(uuid));
-  VLOG_EVENT(spdlog::level::info, LogEvent::kWiped, ctx, "vtpmctl wipe: instance wiped (data key destroyed; older backups still hold it)");
+  VEVENT_INFO(kWiped, ctx, "vtpmctl wipe: instance wiped (data key destroyed; older backups still hold it)");
   return {};
 }
 
@@ -215,8 +215,9 @@ void ControlOps::Wipe(const ControlRequest& req, Reply reply) {
     reply(Ok({{"uuid", uuid.ToString()}, {"forced", forced}}));
   };
   if (!dev) return finish(inst ? inst->ctx() : AdminCtx(uuid), bool(inst));
-  VLOG_EVENT(spdlog::level::warn, LogEvent::kForceClosed, dev->ctx(), "vtpmctl wipe --force: closing the device (backend 5, then 6); "
-                        "the uuid stays refused until its backend directory is recreated");
+  VEVENT_WARN(kForceClosed, dev->ctx(),
+              "vtpmctl wipe --force: closing the device (backend 5, then 6); "
+              "the uuid stays refused until its backend directory is recreated");
   dev->ForceClose();
   std::weak_ptr<bool> alive = alive_;
   AwaitClosed(dev, EventLoop::Clock::now() + kForceCloseWait,
@@ -252,7 +253,7 @@ void ControlOps::Clear(const Uuid& uuid, Reply reply) {
                          "the guest disabled ForceClear (TPM_DisableForceClear) until its next TPM Startup; "
                          "reboot the guest and run clear again before it boots its OS"));
     if (!st.ok()) return reply(FromStatus(st, uuid));
-    VLOG_EVENT(spdlog::level::info, LogEvent::kCleared, AdminCtx(uuid), "vtpmctl clear: owner cleared (EK kept; enabled, activated at next Startup)");
+    VEVENT_INFO(kCleared, AdminCtx(uuid), "vtpmctl clear: owner cleared (EK kept; enabled, activated at next Startup)");
     reply(Ok({{"uuid", uuid.ToString()},
               {"running", running},
               {"note", "the owner is removed and the EK kept; the TPM is enabled, and it is activated at the "
@@ -270,7 +271,8 @@ void ControlOps::Prune(int64_t idle_for_seconds, Reply reply) {
     Status st = store_->Wipe(m.uuid);
     if (!st.ok()) return reply(Error(ResultCode::kFailed, "pruning " + m.uuid.ToString() + ": " + st.message() +
                                                               "; the instances listed before it were pruned"));
-    VLOG_EVENT(spdlog::level::info, LogEvent::kPruned, AdminCtx(m.uuid), "vtpmctl prune: auto-created instance idle for {} s wiped", now - LastUsed(m));
+    VEVENT_INFO(kPruned, AdminCtx(m.uuid), "vtpmctl prune: auto-created instance idle for {} s wiped",
+                now - LastUsed(m));
     pruned.push_back({{"uuid", m.uuid.ToString()}, {"last_used", LastUsed(m)}});
   }
   reply(Ok({{"pruned", pruned}, {"idle_for_seconds", idle_for_seconds}}));

@@ -89,7 +89,7 @@ std::unique_ptr<XenStore> WaitForXenStore(SignalSource& sigs) {
     if (poll(&p, 1, int(delay.count())) > 0) {
       while (auto sig = sigs.Take()) {
         if (*sig == SIGHUP) continue;
-        LOG_EVENT(spdlog::level::info, LogEvent::kStopping, "{} received while waiting for xenstored: stopping", strsignal(*sig));
+        EVENT_INFO(kStopping, "{} received while waiting for xenstored: stopping", strsignal(*sig));
         sd_notify(0, "STOPPING=1");
         return nullptr;
       }
@@ -154,12 +154,12 @@ int RunDaemon(const Config& cfg) {
   if (!engines) {  // [engine] kind = "libtpms"
     auto worker = WorkerPath(cfg);
     if (!worker.ok()) {
-      LOG_EVENT(spdlog::level::err, LogEvent::kStartRefused, "refusing to start: {}", worker.status().message());
+      EVENT_ERROR(kStartRefused, "refusing to start: {}", worker.status().message());
       return kExitConfig;
     }
     auto opened = OpenStore(StoreOptionsFor(cfg));
     if (!opened.ok()) {
-      LOG_EVENT(spdlog::level::err, LogEvent::kStartRefused, "refusing to start: {}", opened.status().message());
+      EVENT_ERROR(kStartRefused, "refusing to start: {}", opened.status().message());
       return StartExitStatus(opened.status());
     }
     store = std::move(opened).value();
@@ -213,7 +213,7 @@ int RunDaemon(const Config& cfg) {
   Status st = loop.Add(sigs->fd(), EPOLLIN, [&](uint32_t) {
     while (auto s = sigs->Take()) {
       if (*s == SIGHUP) continue;
-      LOG_EVENT(spdlog::level::info, LogEvent::kStopping, "{} received: stopping (connected devices are left as they are)", strsignal(*s));
+      EVENT_INFO(kStopping, "{} received: stopping (connected devices are left as they are)", strsignal(*s));
       sd_notify(0, "STOPPING=1");
       loop.Stop();
     }
@@ -233,8 +233,8 @@ int RunDaemon(const Config& cfg) {
     };
     ping();
   }
-  LOG_EVENT(spdlog::level::info, LogEvent::kStarted, "vtpmmgrd ready: backend for {} ({} devices known), control socket {}", (*backend)->backend_root(),
-           (*backend)->List().size(), (*control)->path());
+  EVENT_INFO(kStarted, "vtpmmgrd ready: backend for {} ({} devices known), control socket {}",
+             (*backend)->backend_root(), (*backend)->List().size(), (*control)->path());
   // STATUS= (systemctl status) follows the device counts.
   std::string last_status = StatusLine(**backend);
   sd_notifyf(0, "READY=1\nSTATUS=%s", last_status.c_str());

@@ -32,15 +32,16 @@ Status CheckPrivateDir(const std::string& dir, const char* what) {
   if (!S_ISDIR(st.st_mode))
     return Refuse(Refusal::kUnsafeDirectory, std::string("the ") + what + " " + dir + " is not a directory");
   if (st.st_uid != ::geteuid())
-    return Refuse(Refusal::kUnsafeDirectory, std::string("the ") + what + " " + dir + " belongs to uid " +
-                                                 std::to_string(st.st_uid) + ", not to uid " +
-                                                 std::to_string(::geteuid()) + " that vtpmmgrd runs as: " +
-                                                 "that user could replace its files. Run `chown " +
-                                                 std::to_string(::geteuid()) + " " + dir + "` if it is the right one");
+    return Refuse(Refusal::kUnsafeDirectory,
+                  std::string("the ") + what + " " + dir + " belongs to uid " + std::to_string(st.st_uid) +
+                      ", not to uid " + std::to_string(::geteuid()) +
+                      " that vtpmmgrd runs as: " + "that user could replace its files. Run `chown " +
+                      std::to_string(::geteuid()) + " " + dir + "` if it is the right one");
   if (st.st_mode & (S_IWGRP | S_IWOTH))
     return Refuse(Refusal::kUnsafeDirectory, std::string("the ") + what + " " + dir + " has mode " + mode +
                                                  ": other users can write in it and replace its files. Run `chmod "
-                                                 "0700 " + dir + "`");
+                                                 "0700 " +
+                                                 dir + "`");
   if (st.st_mode & (S_IRWXG | S_IRWXO))
     LOG_WARN("the {} {} has mode {}: other users can list its files (instance uuids); 0700 is expected", what, dir,
              mode);

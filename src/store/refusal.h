@@ -12,17 +12,17 @@
 namespace vtpm {
 
 enum class Refusal : int64_t {
-  kDifferentTpm = 1,     // the store was provisioned on another TPM
-  kOwnerCleared = 2,     // same TPM, but its storage hierarchy was cleared
-  kPcrChanged = 3,       // PCR policy does not match the host's PCRs now
-  kNewerSchema = 4,      // written by a newer vtpmmgrd
-  kBadManagerRecord = 5, // manager records missing, malformed or failing their tag
-  kLocked = 6,           // another vtpmmgrd holds the state directory
-  kTpmUnavailable = 7,   // the host TPM cannot be reached
-  kStoreLost = 8,        // the host TPM records a store, but the database is missing or empty
-  kForeignSrk = 9,       // a key that vtpmmgrd did not create, of another template, is at srk_handle
-  kTpmLockout = 10,      // the host TPM is in dictionary-attack lockout
-  kUnsafeDirectory = 11, // the state or runtime directory is another user's, or writable by others
+  kDifferentTpm = 1,      // the store was provisioned on another TPM
+  kOwnerCleared = 2,      // same TPM, but its storage hierarchy was cleared
+  kPcrChanged = 3,        // PCR policy does not match the host's PCRs now
+  kNewerSchema = 4,       // written by a newer vtpmmgrd
+  kBadManagerRecord = 5,  // manager records missing, malformed or failing their tag
+  kLocked = 6,            // another vtpmmgrd holds the state directory
+  kTpmUnavailable = 7,    // the host TPM cannot be reached
+  kStoreLost = 8,         // the host TPM records a store, but the database is missing or empty
+  kForeignSrk = 9,        // a key that vtpmmgrd did not create, of another template, is at srk_handle
+  kTpmLockout = 10,       // the host TPM is in dictionary-attack lockout
+  kUnsafeDirectory = 11,  // the state or runtime directory is another user's, or writable by others
 };
 inline constexpr int64_t kLastRefusal = 11;
 

@@ -359,13 +359,12 @@ void Instance::Deliver(Bytes response, uint64_t sequence, bool in_store) {
 void Instance::Fault(const Status& why) {
   auto keep = shared_from_this();
   if (phase_ == Phase::kOff || phase_ == Phase::kBroken) return;
-  VLOG_EVENT(spdlog::level::err, LogEvent::kWorkerFault, ctx_, "TPM worker fault: {}; restarting from the last committed state",
-             why.ToString());
+  VEVENT_ERROR(kWorkerFault, ctx_, "TPM worker fault: {}; restarting from the last committed state", why.ToString());
   worker_.reset();
   if (++start_failures_ >= kMaxStartFailures) {
     phase_ = Phase::kBroken;
     broken_why_ = why.Annotate("TPM cannot start");
-    VLOG_EVENT(spdlog::level::err, LogEvent::kWorkerGaveUp, ctx_, "giving up after {} failed starts", start_failures_);
+    VEVENT_ERROR(kWorkerGaveUp, ctx_, "giving up after {} failed starts", start_failures_);
     FailAll(broken_why_);
     return;
   }

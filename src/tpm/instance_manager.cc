@@ -76,8 +76,10 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
       from_store.sequence = loaded.last_record->sequence;
       from_store.generation = generation;
       from_store.record = loaded.last_record;
-      VLOG_EVENT(spdlog::level::info, LogEvent::kResumed, ctx, "resuming the TPM from the state committed with command {} (the volatile copy is of "
-                     "command {})", from_store.sequence, old.sequence);
+      VEVENT_INFO(kResumed, ctx,
+                  "resuming the TPM from the state committed with command {} (the volatile copy is of "
+                  "command {})",
+                  from_store.sequence, old.sequence);
       return from_store;
     }
     // The generation moved on without a newer command (a worker restart
@@ -86,14 +88,16 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
         (!loaded.last_record || loaded.last_record->sequence <= old.sequence)) {
       VolatileCopy newest = old;
       newest.generation = generation;
-      VLOG_EVENT(spdlog::level::info, LogEvent::kResumed, ctx, "resuming the TPM from its volatile copy (sequence {}; the state generation moved from {} to "
-                     "{} without a newer command)", newest.sequence, old.generation, generation);
+      VEVENT_INFO(kResumed, ctx,
+                  "resuming the TPM from its volatile copy (sequence {}; the state generation moved from {} to "
+                  "{} without a newer command)",
+                  newest.sequence, old.generation, generation);
       return newest;
     }
     VLOG_INFO(ctx, "not resuming the volatile copy ({}); powering on fresh", why);
     return std::nullopt;
   }
-  VLOG_EVENT(spdlog::level::info, LogEvent::kResumed, ctx, "resuming the TPM from its volatile copy (sequence {})", (*copy)->sequence);
+  VEVENT_INFO(kResumed, ctx, "resuming the TPM from its volatile copy (sequence {})", (*copy)->sequence);
   return std::move(**copy);
 }
 
@@ -117,7 +121,7 @@ Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const
     Status touch = store_.TouchAttached(uuid);
     if (!touch.ok()) VLOG_WARN(ctx, "recording the attach time failed: {}", touch.ToString());
     instances_[uuid] = inst;
-    VLOG_EVENT(spdlog::level::info, LogEvent::kPoweredOn, ctx, "powering on the TPM ({})", resume ? "resume" : "TPM_Init");
+    VEVENT_INFO(kPoweredOn, ctx, "powering on the TPM ({})", resume ? "resume" : "TPM_Init");
     inst->PowerOn(std::move(loaded).value(), std::move(resume));
     return std::shared_ptr<Engine>(inst);
   }
@@ -125,7 +129,7 @@ Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const
   if (!opts_.auto_create)
     return Status(Code::kNotFound, "no vTPM instance " + uuid.ToString() +
                                        " and auto_create is off (vtpmctl create)");
-  VLOG_EVENT(spdlog::level::info, LogEvent::kCreated, ctx, "auto-creating vTPM instance {} on first attach", uuid.ToString());
+  VEVENT_INFO(kCreated, ctx, "auto-creating vTPM instance {} on first attach", uuid.ToString());
   auto inst = Instance::Make(loop_, store_, MakeConfig(), uuid, ctx);
   instances_[uuid] = inst;
   std::weak_ptr<Instance> weak = inst;
@@ -176,8 +180,8 @@ void InstanceManager::Manufacture(const Uuid& uuid, bool auto_created, const Gue
     if (!st.ok()) return done(st);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
-    VLOG_EVENT(spdlog::level::info, LogEvent::kManufactured, ctx, "manufactured TPM 1.2 (EK created, nvLocked, presence locked) in {} ms",
-              ms.count());
+    VEVENT_INFO(kManufactured, ctx, "manufactured TPM 1.2 (EK created, nvLocked, presence locked) in {} ms",
+                ms.count());
     done(store_.Load(uuid));
   };
   manufacturing_[uuid] =

@@ -13,7 +13,7 @@
 
 namespace vtpm {
 namespace {
-UniqueFd g_file;      // the memory file tpm2-tss appends to
+UniqueFd g_file;       // the memory file tpm2-tss appends to
 off_t g_consumed = 0;  // bytes of it already logged
 
 spdlog::level::level_enum LevelOf(std::string_view tss_level) {
@@ -67,8 +67,8 @@ void Tss2Log::LogLine(std::string_view line) {
     return;
   }
   const std::string file_s(file), func_s(rest.substr(0, paren));
-  spdlog::log(spdlog::source_loc{file_s.c_str(), n, func_s.c_str()}, LevelOf(level), "tss2 {}: {}: {}", module,
-              func_s, rest.substr(paren + 3));
+  spdlog::log(spdlog::source_loc{file_s.c_str(), n, func_s.c_str()}, LevelOf(level), "tss2 {}: {}: {}", module, func_s,
+              rest.substr(paren + 3));
 }
 
 void Tss2Log::Drain() {
