@@ -99,7 +99,8 @@ int main(int argc, char** argv) {
   std::string socket_opt, config_opt, instance_text, duration_text, file_arg, tpm_version = "1.2";
   bool json_out = false, force = false, replace = false;
   app.add_option("-s,--socket", socket_opt, "control socket of the daemon (default: from the configuration)");
-  app.add_option("-c,--config", config_opt, "vtpmmgrd configuration (control socket; state directory and host TPM for restore)");
+  app.add_option("-c,--config", config_opt,
+                 "vtpmmgrd configuration (control socket; state directory and host TPM for restore)");
   app.add_flag("-j,--json", json_out, "print the daemon's JSON answer instead of a table");
   app.set_version_flag("-V,--version", "vtpmctl 0.1.0");
 
@@ -109,7 +110,8 @@ int main(int argc, char** argv) {
   auto* show = app.add_subcommand("show", "show one instance, its EK public key and, when running, its PCRs");
   show->add_option("INSTANCE", instance_text, instance_help)->required();
   auto* create = app.add_subcommand("create", "create (manufacture) an instance before its guest first starts");
-  create->add_option("INSTANCE", instance_text, "uuid of the new instance (or the domain it is attached to)")->required();
+  create->add_option("INSTANCE", instance_text, "uuid of the new instance (or the domain it is attached to)")
+      ->required();
   create->add_option("--tpm", tpm_version, "TPM version to emulate (only 1.2)")->capture_default_str();
   auto* status = app.add_subcommand("status", "show the daemon, store and host TPM state");
   auto* wipe = app.add_subcommand("wipe", "destroy an instance and its state for good");
@@ -121,7 +123,8 @@ int main(int argc, char** argv) {
   prune->add_option("--idle-for", duration_text, "idle time such as 90s, 45m, 12h, 30d or 2w")->required();
   auto* backup = app.add_subcommand("backup", "copy the store, consistently, while the daemon runs");
   backup->add_option("FILE", file_arg, "new file to write (must not exist)")->required();
-  auto* restore = app.add_subcommand("restore", "put a backup back as the store, with vtpmmgrd stopped (vtpmctl(8) RESTORE)");
+  auto* restore =
+      app.add_subcommand("restore", "put a backup back as the store, with vtpmmgrd stopped (vtpmctl(8) RESTORE)");
   restore->add_option("FILE", file_arg, "a file written by 'vtpmctl backup'")->required();
   restore->add_flag("--replace", replace, "also when a store exists: keep it beside as vtpm.db.replaced-TIME");
   const std::vector<std::pair<CLI::App*, Verb>> verbs = {
@@ -185,7 +188,10 @@ int main(int argc, char** argv) {
       ControlRequest lr;
       auto lrsp = call(lr);
       if (!lrsp.ok()) return unreachable(lrsp.status());
-      if (lrsp->result != ResultCode::kOk) return Fail(ExitFor(lrsp->result), lrsp->error);
+      if (lrsp->result != ResultCode::kOk) {
+        if (json_out) PrintJson(*lrsp);
+        return Fail(ExitFor(lrsp->result), lrsp->error);
+      }
       listed = lrsp->data;
     }
     auto u = ResolveInstance(instance_text, listed);
