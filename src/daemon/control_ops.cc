@@ -72,10 +72,6 @@ json ControlOps::Attachment(uint32_t domid, uint32_t devid, bool connected) cons
   return {{"domid", domid}, {"devid", devid}, {"name", name}, {"connected", connected}};
 }
 
-namespace {
-
-}  // namespace
-
 ControlOps::ControlOps(EventLoop& loop, Backend& backend, Store* store, InstanceManager* instances,
                        const Config& cfg)
     : loop_(loop), backend_(backend), store_(store), instances_(instances), cfg_(cfg) {}
