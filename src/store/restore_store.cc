@@ -102,9 +102,16 @@ Result<SecretBytes> CheckManager(const StoreOptions& o, const std::string& path,
     };
     auto check = db.Prepare("PRAGMA integrity_check");
     if (!check.ok()) return corrupt(check.status().message());
-    auto row = check->Step();
-    if (!row.ok()) return corrupt(row.status().message());
-    if (!*row || check->Text(0) != "ok") return corrupt(*row ? check->Text(0) : "no integrity report");
+    // "ok", or up to kMaxReported lines naming what is wrong.
+    constexpr int kMaxReported = 3;
+    std::string report;
+    for (int n = 0; n < kMaxReported; ++n) {
+      auto row = check->Step();
+      if (!row.ok()) return corrupt(row.status().message());
+      if (!*row) break;
+      report += (report.empty() ? "" : "; ") + check->Text(0);
+    }
+    if (report != "ok") return corrupt(report.empty() ? "no integrity report" : report);
   }
   ASSIGN_OR_RETURN(bool empty, IsEmptyDatabase(db));
   if (empty) return Status(Code::kInvalidArgument, from + " holds no vtpmmgrd tables: it is not a vtpmmgrd backup");
@@ -134,8 +141,11 @@ Result<int64_t> CheckInstances(const TempDir& temp, SecretBytes master, const st
   SqliteStore store(std::move(db), std::move(lock), std::move(master), nullptr, std::move(settings));
   ASSIGN_OR_RETURN(std::vector<InstanceMeta> metas, store.List());
   for (const InstanceMeta& m : metas)
-    if (auto loaded = store.Load(m.uuid); !loaded.ok())
-      return Status(Code::kCorruption, from + " is damaged: " + loaded.status().message() + "; use another backup");
+    if (auto loaded = store.Load(m.uuid); !loaded.ok()) {
+      std::string why = loaded.status().message();
+      why = why.substr(0, why.find("; restore this instance"));  // the store's advice is not for a backup
+      return Status(Code::kCorruption, from + " is damaged: " + why + "; use another backup");
+    }
   return int64_t(metas.size());
 }
 
