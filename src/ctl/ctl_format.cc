@@ -24,6 +24,9 @@ std::string Attached(const json& a) {
   return s;
 }
 
+// The attached domain's name, "-" when idle or unnamed.
+std::string DomainName(const json& a) { return a.is_object() ? Str(a, "name") : "-"; }
+
 std::string YesNo(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_boolean()) return "-";
@@ -79,9 +82,10 @@ std::string FormatTable(Verb verb, const json& d) {
   switch (verb) {
     case Verb::kList: {
       std::vector<std::vector<std::string>> rows = {
-          {"UUID", "TPM", "ATTACHED", "CREATED", "LAST USED", "SIZE", "AUTO-CREATED"}};
+          {"UUID", "DOMAIN", "TPM", "ATTACHED", "CREATED", "LAST USED", "SIZE", "AUTO-CREATED"}};
       for (auto& i : d.value("instances", json::array()))
-        rows.push_back({Str(i, "uuid"), Str(i, "tpm_version"), Attached(i.value("attached", json())),
+        rows.push_back({Str(i, "uuid"), DomainName(i.value("attached", json())), Str(i, "tpm_version"),
+                        Attached(i.value("attached", json())),
                         FormatTime(i.value("created", json())), FormatTime(i.value("last_used", json())),
                         FormatSize(i.value("size_bytes", json())), YesNo(i, "auto_created")});
       if (rows.size() == 1) return "no vTPM instances\n";
@@ -90,9 +94,11 @@ std::string FormatTable(Verb verb, const json& d) {
     case Verb::kShow: {
       std::string out = Columns({{"uuid:", Str(d, "uuid")},
                                  {"tpm version:", Str(d, "tpm_version")},
+                                 {"domain:", DomainName(d.value("attached", json()))},
                                  {"attached:", Attached(d.value("attached", json()))},
                                  {"created:", FormatTime(d.value("created", json()))},
                                  {"last used:", FormatTime(d.value("last_used", json()))},
+                                 {"last command:", FormatTime(d.value("last_command", json()))},
                                  {"last written:", FormatTime(d.value("last_written", json()))},
                                  {"size:", FormatSize(d.value("size_bytes", json()))},
                                  {"auto-created:", YesNo(d, "auto_created")}});
@@ -153,6 +159,15 @@ std::string FormatTable(Verb verb, const json& d) {
                          Str(d, "path"));
   }
   return d.dump(2) + "\n";
+}
+
+std::string FormatRestore(const json& d) {
+  std::string out = fmt::format("restored {} from {}: {} instance{}\n", Str(d, "path"), Str(d, "from"),
+                                Str(d, "instances"), d.value("instances", 0) == 1 ? "" : "s");
+  if (d.value("replaced", json()).is_string())
+    out += fmt::format("the store that was in place is kept as {}\n", Str(d, "replaced"));
+  out += "start the daemon: systemctl start vtpmmgrd\n";
+  return out;
 }
 
 }  // namespace vtpm::ctl

@@ -11,6 +11,8 @@
 namespace vtpm::ctl {
 
 std::string FormatTable(Verb verb, const nlohmann::json& data);
+// `vtpmctl restore`, which runs without the daemon (ctl_restore.h).
+std::string FormatRestore(const nlohmann::json& data);
 
 // "2026-11-28 06:00:00 UTC" for unix seconds, "-" for null or 0.
 std::string FormatTime(const nlohmann::json& t);

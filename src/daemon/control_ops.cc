@@ -55,9 +55,22 @@ GuestCtx AdminCtx(const Uuid& uuid) {
   return c;
 }
 
-int64_t LastUsed(const InstanceMeta& m) { return std::max(m.created, m.last_attached); }
+json TimeOrNull(int64_t t) { return t ? json(t) : json(nullptr); }
 
 }  // namespace
+
+// The last attach (in the store) or, when later, the last guest command seen
+// by this daemon (in memory): design §8.
+int64_t ControlOps::LastUsed(const InstanceMeta& m) const {
+  return std::max({m.created, m.last_attached, instances_ ? instances_->LastCommand(m.uuid) : 0});
+}
+
+// The domain's name is the toolstack's /local/domain/<domid>/name; null when absent.
+json ControlOps::Attachment(uint32_t domid, uint32_t devid, bool connected) const {
+  json name = nullptr;
+  if (auto n = backend_.xs().Read("/local/domain/" + std::to_string(domid) + "/name"); n.ok() && *n) name = **n;
+  return {{"domid", domid}, {"devid", devid}, {"name", name}, {"connected", connected}};
+}
 
 ControlOps::ControlOps(EventLoop& loop, Backend& backend, Store* store, InstanceManager* instances,
                        const Config& cfg)
@@ -97,7 +110,7 @@ void ControlOps::List(Reply reply) {
   auto attached = [&](const std::string& uuid) -> json {
     auto it = devices.find(uuid);
     if (it == devices.end()) return nullptr;
-    return {{"domid", it->second.domid}, {"devid", it->second.devid}, {"connected", it->second.connected}};
+    return Attachment(it->second.domid, it->second.devid, it->second.connected);
   };
   json rows = json::array();
   if (store_) {
@@ -106,15 +119,20 @@ void ControlOps::List(Reply reply) {
     for (const InstanceMeta& m : *metas) {
       std::string u = m.uuid.ToString();
       rows.push_back({{"uuid", u}, {"tpm_version", m.tpm_version}, {"attached", attached(u)},
-                      {"created", m.created}, {"last_used", LastUsed(m)}, {"size_bytes", m.size_bytes},
-                      {"auto_created", m.auto_created}});
+                      {"created", m.created}, {"last_used", LastUsed(m)},
+                      {"last_command", TimeOrNull(instances_ ? instances_->LastCommand(m.uuid) : 0)},
+                      {"size_bytes", m.size_bytes}, {"auto_created", m.auto_created}});
       devices.erase(u);
     }
   }
-  // Devices without a stored instance (being created, or a test build's scripted engine).
+  // Devices without a stored instance: connected ones (being created, or a
+  // test build's scripted engine). A closed one, such as the device that
+  // wipe --force closed, has no TPM to list.
   for (auto& [u, d] : devices)
-    rows.push_back({{"uuid", u}, {"tpm_version", nullptr}, {"attached", attached(u)}, {"created", nullptr},
-                    {"last_used", nullptr}, {"size_bytes", nullptr}, {"auto_created", nullptr}});
+    if (!store_ || d.connected)
+      rows.push_back({{"uuid", u}, {"tpm_version", nullptr}, {"attached", attached(u)}, {"created", nullptr},
+                      {"last_used", nullptr}, {"last_command", nullptr}, {"size_bytes", nullptr},
+                      {"auto_created", nullptr}});
   reply(Ok({{"instances", rows}}));
 }
 
@@ -126,13 +144,14 @@ void ControlOps::Show(const Uuid& uuid, Reply reply) {
     if (m.uuid == uuid) meta = &m;
   if (!meta) return reply(FromStatus(Status(Code::kNotFound, ""), uuid));
   json data = {{"uuid", uuid.ToString()}, {"tpm_version", meta->tpm_version}, {"created", meta->created},
-               {"last_used", LastUsed(*meta)}, {"last_written", meta->last_written},
+               {"last_used", LastUsed(*meta)}, {"last_command", TimeOrNull(instances_->LastCommand(uuid))},
+               {"last_written", meta->last_written},
                {"size_bytes", meta->size_bytes}, {"auto_created", meta->auto_created}, {"attached", nullptr},
                {"pcrs", nullptr}};
   auto ek = instances_->ReadEkPublic(uuid);
   data["ek_public"] = ek.ok() ? json(Hex(ek->data(), ek->size())) : json(nullptr);
   if (auto dev = backend_.FindByUuid(uuid))
-    data["attached"] = {{"domid", dev->ctx().domid}, {"devid", dev->ctx().devid}, {"connected", dev->connected()}};
+    data["attached"] = Attachment(uint32_t(dev->ctx().domid), uint32_t(dev->ctx().devid), dev->connected());
   if (!instances_->Running(uuid)) return reply(Ok(std::move(data)));
   std::weak_ptr<bool> alive = alive_;
   instances_->ReadPcrs(uuid, [alive, data = std::move(data), reply = std::move(reply)](
@@ -192,6 +211,7 @@ void ControlOps::StatusVerb(Reply reply) {
 Status ControlOps::WipeNow(const Uuid& uuid, const GuestCtx& ctx) {
   if (auto inst = instances_->Running(uuid)) instances_->Release(uuid, inst->ctx());
   RETURN_IF_ERROR(store_->Wipe(uuid));
+  instances_->Forget(uuid);
   VEVENT_INFO(kWiped, ctx, "vtpmctl wipe: instance wiped (data key destroyed; older backups still hold it)");
   return {};
 }
@@ -269,6 +289,7 @@ void ControlOps::Prune(int64_t idle_for_seconds, Reply reply) {
   for (const InstanceMeta& m : *metas) {
     if (!m.auto_created || InUse(m.uuid) || now - LastUsed(m) < idle_for_seconds) continue;
     Status st = store_->Wipe(m.uuid);
+    if (st.ok()) instances_->Forget(m.uuid);
     if (!st.ok()) return reply(Error(ResultCode::kFailed, "pruning " + m.uuid.ToString() + ": " + st.message() +
                                                               "; the instances listed before it were pruned"));
     VEVENT_INFO(kPruned, AdminCtx(m.uuid), "vtpmctl prune: auto-created instance idle for {} s wiped",

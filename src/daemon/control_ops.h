@@ -45,6 +45,8 @@ class ControlOps {
   void AwaitClosed(std::shared_ptr<Device> dev, EventLoop::Clock::time_point deadline,
                    std::function<void(bool closed)> done);
   Status WipeNow(const Uuid& uuid, const GuestCtx& ctx);
+  int64_t LastUsed(const InstanceMeta& m) const;
+  nlohmann::json Attachment(uint32_t domid, uint32_t devid, bool connected) const;
   // Whether a device holds `uuid` or its instance is powered.
   bool InUse(const Uuid& uuid) const;
 

@@ -17,6 +17,7 @@
 #include "daemon/control_server.h"
 #include "daemon/exit_codes.h"
 #include "daemon/install_paths.h"
+#include "daemon/store_options.h"
 #ifdef VTPM_TEST_BUILD
 #include "daemon/scripted_engine.h"
 #endif
@@ -96,17 +97,6 @@ std::unique_ptr<XenStore> WaitForXenStore(SignalSource& sigs) {
     }
     delay = std::min(delay * 2, std::chrono::milliseconds(1000));
   }
-}
-
-StoreOptions StoreOptionsFor(const Config& cfg) {
-  StoreOptions so;
-  so.state_dir = cfg.state_dir;
-  so.runtime_dir = cfg.runtime_dir;
-  so.host_tpm.tcti = cfg.tcti;
-  so.host_tpm.srk_handle = cfg.srk_handle;
-  so.host_tpm.persist_srk = cfg.persist_srk;
-  so.host_tpm.pcr_policy = cfg.pcr_policy;
-  return so;
 }
 
 std::string StatusLine(const Backend& backend) {

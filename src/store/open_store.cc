@@ -75,7 +75,8 @@ Status RefuseLost(const StoreOptions& o, const HostTpm& tpm, const StoreMarker& 
                     ") records a vtpmmgrd store " + DescribeStoreMarker(m) +
                     ". Starting with a new store would give every returning guest a new TPM (new EK, no owner, "
                     "no NV data) under its old uuid, so vtpmmgrd refuses." + where +
-                    " Restore the state directory from a backup; or, to give up every vTPM of the old store, "
+                    " Restore the store from a backup (`vtpmctl restore FILE`, vtpmctl(8) RESTORE); or, to give "
+                    "up every vTPM of the old store, "
                     "run `vtpmmgrd --reinitialise` (vtpmmgrd(8), REFUSE, NEVER RESET).");
 }
 

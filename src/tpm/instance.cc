@@ -1,5 +1,7 @@
 #include "tpm/instance.h"
 
+#include <ctime>
+
 #include <openssl/evp.h>
 
 #include "common/crash_point.h"
@@ -144,6 +146,7 @@ void Instance::Execute(Bytes command, uint8_t locality, Done done) {
   op.locality = locality;
   op.guest = true;
   op.guest_done = std::move(done);
+  last_command_ = int64_t(std::time(nullptr));
   Enqueue(std::move(op));
 }
 
@@ -154,6 +157,7 @@ void Instance::ExecuteFound(Bytes command, uint8_t locality, Done done) {
   op.guest = true;
   op.found = true;
   op.guest_done = std::move(done);
+  last_command_ = int64_t(std::time(nullptr));
   Enqueue(std::move(op));
 }
 

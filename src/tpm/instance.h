@@ -86,6 +86,9 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   bool powered() const { return phase_ != Phase::kOff && phase_ != Phase::kBroken; }
   uint64_t restarts() const { return restarts_; }
   pid_t worker_pid() const { return worker_ ? worker_->pid() : -1; }
+  // Unix time of the last guest command received, 0 if none (vtpmctl list,
+  // design §8): kept in memory only.
+  int64_t last_command() const { return last_command_; }
 
  private:
   enum class Phase { kWaiting, kStarting, kReady, kRunning, kCommitting, kOff, kBroken };
@@ -151,6 +154,7 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   uint64_t next_op_id_ = 1;
   uint64_t restarts_ = 0;
   int start_failures_ = 0;  // faults since the last delivered command
+  int64_t last_command_ = 0;
   Status broken_why_;
 };
 

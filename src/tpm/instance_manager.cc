@@ -1,5 +1,6 @@
 #include "tpm/instance_manager.h"
 
+#include <algorithm>
 #include <ctime>
 
 namespace vtpm {
@@ -149,10 +150,18 @@ void InstanceManager::Disconnect(const Uuid& uuid, const GuestCtx& ctx) {
     VLOG_INFO(ctx, "frontend disconnected; the TPM stays powered");
 }
 
+int64_t InstanceManager::LastCommand(const Uuid& uuid) const {
+  int64_t t = 0;
+  if (auto it = last_command_.find(uuid); it != last_command_.end()) t = it->second;
+  if (auto inst = Running(uuid)) t = std::max(t, inst->last_command());
+  return t;
+}
+
 void InstanceManager::Release(const Uuid& uuid, const GuestCtx& ctx) {
   auto inst = Running(uuid);
   if (!inst || inst->ctx().domid != ctx.domid) return;
   VLOG_INFO(ctx, "device released; powering the TPM off");
+  if (inst->last_command() != 0) last_command_[uuid] = inst->last_command();
   instances_.erase(uuid);
   inst->PowerOff();
 }

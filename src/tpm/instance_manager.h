@@ -70,6 +70,12 @@ class InstanceManager final : public EngineProvider {
   // The powered instance of `uuid`, or null.
   std::shared_ptr<Instance> Running(const Uuid& uuid) const;
 
+  // Unix time of the last guest command to `uuid` since this daemon started,
+  // 0 if none (design §8: in memory only, no disk write per command).
+  int64_t LastCommand(const Uuid& uuid) const;
+  // Drops what is remembered of `uuid` (vtpmctl wipe, prune).
+  void Forget(const Uuid& uuid) { last_command_.erase(uuid); }
+
  private:
   using CreatedCallback = std::function<void(Result<LoadedInstance>)>;
   void Manufacture(const Uuid& uuid, bool auto_created, const GuestCtx& ctx, CreatedCallback done);
@@ -82,6 +88,7 @@ class InstanceManager final : public EngineProvider {
   InstanceManagerOptions opts_;
   std::map<Uuid, std::shared_ptr<Instance>> instances_;
   std::map<Uuid, std::unique_ptr<Manufacturer>> manufacturing_;
+  std::map<Uuid, int64_t> last_command_;  // of instances powered off since start
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

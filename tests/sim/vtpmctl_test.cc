@@ -1,12 +1,16 @@
 // vtpmctl against the real daemon: every verb, as a table and as JSON, with
 // the libtpms engine behind a swtpm host TPM; and every error path (daemon
 // down, not root, bad arguments, unknown uuid, wipe while attached, a guest
-// that disabled ForceClear, malformed requests on the socket).
+// that disabled ForceClear, malformed requests on the socket); and issue 17
+// item 8: instances named by domain name or domid, the DOMAIN column and the
+// time of the last command, options after the verb, unknown verbs named,
+// no row left by wipe --force, bash completion.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <ctime>
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -131,7 +135,7 @@ TEST_F(VtpmctlTest, BadArgumentsAreUsageErrors) {
            {"prune", "--idle-for", ""},
            {"prune", "--idle-for", "99999999999w"},
            {"prune"},
-           {"show", "not-a-uuid"},
+           {"show", "zzzzzzzz-0000-4000-8000-000000000000"},
            {"show", "00000000-0000-0000-0000-000000000000"},
            {"wipe"},
            {"frobnicate"},
@@ -141,9 +145,81 @@ TEST_F(VtpmctlTest, BadArgumentsAreUsageErrors) {
     EXPECT_EQ(c.status, kUsage) << ::testing::PrintToString(args) << "\n" << c.out;
     EXPECT_FALSE(c.out.empty());
   }
+  // Not a uuid: a domain name, which no attached instance has.
+  Ctl name = Run({"show", "not-a-uuid"});
+  EXPECT_CTL(name, kNotFound);
+  EXPECT_NE(name.out.find("no vTPM instance is attached to domain name 'not-a-uuid'"), std::string::npos) << name.out;
   Ctl d = Run({"prune", "--idle-for", "3x"});
   EXPECT_NE(d.out.find("such as 90s, 45m, 12h, 30d or 2w"), std::string::npos) << d.out;
   EXPECT_CTL(Run({"--help"}), kOk);
+}
+
+TEST_F(VtpmctlTest, UnknownVerbIsNamedWithTheVerbs) {
+  StartDaemon();
+  const std::string verbs = "the verbs are list, show, create, status, wipe, clear, prune, backup, restore";
+  Ctl c = Run({"frobnicate"});
+  EXPECT_CTL(c, kUsage);
+  EXPECT_NE(c.out.find("unknown verb 'frobnicate'; " + verbs), std::string::npos) << c.out;
+  EXPECT_EQ(c.out.find("A subcommand is required"), std::string::npos) << c.out;
+  Ctl after_option = Run({"--json", "lsit", "x"});
+  EXPECT_CTL(after_option, kUsage);
+  EXPECT_NE(after_option.out.find("unknown verb 'lsit'"), std::string::npos) << after_option.out;
+  Ctl none = Run({});
+  EXPECT_CTL(none, kUsage);
+  EXPECT_NE(none.out.find("no verb given; " + verbs), std::string::npos) << none.out;
+}
+
+TEST_F(VtpmctlTest, OptionsGoBeforeOrAfterTheVerb) {
+  StartDaemon();
+  CreateDomain(4, kUuid);
+  ASSERT_TRUE(Guest(4).Connect().ok());
+  auto run = [](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), VTPM_CTL_PATH);
+    auto r = RunCapture(argv, {}, std::chrono::seconds(30));
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : ToolOutput{};
+  };
+  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+           {"--socket", Socket(), "--json", "list"},
+           {"--socket", Socket(), "list", "--json"},
+           {"list", "--json", "--socket", Socket()},
+           {"-j", "list", "-s", Socket()},
+           {"list", "--config", daemon().config_path(), "-j"}}) {
+    ToolOutput o = run(argv);
+    EXPECT_EQ(o.exit_code, 0) << ::testing::PrintToString(argv) << "\n" << o.output;
+    json j = json::parse(o.output, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << ::testing::PrintToString(argv) << "\n" << o.output;
+    EXPECT_EQ(j["data"]["instances"][0]["uuid"], kUuid);
+  }
+  ToolOutput st = run({"status", "--socket", Socket()});
+  EXPECT_EQ(st.exit_code, 0) << st.output;
+  EXPECT_NE(st.output.find("1 known, 1 connected"), std::string::npos) << st.output;
+}
+
+TEST(VtpmctlCompletion, CompletesVerbsOptionsAndFiles) {
+  // The completion as installed (share/bash-completion/completions/vtpmctl).
+  auto complete = [](const std::string& line) {
+    const std::string script = "source '" VTPM_SOURCE_DIR "/src/ctl/vtpmctl.bash-completion'\n"
+                               "COMP_LINE='" + line + "'; read -ra COMP_WORDS <<< \"$COMP_LINE\"\n"
+                               "[[ \"$COMP_LINE\" == *' ' ]] && COMP_WORDS+=('')\n"
+                               "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n"
+                               "_vtpmctl; echo \"${COMPREPLY[*]}\"\n"
+                               "complete -p vtpmctl\n";
+    auto r = RunCapture({"bash", "--norc", "-c", script}, {}, std::chrono::seconds(10));
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? r->output : std::string();
+  };
+  EXPECT_EQ(complete("vtpmctl "), "list show create status wipe clear prune backup restore\n"
+                                  "complete -F _vtpmctl vtpmctl\n");
+  EXPECT_EQ(complete("vtpmctl --json s").substr(0, 12), "show status\n");
+  EXPECT_EQ(complete("vtpmctl -s /run/x.sock re").substr(0, 8), "restore\n");
+  EXPECT_EQ(complete("vtpmctl wipe --f").substr(0, 8), "--force\n");
+  EXPECT_EQ(complete("vtpmctl restore --re").substr(0, 10), "--replace\n");
+  EXPECT_EQ(complete("vtpmctl prune --idle-for 1").substr(0, 4), "1h 1");
+  EXPECT_NE(complete("vtpmctl restore " VTPM_SOURCE_DIR "/READ").find(VTPM_SOURCE_DIR "/README.md"),
+            std::string::npos);
+  // Instances come from `vtpmctl list`; without a daemon there are none.
+  EXPECT_EQ(complete("vtpmctl show ").substr(0, 1), "\n");
 }
 
 TEST_F(VtpmctlTest, ScriptedEngineListsDevicesAndRefusesInstanceVerbs) {
@@ -388,7 +464,8 @@ TEST_F(VtpmctlTpmTest, EveryVerbAsTableAndJson) {
   EXPECT_EQ(be_states.values(), (std::vector<std::string>{"4", "5", "6"}));
   EXPECT_TRUE(fe_states.Saw("6")) << "the frontend never closed";
   EXPECT_TRUE(g.device_gone());
-  EXPECT_TRUE(Instance(kUuid)["tpm_version"].is_null()) << "the closed device keeps its row, without an instance";
+  EXPECT_TRUE(Instance(kUuid).is_null()) << "wipe --force left a row for the closed device";
+  EXPECT_EQ(Run({"list"}).out.find(kUuid), std::string::npos) << "wipe --force left a row for the closed device";
   EXPECT_CTL(Run({"show", kUuid}), kNotFound);
   EXPECT_NE(daemon().Log().find("vtpmctl wipe --force: closing the device"), std::string::npos);
   // The device stays closed even if the frontend starts over...
@@ -415,6 +492,93 @@ TEST_F(VtpmctlTpmTest, EveryVerbAsTableAndJson) {
   EXPECT_CTL(w, kOk);
   EXPECT_EQ(w.j["data"]["forced"], false);
   EXPECT_TRUE(Instance(kLateUuid).is_null());
+}
+
+TEST_F(VtpmctlTpmTest, DomainNamesAndDomidsNameInstances) {
+  constexpr char kSecond[] = "3c2b1a09-8765-4432-9fed-cba987654321";
+  auto created = ts().Create(11, {{0, kUuid}}, "web-1");
+  ASSERT_TRUE(created.status.ok()) << created.Report();
+  ASSERT_TRUE(Guest(11).Connect().ok());
+  // list: the DOMAIN column and the attachment's name in JSON.
+  Ctl ls = Run({"list"});
+  EXPECT_CTL(ls, kOk);
+  EXPECT_NE(ls.out.find("DOMAIN"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find(std::string(kUuid) + "  web-1"), std::string::npos) << ls.out;
+  EXPECT_EQ(Instance(kUuid)["attached"]["name"], "web-1");
+  // show by uuid, by name, by domid: the same instance.
+  for (const char* who : {kUuid, "web-1", "11"}) {
+    Ctl sh = Run({"--json", "show", who});
+    EXPECT_CTL(sh, kOk);
+    EXPECT_EQ(sh.j["data"]["uuid"], kUuid) << who;
+    EXPECT_EQ(sh.j["data"]["attached"]["name"], "web-1") << who;
+  }
+  EXPECT_NE(Run({"show", "web-1"}).out.find("domain:        web-1"), std::string::npos);
+  // A name or domid matching nothing: not found, naming the domains that have a vTPM.
+  for (const char* who : {"db-2", "42"}) {
+    Ctl none = Run({"show", who});
+    EXPECT_CTL(none, kNotFound);
+    EXPECT_NE(none.out.find("no vTPM instance is attached to"), std::string::npos) << none.out;
+    EXPECT_NE(none.out.find("web-1 (domid 11 devid 0)"), std::string::npos) << none.out;
+  }
+  // A domain with two vTPMs: its name matches both, and the error names them.
+  auto two = ts().Create(12, {{0, kLateUuid}, {1, kSecond}}, "two-tpms");
+  ASSERT_TRUE(two.status.ok()) << two.Report();
+  ASSERT_TRUE(Guest(12, 0).Connect().ok());
+  ASSERT_TRUE(Guest(12, 1).Connect().ok());
+  for (const char* who : {"two-tpms", "12"}) {
+    Ctl amb = Run({"clear", who});
+    EXPECT_CTL(amb, kUsage);
+    EXPECT_NE(amb.out.find("matches 2 vTPM instances"), std::string::npos) << amb.out;
+    EXPECT_NE(amb.out.find(kLateUuid), std::string::npos) << amb.out;
+    EXPECT_NE(amb.out.find(kSecond), std::string::npos) << amb.out;
+    EXPECT_NE(amb.out.find("name one by its uuid"), std::string::npos) << amb.out;
+  }
+  // Every verb taking an instance resolves it: clear and wipe by name.
+  Ctl cl = Run({"--json", "clear", "web-1"});
+  EXPECT_CTL(cl, kOk);
+  EXPECT_EQ(cl.j["data"]["uuid"], kUuid);
+  Ctl busy = Run({"wipe", "11"});
+  EXPECT_CTL(busy, kConflict);
+  EXPECT_NE(busy.out.find(std::string("instance ") + kUuid + " is attached to domid 11"), std::string::npos)
+      << busy.out;
+  Ctl cr = Run({"create", "web-1"});  // exists already: the name led to it
+  EXPECT_CTL(cr, kConflict);
+  EXPECT_NE(cr.out.find(std::string("instance ") + kUuid + " already exists"), std::string::npos) << cr.out;
+}
+
+TEST_F(VtpmctlTpmTest, LastUsedIsTheLastCommand) {
+  EXPECT_CTL(Run({"create", kUuid}), kOk);
+  CreateDomain(11, kUuid);
+  GuestFrontend& g = Guest(11);
+  ASSERT_TRUE(g.Connect().ok());
+  auto first = g.Transmit(TestCommand(0x15, 4, 0), std::chrono::seconds(10));  // TPM_PCRRead
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  json attached = Instance(kUuid);
+  ASSERT_TRUE(attached.is_object());
+  const int64_t attach_time = attached["last_used"].get<int64_t>();
+  // A command two seconds later moves LAST USED to it, without an attach.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  const int64_t before = int64_t(std::time(nullptr));
+  auto second = g.Transmit(TestCommand(0x15, 4, 0), std::chrono::seconds(10));
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  json row = Instance(kUuid);
+  EXPECT_GE(row["last_command"].get<int64_t>(), before) << row.dump();
+  EXPECT_GE(row["last_command"].get<int64_t>(), attach_time + 2) << row.dump();
+  EXPECT_EQ(row["last_used"], row["last_command"]) << row.dump();
+  Ctl sh = Run({"--json", "show", kUuid});
+  EXPECT_EQ(sh.j["data"]["last_command"], row["last_command"]) << sh.out;
+  // Remembered after the device goes (until the daemon stops).
+  guests_.clear();
+  ASSERT_TRUE(ts().Destroy(11).status.ok());
+  for (int i = 0; i < 100 && !Run({"--json", "show", kUuid}).j["data"]["pcrs"].is_null(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(Instance(kUuid)["last_command"], row["last_command"]);
+  // A daemon restart forgets it: LAST USED is the last attach again.
+  ASSERT_TRUE(daemon().Stop().ok());
+  StartLibtpmsDaemon();
+  json restarted = Instance(kUuid);
+  EXPECT_TRUE(restarted["last_command"].is_null()) << restarted.dump();
+  EXPECT_LT(restarted["last_used"].get<int64_t>(), row["last_command"].get<int64_t>()) << restarted.dump();
 }
 
 }  // namespace

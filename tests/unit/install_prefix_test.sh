@@ -16,7 +16,8 @@ unit=$tmp$P/lib/systemd/system/vtpmmgrd.service
 grep -qx "ExecStart=$P/sbin/vtpmmgrd --config /etc/vtpmmgrd/vtpmmgrd.conf" "$unit" || fail "unit ExecStart: $(grep ExecStart= "$unit")"
 [[ -x $tmp$P/libexec/vtpmmgrd/vtpm-worker ]] || fail "no worker under $P/libexec/vtpmmgrd"
 [[ -f $tmp/etc/vtpmmgrd/vtpmmgrd.conf ]] || fail "no configuration under /etc/vtpmmgrd"
-for f in lib/sysusers.d/vtpmmgrd.conf lib/tmpfiles.d/vtpmmgrd.conf share/man/man8/vtpmmgrd.8; do
+for f in lib/sysusers.d/vtpmmgrd.conf lib/tmpfiles.d/vtpmmgrd.conf share/man/man8/vtpmmgrd.8 \
+         share/bash-completion/completions/vtpmctl; do
   [[ -f $tmp$P/$f ]] || fail "missing $P/$f"
 done
 out=$("$tmp$P/sbin/vtpmmgrd" --config "$tmp/etc/vtpmmgrd/vtpmmgrd.conf" --check-config 2>&1) || fail "check-config: $out"
