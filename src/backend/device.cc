@@ -184,13 +184,22 @@ bool Device::Reconcile() {
       }
       if (!connected() && (bs == kInitWait || bs == kConnected)) {
         Status st = Connect();
+        if (st.code() == Code::kBusy) {
+          // The instance is held by another domain whose device is gone, or
+          // by vtpmctl: a passing cause (design §6 "Device"). Stay in
+          // InitWait and try again; the frontend's command waits in the page.
+          if (!std::exchange(waiting_for_instance_, true))
+            VLOG_INFO(ctx_, "{}: connecting once it is free", st.message());
+          backend_.RetryConnect(domid_, devid_);
+          return true;
+        }
         if (!st.ok()) {
           Refuse(st.message());
           return true;
         }
         if (bs != kConnected) WriteState(kConnected);
-        VLOG_INFO(ctx_, "connected (ring-ref {}, event-channel {}, local port {})", ring_ref_, remote_port_,
-                  port_.port());
+        VLOG_INFO(ctx_, "connected (ring-ref {}, event-channel {}, local port {}){}", ring_ref_, remote_port_,
+                  port_.port(), std::exchange(waiting_for_instance_, false) ? " after waiting for the instance" : "");
         OnNotify();  // the frontend's first notify may have been sent before we bound
       }
       break;

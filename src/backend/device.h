@@ -72,6 +72,7 @@ class Device : public std::enable_shared_from_this<Device> {
   bool refused_ = false;
   bool force_closing_ = false;
   bool uuid_claimed_ = false;
+  bool waiting_for_instance_ = false;  // Connect found the instance busy; retried
 
   // Connection (valid between Connect and Disconnect).
   GrantMapping page_;
