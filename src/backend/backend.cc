@@ -188,7 +188,17 @@ void Backend::ReleaseUuid(const Uuid& uuid, const Device* dev) {
   auto it = uuids_.find(uuid);
   if (it == uuids_.end()) return;
   auto cur = it->second.lock();
-  if (!cur || cur.get() == dev) uuids_.erase(it);
+  if (cur && cur.get() != dev) return;
+  uuids_.erase(it);
+  // Devices refused because `dev` held the uuid get another chance; not from
+  // inside the caller (a Device's Reconcile or destructor).
+  loop_.Post([this, uuid, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    std::vector<std::pair<uint32_t, uint32_t>> retry;
+    for (auto& [key, d] : devices_)
+      if (d->uuid() == uuid && d->RetryRefusedForUuid()) retry.push_back(key);
+    for (auto& [domid, devid] : retry) ReconcileDevice(domid, devid);
+  });
 }
 
 void Backend::RegisterPort(uint32_t port, const std::shared_ptr<Device>& dev) { ports_[port] = dev; }

@@ -98,6 +98,8 @@ class Backend {
   std::optional<EventLoop::TimerId> reap_timer_;
   std::set<std::pair<uint32_t, uint32_t>> connect_retries_;
   std::optional<EventLoop::TimerId> connect_retry_timer_;
+  // Expires with the Backend: posted work checks it before touching `this`.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::optional<EventLoop::TimerId> log_timer_;
 };
 

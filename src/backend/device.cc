@@ -38,15 +38,29 @@ std::optional<uint32_t> Device::local_port() const {
 void Device::Refuse(const std::string& reason) {
   refused_ = true;
   VLOG_ERROR(ctx_, "refused: {}", reason);
-  const std::string err_dir = "/local/domain/" + std::to_string(backend_.options().own_domid) +
-                              "/error/backend/vtpm/" + std::to_string(domid_) + "/" + std::to_string(devid_);
   Status st = backend_.xs().Transact([&](XenStore::Txn& t) {
-    RETURN_IF_ERROR(t.Write(err_dir + "/error", reason));
+    RETURN_IF_ERROR(t.Write(ErrorPath(), reason));
     ASSIGN_OR_RETURN(auto be_state, t.Read(be_path_ + "/state"));
     if (!be_state) return Status();  // backend dir removed meanwhile
     return t.Write(be_path_ + "/state", std::to_string(kClosed));
   });
   if (!st.ok()) VLOG_ERROR(ctx_, "cannot record refusal in xenstore: {}", st.message());
+}
+
+bool Device::RetryRefusedForUuid() {
+  if (!refused_ || !std::exchange(refused_for_uuid_, false)) return false;
+  VLOG_INFO(ctx_, "uuid {} is free now: trying the refused device again", ctx_.uuid);
+  refused_ = false;
+  adopted_ = false;
+  retrying_ = true;
+  Status st = backend_.xs().Direct().Remove(ErrorPath());
+  if (!st.ok()) VLOG_WARN(ctx_, "cannot remove the refusal's error node: {}", st.message());
+  return true;
+}
+
+std::string Device::ErrorPath() const {
+  return "/local/domain/" + std::to_string(backend_.options().own_domid) + "/error/backend/vtpm/" +
+         std::to_string(domid_) + "/" + std::to_string(devid_) + "/error";
 }
 
 bool Device::Adopt() {
@@ -89,6 +103,7 @@ bool Device::Adopt() {
   fe_state_path_ = fe_path_ + "/state";
   if (!backend_.ClaimUuid(*uuid_, shared_from_this())) {
     auto other = backend_.FindByUuid(*uuid_);
+    refused_for_uuid_ = true;  // retried when the uuid is released (RetryRefusedForUuid)
     Refuse("uuid " + ctx_.uuid + " is already attached to domid " +
            (other ? std::to_string(other->ctx().domid) + " devid " + std::to_string(other->ctx().devid)
                   : std::string("?")));
@@ -115,7 +130,9 @@ bool Device::Adopt() {
       return true;
     }
   }
-  if (bs == kInitialising || bs == kUnknown) {
+  // A device retried after a refusal starts over from the refusal's 6.
+  const bool retried = std::exchange(retrying_, false) && bs == kClosed;
+  if (bs == kInitialising || bs == kUnknown || retried) {
     Status st = xs.Transact([&](XenStore::Txn& t) {
       ASSIGN_OR_RETURN(auto cur, t.Read(be_path_ + "/state"));
       if (!cur) return Status();  // removed meanwhile
