@@ -18,7 +18,9 @@ XenstoreLiveness::XenstoreLiveness(EventLoop& loop, XenStore& xs, std::string pr
       period_(std::min(watchdog_period.value_or(kMaxProbeInterval), kMaxProbeInterval)),
       watchdog_(watchdog_period.has_value()),
       lost_(std::move(lost)) {
-  Tick();
+  // First probe from the running loop: `lost` may stop it, which a call
+  // before EventLoop::Run() could not.
+  timer_ = loop_.AddTimer(std::chrono::milliseconds(0), [this] { Tick(); });
 }
 
 XenstoreLiveness::~XenstoreLiveness() {

@@ -20,7 +20,8 @@ namespace vtpm {
 class XenstoreLiveness {
  public:
   // `watchdog_period`: how often WATCHDOG=1 is due (half of WatchdogSec=),
-  // nullopt without a watchdog. The probe runs at least once a second.
+  // nullopt without a watchdog. The probe runs at least once a second, the
+  // first time as soon as the loop runs.
   XenstoreLiveness(EventLoop& loop, XenStore& xs, std::string probe_path,
                    std::optional<std::chrono::milliseconds> watchdog_period,
                    std::function<void(const Status&)> lost);
