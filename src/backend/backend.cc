@@ -12,6 +12,8 @@ constexpr char kBackendToken[] = "vtpm-backend";
 constexpr char kReleaseToken[] = "release-domain";
 constexpr char kFrontendTokenPrefix[] = "fe:";
 constexpr auto kReapInterval = std::chrono::milliseconds(5000);
+// How soon a device whose instance was busy tries to connect again.
+constexpr auto kConnectRetryInterval = std::chrono::milliseconds(500);
 // How often due "suppressed N messages" lines are looked for (each guest's
 // comes at most once per kGuestLogSummaryInterval).
 constexpr auto kLogSummaryTick = std::chrono::milliseconds(1000);
@@ -66,8 +68,8 @@ void Backend::ScheduleLogSummaries() {
 }
 
 Backend::~Backend() {
-  if (reap_timer_) loop_.CancelTimer(*reap_timer_);
-  if (log_timer_) loop_.CancelTimer(*log_timer_);
+  for (auto* t : {&reap_timer_, &log_timer_, &connect_retry_timer_})
+    if (*t) loop_.CancelTimer(**t);
   loop_.Remove(xs_.watch_fd());
   loop_.Remove(evtchn_.fd());
   for (auto& w : fe_watches_) (void)xs_.Unwatch(w, kFrontendTokenPrefix + w);
@@ -186,7 +188,17 @@ void Backend::ReleaseUuid(const Uuid& uuid, const Device* dev) {
   auto it = uuids_.find(uuid);
   if (it == uuids_.end()) return;
   auto cur = it->second.lock();
-  if (!cur || cur.get() == dev) uuids_.erase(it);
+  if (cur && cur.get() != dev) return;
+  uuids_.erase(it);
+  // Devices refused because `dev` held the uuid get another chance; not from
+  // inside the caller (a Device's Reconcile or destructor).
+  loop_.Post([this, uuid, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    std::vector<std::pair<uint32_t, uint32_t>> retry;
+    for (auto& [key, d] : devices_)
+      if (d->uuid() == uuid && d->RetryRefusedForUuid()) retry.push_back(key);
+    for (auto& [domid, devid] : retry) ReconcileDevice(domid, devid);
+  });
 }
 
 void Backend::RegisterPort(uint32_t port, const std::shared_ptr<Device>& dev) { ports_[port] = dev; }
@@ -202,6 +214,18 @@ bool Backend::DomainExists(uint32_t domid) {
 void Backend::InstanceIdle(const Uuid& uuid, const GuestCtx& ctx) {
   idle_.push_back({uuid, ctx});
   ReapIdleInstances();
+}
+
+void Backend::RetryConnect(uint32_t domid, uint32_t devid) {
+  connect_retries_.insert({domid, devid});
+  if (connect_retry_timer_) return;
+  connect_retry_timer_ = loop_.AddTimer(kConnectRetryInterval, [this] {
+    connect_retry_timer_.reset();
+    // The uuid the device claimed makes an idle instance of another domain
+    // reapable now, rather than at the next reap tick.
+    ReapIdleInstances();
+    for (auto& [d, v] : std::exchange(connect_retries_, {})) ReconcileDevice(d, v);
+  });
 }
 
 void Backend::ReapIdleInstances() {

@@ -65,6 +65,10 @@ class Backend {
   void UnregisterPort(uint32_t port);
   // A device went away; power the instance off once its domain is gone.
   void InstanceIdle(const Uuid& uuid, const GuestCtx& ctx);
+  // The device's instance was busy at connect (another domain, vtpmctl):
+  // after kConnectRetryInterval, idle instances are reaped (one of them may
+  // be what it waits for) and the device is reconciled again.
+  void RetryConnect(uint32_t domid, uint32_t devid);
 
  private:
   Backend(EventLoop& loop, XenStore& xs, GrantTable& gnt, EventChannels& evtchn,
@@ -92,6 +96,10 @@ class Backend {
   std::vector<std::pair<Uuid, GuestCtx>> idle_;
   std::set<std::string> fe_watches_;
   std::optional<EventLoop::TimerId> reap_timer_;
+  std::set<std::pair<uint32_t, uint32_t>> connect_retries_;
+  std::optional<EventLoop::TimerId> connect_retry_timer_;
+  // Expires with the Backend: posted work checks it before touching `this`.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::optional<EventLoop::TimerId> log_timer_;
 };
 

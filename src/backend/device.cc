@@ -38,15 +38,29 @@ std::optional<uint32_t> Device::local_port() const {
 void Device::Refuse(const std::string& reason) {
   refused_ = true;
   VEVENT_ERROR(kDeviceRefused, ctx_, "refused: {}", reason);
-  const std::string err_dir = "/local/domain/" + std::to_string(backend_.options().own_domid) +
-                              "/error/backend/vtpm/" + std::to_string(domid_) + "/" + std::to_string(devid_);
   Status st = backend_.xs().Transact([&](XenStore::Txn& t) {
-    RETURN_IF_ERROR(t.Write(err_dir + "/error", reason));
+    RETURN_IF_ERROR(t.Write(ErrorPath(), reason));
     ASSIGN_OR_RETURN(auto be_state, t.Read(be_path_ + "/state"));
     if (!be_state) return Status();  // backend dir removed meanwhile
     return t.Write(be_path_ + "/state", std::to_string(kClosed));
   });
   if (!st.ok()) VLOG_ERROR(ctx_, "cannot record refusal in xenstore: {}", st.message());
+}
+
+bool Device::RetryRefusedForUuid() {
+  if (!refused_ || !std::exchange(refused_for_uuid_, false)) return false;
+  VLOG_INFO(ctx_, "uuid {} is free now: trying the refused device again", ctx_.uuid);
+  refused_ = false;
+  adopted_ = false;
+  retrying_ = true;
+  Status st = backend_.xs().Direct().Remove(ErrorPath());
+  if (!st.ok()) VLOG_WARN(ctx_, "cannot remove the refusal's error node: {}", st.message());
+  return true;
+}
+
+std::string Device::ErrorPath() const {
+  return "/local/domain/" + std::to_string(backend_.options().own_domid) + "/error/backend/vtpm/" +
+         std::to_string(domid_) + "/" + std::to_string(devid_) + "/error";
 }
 
 bool Device::Adopt() {
@@ -89,6 +103,7 @@ bool Device::Adopt() {
   fe_state_path_ = fe_path_ + "/state";
   if (!backend_.ClaimUuid(*uuid_, shared_from_this())) {
     auto other = backend_.FindByUuid(*uuid_);
+    refused_for_uuid_ = true;  // retried when the uuid is released (RetryRefusedForUuid)
     Refuse("uuid " + ctx_.uuid + " is already attached to domid " +
            (other ? std::to_string(other->ctx().domid) + " devid " + std::to_string(other->ctx().devid)
                   : std::string("?")));
@@ -116,7 +131,9 @@ bool Device::Adopt() {
       return true;
     }
   }
-  if (bs == kInitialising || bs == kUnknown) {
+  // A device retried after a refusal starts over from the refusal's 6.
+  const bool retried = std::exchange(retrying_, false) && bs == kClosed;
+  if (bs == kInitialising || bs == kUnknown || retried) {
     Status st = xs.Transact([&](XenStore::Txn& t) {
       ASSIGN_OR_RETURN(auto cur, t.Read(be_path_ + "/state"));
       if (!cur) return Status();  // removed meanwhile
@@ -185,13 +202,23 @@ bool Device::Reconcile() {
       }
       if (!connected() && (bs == kInitWait || bs == kConnected)) {
         Status st = Connect();
+        if (st.code() == Code::kBusy) {
+          // The instance is held by another domain whose device is gone, or
+          // by vtpmctl: a passing cause (design §6 "Device"). Stay in
+          // InitWait and try again; the frontend's command waits in the page.
+          if (!std::exchange(waiting_for_instance_, true))
+            VLOG_INFO(ctx_, "{}: connecting once it is free", st.message());
+          backend_.RetryConnect(domid_, devid_);
+          return true;
+        }
         if (!st.ok()) {
           Refuse(st.message());
           return true;
         }
         if (bs != kConnected) WriteState(kConnected);
-        VEVENT_INFO(kAttached, ctx_, "connected (ring-ref {}, event-channel {}, local port {})", ring_ref_,
-                    remote_port_, port_.port());
+        VEVENT_INFO(kAttached, ctx_, "connected (ring-ref {}, event-channel {}, local port {}){}", ring_ref_,
+                    remote_port_, port_.port(),
+                    std::exchange(waiting_for_instance_, false) ? " after waiting for the instance" : "");
         OnNotify();  // the frontend's first notify may have been sent before we bound
       }
       break;
@@ -225,8 +252,10 @@ Status Device::Connect() {
   ASSIGN_OR_RETURN(auto ec, xs.Read(fe_path_ + "/event-channel"));
   const std::optional<uint32_t> ref = ParseU32(rr.value_or(""));
   const std::optional<uint32_t> port = ParseU32(ec.value_or(""));
-  if (!ref) return Status(Code::kInvalidArgument, "frontend ring-ref '" + rr.value_or("") + "' is not a grant reference");
-  if (!port) return Status(Code::kInvalidArgument, "frontend event-channel '" + ec.value_or("") + "' is not a port number");
+  if (!ref)
+    return Status(Code::kInvalidArgument, "frontend ring-ref '" + rr.value_or("") + "' is not a grant reference");
+  if (!port)
+    return Status(Code::kInvalidArgument, "frontend event-channel '" + ec.value_or("") + "' is not a port number");
   const uint32_t ref_v = ref.value_or(0), port_v = port.value_or(0);
   ASSIGN_OR_RETURN(GrantMapping page, backend_.gnt().Map(domid_, ref_v));
   ASSIGN_OR_RETURN(BoundPort bound, backend_.evtchn().BindInterdomain(domid_, port_v));
@@ -332,7 +361,8 @@ void Device::OnNotify() {
 void Device::StartCommand(const PageHeader& hdr) {
   auto parsed = ParseRequest(hdr, page_.data());
   if (auto* rej = std::get_if<PageReject>(&parsed)) {
-    VLOG_GUEST_WARN(ctx_, "malformed request (length {}, nr_extra_pages {}): {}", hdr.length, hdr.nr_extra_pages, rej->why);
+    VLOG_GUEST_WARN(ctx_, "malformed request (length {}, nr_extra_pages {}): {}", hdr.length, hdr.nr_extra_pages,
+                    rej->why);
     Respond(rej->offset, tpm12::ErrorResponse(rej->rc), false);
     return;
   }

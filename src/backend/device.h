@@ -35,6 +35,11 @@ class Device : public std::enable_shared_from_this<Device> {
   // Closes a connected device the way a backend going away does (backend 5,
   // then 6 once the frontend closed); used by `vtpmctl wipe --force`.
   void ForceClose();
+  // The device was refused because another device held its uuid, which is
+  // now released (design §6 "Device"): forgets the refusal and its error
+  // node so that the next Reconcile() adopts it again. False if it was not
+  // refused for that reason.
+  bool RetryRefusedForUuid();
 
   const GuestCtx& ctx() const { return ctx_; }
   const std::optional<Uuid>& uuid() const { return uuid_; }
@@ -50,6 +55,8 @@ class Device : public std::enable_shared_from_this<Device> {
 
   bool Adopt();  // first sight of the device: validate, claim uuid, InitWait or re-adopt
   void Refuse(const std::string& reason);
+  // /local/domain/<own>/error/backend/vtpm/<domid>/<devid>/error
+  std::string ErrorPath() const;
   Status Connect();
   void Disconnect();
   // Writes backend state `s` in a transaction unless the toolstack has set
@@ -70,8 +77,11 @@ class Device : public std::enable_shared_from_this<Device> {
   std::optional<Uuid> uuid_;
   bool adopted_ = false;
   bool refused_ = false;
+  bool refused_for_uuid_ = false;  // another live device held the uuid at Adopt
+  bool retrying_ = false;          // the next Adopt follows RetryRefusedForUuid()
   bool force_closing_ = false;
   bool uuid_claimed_ = false;
+  bool waiting_for_instance_ = false;  // Connect found the instance busy; retried
 
   // Connection (valid between Connect and Disconnect).
   GrantMapping page_;

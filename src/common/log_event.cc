@@ -5,7 +5,7 @@
 namespace vtpm {
 namespace {
 // Ids are random and fixed forever: a changed id breaks operators' filters.
-constexpr std::array<LogEventInfo, 19> kEvents{{
+constexpr std::array<LogEventInfo, 20> kEvents{{
     {LogEvent::kStarted, "started", "137dc4a478084f1690038fef27e189b1"},
     {LogEvent::kStopping, "stopping", "322f09ccc97f49769365b75d91249793"},
     {LogEvent::kStartRefused, "start-refused", "d03f64b8feb44d5199805b3a2caebcc9"},
@@ -25,6 +25,7 @@ constexpr std::array<LogEventInfo, 19> kEvents{{
     {LogEvent::kWorkerFault, "worker-fault", "2a54a610d91347e590600a7ab62bb734"},
     {LogEvent::kWorkerGaveUp, "worker-gave-up", "2879771cfddb4202bfb3d54d7d93f446"},
     {LogEvent::kSuppressed, "rate-limit", "f6baded894b04cc49ff2f38b39d63102"},
+    {LogEvent::kXenstoreLost, "xenstore-lost", "580d401d58514d4894ad4912be145173"},
 }};
 
 thread_local LogEvent g_event = LogEvent::kNone;

@@ -33,6 +33,7 @@ enum class LogEvent {
   kWorkerFault,    // "TPM worker fault"
   kWorkerGaveUp,   // "giving up after N failed starts"
   kSuppressed,     // "suppressed N messages from domid D"
+  kXenstoreLost,   // "lost the connection to xenstored"
 };
 
 struct LogEventInfo {

@@ -18,6 +18,7 @@
 #include "daemon/exit_codes.h"
 #include "daemon/install_paths.h"
 #include "daemon/store_options.h"
+#include "daemon/xenstore_liveness.h"
 #ifdef VTPM_TEST_BUILD
 #include "daemon/scripted_engine.h"
 #endif
@@ -192,9 +193,9 @@ int RunDaemon(const Config& cfg) {
   }
 
   ControlOps ops(loop, **backend, store.get(), instances, cfg);
-  auto control = ControlServer::Start(loop, cfg.ControlSocket(), [&ops](const ControlRequest& req, ControlServer::Reply reply) {
-    ops.Handle(req, std::move(reply));
-  });
+  auto control = ControlServer::Start(
+      loop, cfg.ControlSocket(),
+      [&ops](const ControlRequest& req, ControlServer::Reply reply) { ops.Handle(req, std::move(reply)); });
   if (!control.ok()) {
     LOG_ERROR("cannot open the control socket: {}", control.status().message());
     return kExitFailure;
@@ -213,16 +214,24 @@ int RunDaemon(const Config& cfg) {
     return kExitFailure;
   }
 
+  // WATCHDOG=1 only from a loop that runs and a xenstored that answers; a
+  // lost connection ends the daemon with kExitXenstoreLost, which systemd
+  // restarts (Restart=on-failure): the next daemon connects to the new
+  // xenstored, registers its watches and re-adopts its devices.
   uint64_t watchdog_usec = 0;
-  std::function<void()> ping;
-  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
-    auto period = std::chrono::milliseconds(watchdog_usec / 2000);
-    ping = [&loop, &ping, period] {
-      sd_notify(0, "WATCHDOG=1");
-      loop.AddTimer(period, ping);
-    };
-    ping();
-  }
+  std::optional<std::chrono::milliseconds> watchdog_period;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
+    watchdog_period = std::chrono::milliseconds(watchdog_usec / 2000);
+  int exit_status = kExitOk;
+  XenstoreLiveness liveness(loop, *xs, (*backend)->backend_root(), watchdog_period, [&](const Status& why) {
+    EVENT_ERROR(kXenstoreLost,
+                "lost the connection to xenstored ({}): exiting with status {} for a restart, which re-registers "
+                "with xenstored and re-adopts the devices",
+                why.message(), kExitXenstoreLost);
+    sd_notifyf(0, "STATUS=lost the connection to xenstored: %s", why.message().c_str());
+    exit_status = kExitXenstoreLost;
+    loop.Stop();
+  });
   EVENT_INFO(kStarted, "vtpmmgrd ready: backend for {} ({} devices known), control socket {}",
              (*backend)->backend_root(), (*backend)->List().size(), (*control)->path());
   // STATUS= (systemctl status) follows the device counts.
@@ -245,7 +254,7 @@ int RunDaemon(const Config& cfg) {
     LOG_ERROR("event loop failed: {}", st.message());
     return kExitFailure;
   }
-  return kExitOk;
+  return exit_status;
 }
 
 }  // namespace vtpm

@@ -9,4 +9,5 @@ inline constexpr int kExitUsage = 2;        // bad command line
 inline constexpr int kExitConfig = 3;       // bad configuration file
 inline constexpr int kExitRefuse = 4;       // state or host TPM does not match: refuses to start
 inline constexpr int kExitUnavailable = 5;  // xenstored, Xen devices or the host TPM cannot be reached
+inline constexpr int kExitXenstoreLost = 6;  // the connection to xenstored was lost while running; restart
 }  // namespace vtpm

@@ -12,6 +12,9 @@ namespace vtpm {
 namespace {
 
 constexpr int kMaxStartFailures = 3;
+// A broken instance tries one more start on a command that arrives at least
+// this long after it broke (design §3 "Worker faults").
+constexpr std::chrono::seconds kBrokenRetryDelay{2};
 
 Bytes Sha256(ByteView data) {
   Bytes out(32);
@@ -127,6 +130,18 @@ void Instance::OnInit(Result<WorkerReply> reply) {
 
 void Instance::Enqueue(Op op) {
   op.id = next_op_id_++;
+  if (phase_ == Phase::kBroken && retry_at_ && std::chrono::steady_clock::now() >= *retry_at_) {
+    // The fault may have been transient (a full disk freed, a worker killed
+    // from outside): one more start; a fault before a delivered command
+    // breaks it again.
+    VLOG_WARN(ctx_, "retrying the TPM start after {}", broken_why_.ToString());
+    retry_at_.reset();
+    start_failures_ = kMaxStartFailures - 1;
+    queue_.push_back(std::move(op));
+    ++restarts_;
+    StartWorker();
+    return;
+  }
   if (phase_ == Phase::kOff || phase_ == Phase::kBroken) {
     // Never answer inside the caller's call.
     std::weak_ptr<Instance> weak = weak_from_this();
@@ -307,7 +322,12 @@ void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord>
 void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
                            std::optional<CommandRecord> record, std::function<void(bool committed)> then) {
   if (phase_ != Phase::kCommitting) return;  // powered off meanwhile
-  if (!generation.ok()) return Fault(generation.status().Annotate("committing TPM state"));
+  if (!generation.ok()) {
+    Status why = generation.status().Annotate("committing TPM state");
+    // A command's commit failed: the store is at fault, not the TPM.
+    if (record) return RollBack(why);
+    return Fault(why);  // the start-up write: counts as a failed start
+  }
   generation_ = *generation;
   for (auto& c : reply.changes) {
     if (c.kind == BlobKind::kPermanent && c.data) permanent_ = *c.data;
@@ -363,15 +383,31 @@ void Instance::Deliver(Bytes response, uint64_t sequence, bool in_store) {
 void Instance::Fault(const Status& why) {
   auto keep = shared_from_this();
   if (phase_ == Phase::kOff || phase_ == Phase::kBroken) return;
-  VEVENT_ERROR(kWorkerFault, ctx_, "TPM worker fault: {}; restarting from the last committed state", why.ToString());
-  worker_.reset();
+  VEVENT_ERROR(kWorkerFault, ctx_, "TPM worker fault: {}; restarting from the last committed state",
+             why.ToString());
   if (++start_failures_ >= kMaxStartFailures) {
+    worker_.reset();
     phase_ = Phase::kBroken;
     broken_why_ = why.Annotate("TPM cannot start");
-    VEVENT_ERROR(kWorkerGaveUp, ctx_, "giving up after {} failed starts", start_failures_);
+    retry_at_ = std::chrono::steady_clock::now() + kBrokenRetryDelay;
+    VEVENT_ERROR(kWorkerGaveUp, ctx_,
+                 "giving up after {} failed starts; commands get TPM_FAIL, the next one after {} s retries",
+                 start_failures_, kBrokenRetryDelay.count());
     FailAll(broken_why_);
     return;
   }
+  Restart(why);
+}
+
+void Instance::RollBack(const Status& why) {
+  auto keep = shared_from_this();
+  VLOG_ERROR(ctx_, "{}; the command is answered TPM_FAIL and the TPM restarts from its last committed state",
+             why.ToString());
+  Restart(why);
+}
+
+void Instance::Restart(const Status& why) {
+  worker_.reset();
   if (in_flight_) {
     Op op = std::move(*in_flight_);
     in_flight_.reset();

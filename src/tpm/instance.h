@@ -16,12 +16,16 @@
 // record's response (written, FINISH lost), or its request while the mark
 // says it was not answered (executed, not delivered); otherwise it runs.
 //
-// Faults: a worker that crashes, misses the command deadline or sends
-// garbage, and a failed commit, kill the worker and restart it from the last
+// Faults (design §3 "Worker faults"): a worker that crashes, misses the
+// command deadline or sends garbage is killed and restarted from the last
 // committed state (permanent + savestate + the last delivered volatile
 // state); the command in flight gets TPM_FAIL, the next one runs normally.
-// Three faults in a row (no command delivered between) leave it broken: every command
-// then gets TPM_FAIL until it is powered on again.
+// Three such faults in a row (no command delivered between) leave it broken:
+// commands get TPM_FAIL, and one arriving kBrokenRetryDelay or more after the
+// break tries another start.
+// A command whose commit fails (ENOSPC, EIO) is rolled back the same way -
+// TPM_FAIL, the worker restarted from the last committed state - but is not
+// a fault: the store, not the TPM, failed, and the next command runs.
 //
 // All methods run on the event-loop thread.
 #pragma once
@@ -126,6 +130,12 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   std::optional<Bytes> Recall(const Op& op) const;
   void SaveRespondedMark(uint64_t sequence);
   void Fault(const Status& why);
+  // The in-flight command's commit failed: answer it TPM_FAIL and restart
+  // the worker from the last committed state, which the command never left.
+  void RollBack(const Status& why);
+  // Kills the worker, fails the in-flight op with `why` and starts a new
+  // worker from the last committed state.
+  void Restart(const Status& why);
   void FailOp(Op op, const Status& why, bool notify_guest = true);
   void FailAll(const Status& why, bool notify_guest = true);
   void Enqueue(Op op);
@@ -156,6 +166,8 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   int start_failures_ = 0;  // faults since the last delivered command
   int64_t last_command_ = 0;
   Status broken_why_;
+  // When a broken instance may try another start (unset: never, FailPowerOn).
+  std::optional<std::chrono::steady_clock::time_point> retry_at_;
 };
 
 }  // namespace vtpm

@@ -1,8 +1,11 @@
-// A full disk under the real daemon (design §3 step 4): the state directory
-// is a small tmpfs; with it filled, a guest's TPM_IncrementCounter, whose
-// commit hits ENOSPC, gets a TPM error and changes nothing; the guest's other
-// work goes on; once space is back the next increment works and counts from
-// the last committed value, also across a daemon restart.
+// A full disk under the real daemon (design §3 step 4, "Worker faults"): the
+// state directory is a small tmpfs; with it filled, a guest's
+// TPM_IncrementCounter, whose commit hits ENOSPC, gets a TPM error and
+// changes nothing - also several in a row with no other command between
+// (a failed commit is no worker fault, so the TPM never breaks); the guest's
+// other work goes on; once space is back the same guest's next increment
+// works, without a domain restart, and counts from the last committed value,
+// also across a daemon restart.
 // tests/fault/store_enospc_test.cc covers the store alone.
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -94,6 +97,26 @@ TEST_F(EnospcTest, CommitHittingEnospcFailsTheCommandOnlyAndTheNextWorksOnceSpac
     }
   }
   ASSERT_GE(failed_at, 0) << "no commit failed on a full disk";
+  // Several state-changing commands in a row, nothing delivered between:
+  // each gets a TPM error (not a hang), none changes the counter. Each uses
+  // an OIAP session of its own, opened beforehand.
+  constexpr int kInARow = 5;
+  std::vector<tpm12auth::Session> sessions;
+  for (int i = 0; i < kInARow; ++i) {
+    auto o = g.Transmit(tpm12auth::OiapCommand(), 30s);
+    ASSERT_TRUE(o.ok()) << o.status().ToString();
+    auto s = tpm12auth::ParseOiap(*o, t.counter_auth);
+    ASSERT_TRUE(s.has_value()) << "OIAP on a full disk failed";
+    sessions.push_back(*s);
+  }
+  for (int i = 0; i < kInARow; ++i) {
+    auto r = g.Transmit(tpm12auth::IncrementCounterCommand(t.count_id, sessions[size_t(i)], tpm12auth::RandomNonce()),
+                        30s);
+    ASSERT_TRUE(r.ok()) << "increment " << i << " in a row: " << r.status().ToString();
+    ASSERT_GE(r->size(), 10u) << "no well-formed answer";
+    EXPECT_FALSE(tpm12auth::ParseCounterValue(*r).has_value()) << "increment " << i << " in a row succeeded";
+    EXPECT_NE(tpm12::ResponseCode(*r), tpm12::kSuccess);
+  }
   EXPECT_EQ(Read(g, t), std::optional<uint32_t>(t.counter)) << "a failed increment changed the counter";
   // A command that changes no permanent state still works meanwhile.
   auto pcr = g.Transmit(tpm12::PcrRead(0), 30s);

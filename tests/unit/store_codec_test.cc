@@ -201,7 +201,6 @@ TEST(StoreRefusal, ExitStatuses) {
   EXPECT_EQ(StartExitStatus(Refuse(Refusal::kDifferentTpm, "x")), 11);
   EXPECT_EQ(StartExitStatus(Refuse(Refusal::kPcrChanged, "x")), 13);
   EXPECT_EQ(StartExitStatus(Refuse(Refusal::kTpmUnavailable, "x")), 17);
-  EXPECT_EQ(StartExitStatus(Refuse(Refusal::kUnsafeDirectory, "x")), 21);
   EXPECT_EQ(StartExitStatus(Status(Code::kIoError, "x")), 1);
   EXPECT_EQ(StartExitStatus(Status(Code::kFailedPrecondition, "generation")), 1);
 }

@@ -113,7 +113,8 @@ TEST(Refusals, NewRefusalsHaveTheirExitStatuses) {
   EXPECT_EQ(StartExitStatus(Refuse(Refusal::kStoreLost, "x")), 18);
   EXPECT_EQ(StartExitStatus(Refuse(Refusal::kForeignSrk, "x")), 19);
   EXPECT_EQ(StartExitStatus(Refuse(Refusal::kTpmLockout, "x")), 20);
-  EXPECT_EQ(RefusalOf(Status(Code::kFailedPrecondition, "x", 11)), std::nullopt);
+  EXPECT_EQ(StartExitStatus(Refuse(Refusal::kUnsafeDirectory, "x")), 21);
+  EXPECT_EQ(RefusalOf(Status(Code::kFailedPrecondition, "x", kLastRefusal + 1)), std::nullopt);
 }
 
 TEST(StoreMarkerCodec, RoundTripsAndRejectsWhatIsNotAMarker) {

@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 
 #include "host_tpm_swtpm.h"
 #include "store/open_store.h"
@@ -292,6 +294,37 @@ TEST_F(InstanceTest, FailedCommitFailsTheCommandAndRestoresCommittedState) {
   ASSERT_TRUE(loaded.ok());
   EXPECT_FALSE(loaded->savestate.has_value());
   EXPECT_EQ(Rc(*e, tpm12::SaveState()), tpm12::kSuccess);
+}
+
+// Design §3 "Worker faults": three faults with no command delivered between
+// break the instance; a command 2 s or more later tries one more start, from
+// the last committed state, without a new power-on.
+TEST_F(InstanceTest, BrokenInstanceRetriesAStartOnACommandAfterTheDelay) {
+  auto e = Connect(kUuidA, 5);
+  ASSERT_TRUE(e);
+  auto pcr = Extend(*e, 10, 0x88);
+  auto inst = manager_->Running(U(kUuidA));
+  ASSERT_TRUE(inst);
+  // Fault 1: the idle worker is killed, the next command finds it gone.
+  ASSERT_EQ(kill(inst->worker_pid(), SIGKILL), 0);
+  EXPECT_EQ(Rc(*e, tpm12::PcrRead(10)), tpm12::kFail);
+  // Faults 2 and 3: each new worker is killed during its TPM_Init.
+  for (int i = 0; i < 2; ++i) {
+    const pid_t w = inst->worker_pid();
+    ASSERT_GT(w, 0);
+    ASSERT_EQ(kill(w, SIGKILL), 0);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (inst->powered() && inst->worker_pid() == w && std::chrono::steady_clock::now() < deadline)
+      ASSERT_TRUE(loop_->RunOnce(milliseconds(10)).ok());
+  }
+  ASSERT_FALSE(inst->powered()) << "not broken after three faults in a row";
+  EXPECT_EQ(Rc(*e, tpm12::PcrRead(10)), tpm12::kFail);  // broken, before the delay
+  std::this_thread::sleep_for(milliseconds(2100));
+  EXPECT_EQ(Pcr(*e, 10), pcr);
+  EXPECT_TRUE(inst->powered());
+  tpm12::PcrValue d;
+  d.fill(0x89);
+  EXPECT_EQ(Extend(*e, 10, 0x89), tpm12::ExtendedPcr(pcr, d));
 }
 
 TEST_F(InstanceTest, AbortRestoresTheStateBeforeTheCommand) {

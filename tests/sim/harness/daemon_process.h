@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ class DaemonProcess {
   Result<int> Stop();
   // SIGKILL and reap.
   void Kill();
+  // Waits up to `timeout` for the daemon to exit by itself; its wait status,
+  // or nullopt while it still runs.
+  std::optional<int> WaitExit(std::chrono::milliseconds timeout) { return child_.WaitFor(timeout); }
   bool running() { return child_.running() && !child_.TryWait(); }
   pid_t pid() const { return child_.pid(); }
   NotifySocket* notify() { return notify_.get(); }
