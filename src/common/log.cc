@@ -90,6 +90,7 @@ class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
 }  // namespace
 
 std::string GuestCtx::Prefix() const {
+  if (domid < 0) return fmt::format("uuid={}", uuid.empty() ? "-" : uuid);  // an instance no domain has
   return fmt::format("domid={} devid={} uuid={}", domid, devid, uuid.empty() ? "-" : uuid);
 }
 

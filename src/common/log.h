@@ -1,4 +1,5 @@
-// Logging: every line about a guest names its domid, devid and uuid.
+// Logging: every line about a guest names its domid, devid and uuid; a line
+// about an instance no domain has attached (domid < 0) names its uuid alone.
 //
 // Use VLOG_INFO(ctx, "fmt", args...) with a GuestCtx, or LOG_INFO("fmt", ...)
 // for lines about the daemon itself. Text output reads

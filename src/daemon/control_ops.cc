@@ -49,11 +49,8 @@ ControlResponse FromStatus(const Status& st, const Uuid& uuid) {
   }
 }
 
-GuestCtx AdminCtx(const Uuid& uuid) {
-  GuestCtx c;
-  c.uuid = uuid.ToString();
-  return c;
-}
+// " by uid 0 pid 1234 (vtpmctl)": who asked, for admin lines (design §9).
+std::string By(const std::string& requester) { return requester.empty() ? "" : " by " + requester; }
 
 json TimeOrNull(int64_t t) { return t ? json(t) : json(nullptr); }
 
@@ -61,6 +58,13 @@ json TimeOrNull(int64_t t) { return t ? json(t) : json(nullptr); }
 
 // The last attach (in the store) or, when later, the last guest command seen
 // by this daemon (in memory): design §8.
+GuestCtx ControlOps::AdminCtx(const Uuid& uuid) const {
+  if (auto dev = backend_.FindByUuid(uuid)) return dev->ctx();
+  GuestCtx c;
+  c.uuid = uuid.ToString();
+  return c;
+}
+
 int64_t ControlOps::LastUsed(const InstanceMeta& m) const {
   return std::max({m.created, m.last_attached, instances_ ? instances_->LastCommand(m.uuid) : 0});
 }
@@ -92,9 +96,9 @@ void ControlOps::Handle(const ControlRequest& req, Reply reply) {
     case Verb::kShow: return Show(*req.uuid, std::move(reply));
     case Verb::kCreate: return Create(req, std::move(reply));
     case Verb::kWipe: return Wipe(req, std::move(reply));
-    case Verb::kClear: return Clear(*req.uuid, std::move(reply));
-    case Verb::kPrune: return Prune(req.idle_for_seconds, std::move(reply));
-    case Verb::kBackup: return Backup(req.path, std::move(reply));
+    case Verb::kClear: return Clear(req, std::move(reply));
+    case Verb::kPrune: return Prune(req, std::move(reply));
+    case Verb::kBackup: return Backup(req, std::move(reply));
     default: return reply(Error(ResultCode::kBadRequest, "unknown verb; see vtpmctl --help"));
   }
 }
@@ -174,7 +178,7 @@ void ControlOps::Create(const ControlRequest& req, Reply reply) {
     return reply(Error(ResultCode::kBadRequest, "TPM version '" + req.tpm_version +
                                                     "' is not supported; vtpmmgrd emulates TPM 1.2 only (--tpm 1.2)"));
   std::weak_ptr<bool> alive = alive_;
-  instances_->Create(uuid, [alive, uuid, reply = std::move(reply)](Result<InstanceMeta> r) {
+  instances_->Create(uuid, [this, alive, uuid, by = By(req.requester), reply = std::move(reply)](Result<InstanceMeta> r) {
     if (auto a = alive.lock(); !a || !*a) return;
     if (!r.ok()) {
       if (r.status().code() == Code::kAlreadyExists)
@@ -182,7 +186,7 @@ void ControlOps::Create(const ControlRequest& req, Reply reply) {
                                                       " already exists; use it, or wipe it first to start over"));
       return reply(FromStatus(r.status(), uuid));
     }
-    VEVENT_INFO(kCreated, AdminCtx(uuid), "vtpmctl create: instance created (TPM {})", r->tpm_version);
+    VEVENT_INFO(kCreated, AdminCtx(uuid), "vtpmctl create{}: instance created (TPM {})", by, r->tpm_version);
     reply(Ok({{"uuid", uuid.ToString()}, {"tpm_version", r->tpm_version}, {"created", r->created}}));
   });
 }
@@ -208,11 +212,11 @@ void ControlOps::StatusVerb(Reply reply) {
   reply(Ok(std::move(data)));
 }
 
-Status ControlOps::WipeNow(const Uuid& uuid, const GuestCtx& ctx) {
+Status ControlOps::WipeNow(const Uuid& uuid, const GuestCtx& ctx, const std::string& by) {
   if (auto inst = instances_->Running(uuid)) instances_->Release(uuid, inst->ctx());
   RETURN_IF_ERROR(store_->Wipe(uuid));
   instances_->Forget(uuid);
-  VEVENT_INFO(kWiped, ctx, "vtpmctl wipe: instance wiped (data key destroyed; older backups still hold it)");
+  VEVENT_INFO(kWiped, ctx, "vtpmctl wipe{}: instance wiped (data key destroyed; older backups still hold it)", by);
   return {};
 }
 
@@ -229,15 +233,16 @@ void ControlOps::Wipe(const ControlRequest& req, Reply reply) {
                            " devid " + std::to_string(where.devid) +
                            "; detach it first (xl vtpm-detach) or use --force, which removes the guest's TPM"));
   }
-  auto finish = [this, uuid, reply](const GuestCtx& ctx, bool forced) {
-    Status st = WipeNow(uuid, ctx);
+  auto finish = [this, uuid, by = By(req.requester), reply](const GuestCtx& ctx, bool forced) {
+    Status st = WipeNow(uuid, ctx, by);
     if (!st.ok()) return reply(FromStatus(st, uuid));
     reply(Ok({{"uuid", uuid.ToString()}, {"forced", forced}}));
   };
   if (!dev) return finish(inst ? inst->ctx() : AdminCtx(uuid), bool(inst));
   VEVENT_WARN(kForceClosed, dev->ctx(),
-              "vtpmctl wipe --force: closing the device (backend 5, then 6); "
-              "the uuid stays refused until its backend directory is recreated");
+              "vtpmctl wipe --force{}: closing the device (backend 5, then 6); "
+              "the uuid stays refused until its backend directory is recreated",
+              By(req.requester));
   dev->ForceClose();
   std::weak_ptr<bool> alive = alive_;
   AwaitClosed(dev, EventLoop::Clock::now() + kForceCloseWait,
@@ -263,17 +268,19 @@ void ControlOps::AwaitClosed(std::shared_ptr<Device> dev, EventLoop::Clock::time
   });
 }
 
-void ControlOps::Clear(const Uuid& uuid, Reply reply) {
+void ControlOps::Clear(const ControlRequest& req, Reply reply) {
+  const Uuid uuid = *req.uuid;
   std::weak_ptr<bool> alive = alive_;
   bool running = instances_->Running(uuid) != nullptr;
-  instances_->Clear(uuid, [alive, uuid, running, reply = std::move(reply)](Status st) {
+  instances_->Clear(uuid, [this, alive, uuid, running, by = By(req.requester), reply = std::move(reply)](Status st) {
     if (auto a = alive.lock(); !a || !*a) return;
     if (st.code() == Code::kTpmError && st.sub_code() == kTpmClearDisabled)
       return reply(Error(ResultCode::kTpmRefused,
                          "the guest disabled ForceClear (TPM_DisableForceClear) until its next TPM Startup; "
                          "reboot the guest and run clear again before it boots its OS"));
     if (!st.ok()) return reply(FromStatus(st, uuid));
-    VEVENT_INFO(kCleared, AdminCtx(uuid), "vtpmctl clear: owner cleared (EK kept; enabled, activated at next Startup)");
+    VEVENT_INFO(kCleared, AdminCtx(uuid), "vtpmctl clear{}: owner cleared (EK kept; enabled, activated at next Startup)",
+                by);
     reply(Ok({{"uuid", uuid.ToString()},
               {"running", running},
               {"note", "the owner is removed and the EK kept; the TPM is enabled, and it is activated at the "
@@ -281,7 +288,8 @@ void ControlOps::Clear(const Uuid& uuid, Reply reply) {
   });
 }
 
-void ControlOps::Prune(int64_t idle_for_seconds, Reply reply) {
+void ControlOps::Prune(const ControlRequest& req, Reply reply) {
+  const int64_t idle_for_seconds = req.idle_for_seconds;
   auto metas = store_->List();
   if (!metas.ok()) return reply(Error(ResultCode::kFailed, metas.status().message() + "; check the store"));
   const int64_t now = int64_t(std::time(nullptr));
@@ -292,19 +300,20 @@ void ControlOps::Prune(int64_t idle_for_seconds, Reply reply) {
     if (st.ok()) instances_->Forget(m.uuid);
     if (!st.ok()) return reply(Error(ResultCode::kFailed, "pruning " + m.uuid.ToString() + ": " + st.message() +
                                                               "; the instances listed before it were pruned"));
-    VEVENT_INFO(kPruned, AdminCtx(m.uuid), "vtpmctl prune: auto-created instance idle for {} s wiped",
-                now - LastUsed(m));
+    VEVENT_INFO(kPruned, AdminCtx(m.uuid), "vtpmctl prune{}: auto-created instance idle for {} s wiped",
+                By(req.requester), now - LastUsed(m));
     pruned.push_back({{"uuid", m.uuid.ToString()}, {"last_used", LastUsed(m)}});
   }
   reply(Ok({{"pruned", pruned}, {"idle_for_seconds", idle_for_seconds}}));
 }
 
-void ControlOps::Backup(const std::string& path, Reply reply) {
+void ControlOps::Backup(const ControlRequest& req, Reply reply) {
+  const std::string& path = req.path;
   Status st = store_->Backup(path);
   if (st.code() == Code::kAlreadyExists)
     return reply(Error(ResultCode::kConflict, path + " already exists; choose a new file name"));
   if (!st.ok()) return reply(Error(ResultCode::kFailed, st.message() + "; check that the directory exists and has room"));
-  LOG_INFO("vtpmctl backup: store copied to {}", path);
+  LOG_INFO("vtpmctl backup{}: store copied to {}", By(req.requester), path);
   reply(Ok({{"path", path}}));
 }
 

@@ -37,14 +37,17 @@ class ControlOps {
   void Create(const ControlRequest& req, ControlServer::Reply reply);
   void StatusVerb(ControlServer::Reply reply);
   void Wipe(const ControlRequest& req, ControlServer::Reply reply);
-  void Clear(const Uuid& uuid, ControlServer::Reply reply);
-  void Prune(int64_t idle_for_seconds, ControlServer::Reply reply);
-  void Backup(const std::string& path, ControlServer::Reply reply);
+  void Clear(const ControlRequest& req, ControlServer::Reply reply);
+  void Prune(const ControlRequest& req, ControlServer::Reply reply);
+  void Backup(const ControlRequest& req, ControlServer::Reply reply);
 
   // Waits (polling on the loop) until `dev` has unmapped the guest's page.
   void AwaitClosed(std::shared_ptr<Device> dev, EventLoop::Clock::time_point deadline,
                    std::function<void(bool closed)> done);
-  Status WipeNow(const Uuid& uuid, const GuestCtx& ctx);
+  Status WipeNow(const Uuid& uuid, const GuestCtx& ctx, const std::string& by);
+  // The log context of an admin line about `uuid`: its device's (domid,
+  // devid) while one is attached, else the uuid alone.
+  GuestCtx AdminCtx(const Uuid& uuid) const;
   int64_t LastUsed(const InstanceMeta& m) const;
   nlohmann::json Attachment(uint32_t domid, uint32_t devid, bool connected) const;
   // Whether a device holds `uuid` or its instance is powered.

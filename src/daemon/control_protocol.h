@@ -48,6 +48,9 @@ struct ControlRequest {
   bool force = false;                // wipe
   int64_t idle_for_seconds = 0;      // prune
   std::string path;                  // backup: absolute
+  // Who asked, for the daemon's log: "uid 0 pid 1234 (vtpmctl)". Set by
+  // ControlServer from the connection's SO_PEERCRED; never on the wire.
+  std::string requester;
 };
 
 struct ControlResponse {

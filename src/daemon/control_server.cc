@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <string>
 
 #include "common/log.h"
 
@@ -25,6 +27,14 @@ Result<sockaddr_un> SocketAddress(const std::string& path) {
   return sa;
 }
 
+// "uid 0 pid 1234 (vtpmctl)": the program name from /proc (it may be gone already).
+std::string Requester(const ucred& cred) {
+  std::string who = "uid " + std::to_string(cred.uid) + " pid " + std::to_string(cred.pid);
+  std::ifstream comm("/proc/" + std::to_string(cred.pid) + "/comm");
+  std::string name;
+  if (std::getline(comm, name) && !name.empty()) who += " (" + name + ")";
+  return who;
+}
 }  // namespace
 
 struct ControlServer::Conn {
@@ -34,6 +44,7 @@ struct ControlServer::Conn {
   size_t written = 0;
   bool answered = false;
   EventLoop::TimerId deadline = 0;
+  std::string requester;  // ControlRequest::requester
 };
 
 Result<std::unique_ptr<ControlServer>> ControlServer::Start(EventLoop& loop, const std::string& path,
@@ -101,7 +112,9 @@ void ControlServer::OnAccept() {
     }
     ucred cred{};
     socklen_t len = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
+    const bool known = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+    if (known) conns_[fd]->requester = Requester(cred);
+    if (!known || cred.uid != 0) {
       LOG_WARN("control socket: refused a request from uid {} pid {} (root only)", cred.uid, cred.pid);
       ControlResponse rsp;
       rsp.result = ResultCode::kPermissionDenied;
@@ -136,6 +149,7 @@ void ControlServer::OnReadable(int fd) {
       bad.error = req.status().message();
       return Respond(fd, bad);
     }
+    req->requester = c.requester;
     c.answered = true;  // stop reading; the reply comes through Respond
     loop_.Modify(fd, 0).ok();
     std::weak_ptr<bool> alive = alive_;

@@ -9,6 +9,7 @@
 #include <poll.h>
 
 #include <fstream>
+#include <future>
 #include <map>
 #include <optional>
 #include <regex>
@@ -257,6 +258,58 @@ TEST_F(DaemonOpsTest, Tss2MessagesReachTheJournalWithTheDaemonsFields) {
   EXPECT_GT(tss2, 0) << "no tpm2-tss line in the journal";
   EXPECT_TRUE(refused);
   EXPECT_EQ(daemon().Log().find("ERROR:tcti"), std::string::npos) << daemon().Log();
+}
+
+// Issue 17 item 9: an admin action's line says who asked (uid, pid and
+// program, from the control socket's peer) and names the guest the instance
+// is attached to, or the uuid alone ("domid=-1" before).
+TEST_F(DaemonOpsTest, AdminLinesNameWhoAskedAndTheAttachedDomain) {
+  constexpr char kLoneUuid[] = "3c6e0b8a-8b3f-4f5e-9a61-0f2d7c4e5b19";
+  ASSERT_NO_FATAL_FAILURE(StartHostTpm());
+  ASSERT_NO_FATAL_FAILURE(MakeJournalledDaemon(LibtpmsConfig()));
+  ASSERT_TRUE(daemon_->Start().ok());
+  CreateDomain(7, kUuid);
+  GuestFrontend& guest = Guest(7);
+  ASSERT_TRUE(guest.Connect().ok());
+  const Bytes pcr_read = {0x00, 0xC1, 0x00, 0x00, 0x00, 0x0E, 0x00, 0x00, 0x00, 0x15, 0x00, 0x00, 0x00, 0x00};
+  auto pcr = guest.Transmit(pcr_read, std::chrono::seconds(30));  // the TPM is running
+  ASSERT_TRUE(pcr.ok()) << pcr.status().ToString();
+  const std::string sock = daemon().runtime_dir() + "/control.sock";
+  const std::regex by("vtpmctl (create|clear) by uid 0 pid [0-9]+ \\(vtpmctl\\): ");
+  std::map<std::string, std::map<std::string, std::string>> seen;
+  // Reads the journal while vtpmctl runs: the daemon's sends wait for a
+  // reader, as with journald.
+  auto absorb = [&] {
+    while (auto e = journal_->Next(20)) {
+      std::smatch m;
+      const std::string msg = (*e)["MESSAGE"];
+      if (std::regex_search(msg, m, by)) seen[m[1]] = *e;
+    }
+  };
+  for (const char* verb : {"create", "clear"}) {
+    auto run = std::async(std::launch::async, [&] {
+      return RunCapture({VTPM_CTL_PATH, "--socket", sock, verb, verb == std::string("create") ? kLoneUuid : kUuid},
+                        {}, std::chrono::seconds(60));
+    });
+    while (run.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) absorb();
+    auto r = run.get();
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->exit_code, 0) << verb << ": " << r->output;
+  }
+  absorb();
+  ASSERT_EQ(seen.size(), 2u) << "admin lines with their requester not found";
+  auto& created = seen["create"];
+  EXPECT_EQ(created["MESSAGE"].rfind("uuid=" + std::string(kLoneUuid) + ": vtpmctl create by uid 0 pid ", 0), 0u)
+      << created["MESSAGE"];
+  EXPECT_EQ(created["UUID"], kLoneUuid);
+  EXPECT_EQ(created.count("DOMID"), 0u);
+  EXPECT_EQ(created["MESSAGE_ID"], MessageId(LogEvent::kCreated));
+  auto& cleared = seen["clear"];
+  EXPECT_EQ(cleared["MESSAGE"].rfind("domid=7 devid=0 uuid=" + std::string(kUuid) + ": vtpmctl clear by ", 0), 0u)
+      << cleared["MESSAGE"];
+  EXPECT_EQ(cleared["DOMID"], "7");
+  EXPECT_EQ(cleared["DEVID"], "0");
+  EXPECT_EQ(cleared["MESSAGE_ID"], MessageId(LogEvent::kCleared));
 }
 
 // Issue 17 item 4: a guest flooding malformed requests gets a burst of 10
