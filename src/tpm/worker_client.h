@@ -55,6 +55,9 @@ class WorkerClient {
   pid_t pid() const { return child_.pid(); }
   // How the last worker process ended (a wait status), once it has.
   std::optional<int> exit_status() const { return exit_status_; }
+  // Bytes read from the worker's socket so far. Bounded by the frames asked
+  // for: at most one reply frame per request (design §2 "Worker protocol").
+  size_t received_bytes() const { return received_; }
   // SIGKILLs and reaps the worker; a pending callback never runs.
   void Kill();
 
@@ -71,6 +74,7 @@ class WorkerClient {
   ChildProcess child_;
   UniqueFd socket_;
   FrameReader reader_;
+  size_t received_ = 0;
   Bytes out_;
   size_t out_off_ = 0;
   bool watching_out_ = false;  // EPOLLOUT is in the socket's registration

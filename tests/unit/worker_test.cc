@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "worker_test_util.h"
 
@@ -264,6 +265,85 @@ TEST_F(WorkerTest, SandboxKillsForbiddenSyscall) {
   WorkerRequest req;
   req.type = WorkerMsg::kTestSyscall;
   ExpectKilledBySeccomp(*loop_, *w, req);
+}
+
+}  // namespace
+}  // namespace vtpm
+
+namespace vtpm {
+namespace {
+
+// A stand-in for a compromised worker: a /bin/sh script started exactly as
+// vtpm-worker is (--fd=3 ...), doing `body` with the daemon's socket at fd 3.
+class FakeWorker {
+ public:
+  explicit FakeWorker(const std::string& body) {
+    dir_ = ::testing::TempDir() + "/vtpm-fake-worker-XXXXXX";
+    if (mkdtemp(dir_.data()) == nullptr) ADD_FAILURE() << "mkdtemp";
+    path_ = dir_ + "/worker.sh";
+    FILE* f = fopen(path_.c_str(), "w");
+    if (f == nullptr) ADD_FAILURE() << "fopen " << path_;
+    fprintf(f, "#!/bin/sh\n%s\n", body.c_str());
+    fclose(f);
+    chmod(path_.c_str(), 0755);
+  }
+  ~FakeWorker() { std::filesystem::remove_all(dir_); }
+  WorkerOptions Options() const {
+    WorkerOptions o = TestWorkerOptions();
+    o.path = path_;
+    return o;
+  }
+
+ private:
+  std::string dir_, path_;
+};
+
+using Millis = std::chrono::duration<double, std::milli>;
+
+// Runs the call, timing every loop iteration: the longest is how long the
+// worker held the loop up. The worker gets a head start to fill its socket.
+Result<WorkerReply> TimedCall(EventLoop& loop, WorkerClient& w, Millis& longest) {
+  std::optional<Result<WorkerReply>> out;
+  w.Call(InitRequest(), std::chrono::seconds(20), [&](Result<WorkerReply> r) { out = std::move(r); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  longest = Millis(0);
+  while (!out) {
+    auto t0 = std::chrono::steady_clock::now();
+    Status st = loop.RunOnce(std::chrono::milliseconds(0));
+    longest = std::max(longest, Millis(std::chrono::steady_clock::now() - t0));
+    if (!st.ok()) return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return std::move(*out);
+}
+
+// Starts `fake`, asks it for a reply and expects it faulted (kCorruption)
+// after the daemon read at most `max_read` bytes, the loop never held up.
+void ExpectFaultedReadingAtMost(EventLoop& loop, const FakeWorker& fake, size_t max_read) {
+  auto w = WorkerClient::Start(loop, fake.Options());
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  Millis longest;
+  auto r = TimedCall(loop, **w, longest);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+  EXPECT_LE((*w)->received_bytes(), max_read);
+  EXPECT_FALSE((*w)->alive());
+  EXPECT_LT(longest.count(), 200.0);
+}
+
+// Issue 16: a worker announcing a frame over kMaxFrameBody is faulted at its
+// length prefix, before a byte of the body is read.
+TEST_F(WorkerTest, OversizedFrameIsRefusedAtItsLengthPrefix) {
+  FakeWorker fake("printf '\\377\\377\\377\\377' >&3; exec /bin/cat /dev/zero >&3");
+  ExpectFaultedReadingAtMost(*loop_, fake, 4);
+}
+
+// A worker flooding its socket behind a valid length prefix: the daemon
+// reads one frame of at most kMaxFrameBody, a bounded amount per wake-up,
+// and faults the worker for what it sent.
+TEST_F(WorkerTest, FloodingWorkerIsReadOneFrameAtMost) {
+  FakeWorker fake("printf '\\000\\020\\000\\000' >&3; exec /bin/cat /dev/zero >&3");
+  ExpectFaultedReadingAtMost(*loop_, fake, 4 + kMaxFrameBody);
 }
 
 }  // namespace
