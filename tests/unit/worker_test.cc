@@ -1,5 +1,6 @@
 // The real vtpm-worker over its protocol: start, TPM commands, blob
 // reporting, state round trip, sandbox.
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -211,15 +212,15 @@ void ExpectKilledBySeccomp(EventLoop& loop, WorkerClient& w, const WorkerRequest
   EXPECT_EQ(WTERMSIG(*w.exit_status()), SIGSYS) << DescribeWaitStatus(*w.exit_status());
 }
 
-// What /proc says about a running worker: unprivileged, no_new_privs,
-// seccomp filter mode, only its socket (and stderr) open.
-TEST_F(WorkerTest, SandboxIsInPlace) {
-  auto w = Start();
-  Call(*w, InitRequest());
-  std::string status_path = "/proc/" + std::to_string(w->pid()) + "/status";
-  FILE* f = fopen(status_path.c_str(), "r");
-  ASSERT_NE(f, nullptr);
+// The fields of /proc/<pid>/status.
+std::map<std::string, std::string> ProcStatus(pid_t pid) {
   std::map<std::string, std::string> fields;
+  std::string status_path = "/proc/" + std::to_string(pid) + "/status";
+  FILE* f = fopen(status_path.c_str(), "r");
+  if (f == nullptr) {
+    ADD_FAILURE() << "cannot read " << status_path;
+    return fields;
+  }
   char line[512];
   while (fgets(line, sizeof line, f)) {
     std::string l(line);
@@ -231,6 +232,15 @@ TEST_F(WorkerTest, SandboxIsInPlace) {
     fields[l.substr(0, colon)] = v;
   }
   fclose(f);
+  return fields;
+}
+
+// What /proc says about a running worker: unprivileged, no_new_privs,
+// seccomp filter mode, only its socket (and stderr) open.
+TEST_F(WorkerTest, SandboxIsInPlace) {
+  auto w = Start();
+  Call(*w, InitRequest());
+  std::map<std::string, std::string> fields = ProcStatus(w->pid());
   EXPECT_EQ(fields["NoNewPrivs"], "1");
   EXPECT_EQ(fields["Seccomp"], "2");
   if (geteuid() == 0) {
@@ -243,6 +253,54 @@ TEST_F(WorkerTest, SandboxIsInPlace) {
   for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(w->pid()) + "/fd"))
     fds.insert(e.path().filename());
   EXPECT_EQ(fds, (std::set<std::string>{"2", "3"}));
+}
+
+// Issue 16: the filter is in force before libtpms parses a stored blob
+// (design §2 "vtpm-worker"). A worker started with --test-parse-probe
+// stops at that moment and says so on its socket; /proc shows its mode.
+TEST_F(WorkerTest, FilterIsActiveBeforeTheFirstStoredBlobIsParsed) {
+  auto first = Start();
+  Bytes permanent = PermanentOf(Call(*first, InitRequest()));
+  first.reset();
+
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  WorkerOptions o = TestWorkerOptions();
+  SpawnOptions spawn;
+  spawn.argv = {o.path, "--fd=3", "--uid=" + std::to_string(o.uid), "--gid=" + std::to_string(o.gid),
+                "--test-parse-probe"};
+  spawn.env = {"PATH=/nonexistent"};
+  spawn.fd_map = {{theirs.get(), 3}};
+  auto child = ChildProcess::Spawn(spawn);
+  ASSERT_TRUE(child.ok()) << child.status().ToString();
+  theirs.reset();
+  timeval tv{20, 0};
+  ASSERT_EQ(setsockopt(mine.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+  Bytes frame = EncodeRequest(InitRequest(permanent));
+  ASSERT_EQ(write(mine.get(), frame.data(), frame.size()), ssize_t(frame.size()));
+
+  uint8_t b = 0;
+  ASSERT_EQ(read(mine.get(), &b, 1), 1) << "the worker never reached its first parse";
+  ASSERT_EQ(b, 'P');
+  EXPECT_EQ(ProcStatus(child->pid())["Seccomp"], "2") << "a stored blob was about to be parsed unfiltered";
+
+  // Released, it starts from that blob as usual.
+  ASSERT_EQ(write(mine.get(), &b, 1), 1);
+  FrameReader reader;
+  std::optional<Bytes> body;
+  while (!body) {
+    uint8_t buf[4096];
+    ssize_t n = read(mine.get(), buf, sizeof buf);
+    ASSERT_GT(n, 0) << "no reply to kInit";
+    reader.Feed(ByteView(buf, size_t(n)));
+    auto next = reader.Next();
+    ASSERT_TRUE(next.ok());
+    body = std::move(*next);
+  }
+  auto reply = DecodeReply(*body);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(reply->type, WorkerMsg::kReply) << reply->message;
 }
 
 TEST_F(WorkerTest, SandboxKillsOpen) {
