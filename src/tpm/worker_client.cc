@@ -1,10 +1,11 @@
 #include "tpm/worker_client.h"
 
+#include "common/background_reap.h"
+
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -75,13 +76,12 @@ void WorkerClient::Kill() {
 
 void WorkerClient::Reap(std::chrono::milliseconds grace) {
   if (!child_.running()) return;
-  // A worker that closed its socket is exiting; give it `grace` to report how.
-  if (auto ws = grace.count() ? child_.WaitFor(grace) : child_.TryWait()) {
-    exit_status_ = ws;
-    return;
-  }
-  child_.Kill();
-  exit_status_ = W_EXITCODE(0, SIGKILL);
+  // A worker that closed its socket is exiting; `grace` lets it report how.
+  // The loop never waits for it (design §2 "Worker protocol").
+  std::weak_ptr<bool> token = alive_token_;
+  ReapInBackground(loop_, std::move(child_), grace, [this, token](int ws) {
+    if (auto t = token.lock(); t && *t) exit_status_ = ws;
+  });
 }
 
 void WorkerClient::Call(const WorkerRequest& req, std::chrono::milliseconds deadline,

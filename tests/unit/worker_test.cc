@@ -203,10 +203,23 @@ TEST_F(WorkerTest, KilledWorkerFailsTheCall) {
 }
 
 // The sandbox: after start-up an open() or a socket() kills the worker (SIGSYS).
+// Runs `loop` until `w`'s worker has been reaped (at most 10 s); the longest
+// loop iteration meanwhile goes to `longest`.
+void RunUntilReaped(EventLoop& loop, WorkerClient& w, std::chrono::duration<double, std::milli>* longest = nullptr) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!w.exit_status() && std::chrono::steady_clock::now() < until) {
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(loop.RunOnce(std::chrono::milliseconds(0)).ok());
+    if (longest) *longest = std::max(*longest, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 void ExpectKilledBySeccomp(EventLoop& loop, WorkerClient& w, const WorkerRequest& req) {
   auto r = CallSync(loop, w, req);
   ASSERT_FALSE(r.ok()) << "worker survived: " << r->message;
   EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  RunUntilReaped(loop, w);
   ASSERT_TRUE(w.exit_status().has_value());
   EXPECT_TRUE(WIFSIGNALED(*w.exit_status())) << DescribeWaitStatus(*w.exit_status());
   EXPECT_EQ(WTERMSIG(*w.exit_status()), SIGSYS) << DescribeWaitStatus(*w.exit_status());
@@ -402,6 +415,42 @@ TEST_F(WorkerTest, OversizedFrameIsRefusedAtItsLengthPrefix) {
 TEST_F(WorkerTest, FloodingWorkerIsReadOneFrameAtMost) {
   FakeWorker fake("printf '\\000\\020\\000\\000' >&3; exec /bin/cat /dev/zero >&3");
   ExpectFaultedReadingAtMost(*loop_, fake, 4 + kMaxFrameBody);
+}
+
+bool ProcessExists(pid_t pid) { return std::filesystem::exists("/proc/" + std::to_string(pid)); }
+
+// Issue 16: a worker that closed its socket but does not exit (stopped here)
+// gets its grace on a loop timer, not in a sleep on the loop; then it is
+// SIGKILLed and reaped, and leaves no zombie.
+TEST_F(WorkerTest, WorkerThatDoesNotExitIsReapedWithoutBlockingTheLoop) {
+  FakeWorker fake("exec 3>&-; kill -STOP $$");
+  auto w = WorkerClient::Start(*loop_, fake.Options());
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  const pid_t pid = (*w)->pid();
+  Millis longest;
+  auto r = TimedCall(*loop_, **w, longest);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
+  RunUntilReaped(*loop_, **w, &longest);
+  ASSERT_TRUE((*w)->exit_status().has_value()) << "never reaped";
+  EXPECT_TRUE(WIFSIGNALED(*(*w)->exit_status())) << DescribeWaitStatus(*(*w)->exit_status());
+  EXPECT_EQ(WTERMSIG(*(*w)->exit_status()), SIGKILL);
+  EXPECT_FALSE(ProcessExists(pid)) << "zombie left behind";
+  EXPECT_LT(longest.count(), 90.0) << "the loop waited out the 100 ms grace";
+}
+
+// Destroying the client of a stopped worker returns at once; the worker is
+// killed and reaped from the loop afterwards.
+TEST_F(WorkerTest, DestroyedClientsWorkerIsReapedFromTheLoop) {
+  auto w = Start();
+  Call(*w, InitRequest());
+  const pid_t pid = w->pid();
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  w.reset();
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (ProcessExists(pid) && std::chrono::steady_clock::now() < until)
+    ASSERT_TRUE(loop_->RunOnce(std::chrono::milliseconds(10)).ok());
+  EXPECT_FALSE(ProcessExists(pid)) << "zombie left behind";
 }
 
 }  // namespace
