@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <string_view>
+#include <utility>
 
 #include "tpm/tpm12.h"
 
@@ -21,6 +22,16 @@ std::map<BlobKind, Bytes> g_nv;
 std::map<BlobKind, std::optional<Bytes>> g_changes;  // nullopt = deleted
 uint8_t g_locality = 0;
 bool g_presence = false;
+#ifdef VTPM_TEST_BUILD
+std::function<void()> g_parse_probe;
+#endif
+
+// Called before libtpms is handed a stored blob.
+void BeforeParse() {
+#ifdef VTPM_TEST_BUILD
+  if (auto probe = std::exchange(g_parse_probe, nullptr)) probe();
+#endif
+}
 
 std::optional<BlobKind> KindOf(const char* name) {
   std::string_view n(name);
@@ -37,6 +48,7 @@ TPM_RESULT NvLoad(unsigned char** data, uint32_t* length, uint32_t, const char* 
   if (!kind) return TPM_FAIL;
   auto it = g_nv.find(*kind);
   if (it == g_nv.end()) return TPM_RETRY;  // libtpms' "does not exist yet"
+  BeforeParse();
   *length = uint32_t(it->second.size());
   if (TPM_Malloc(data, *length ? *length : 1) != TPM_SUCCESS) return TPM_FAIL;
   if (*length) std::memcpy(*data, it->second.data(), *length);
@@ -96,17 +108,35 @@ LibtpmsHost::~LibtpmsHost() {
   TPM_Free(rbuf_);
 }
 
+Status LibtpmsHost::Prepare() {
+  if (prepared_) return Status::Ok();
+  TPM_RESULT rc = TPMLIB_ChooseTPMVersion(TPMLIB_TPM_VERSION_1_2);
+  if (rc) return TpmStatus(rc, "ChooseTPMVersion");
+  if ((rc = TPMLIB_RegisterCallbacks(&g_callbacks))) return TpmStatus(rc, "RegisterCallbacks");
+  TPMLIB_SetBufferSize(tpm12::kGuestBufferSize, nullptr, nullptr);
+  // An empty TPM, started and dropped: what it stored is nobody's state.
+  g_nv.clear();
+  g_changes.clear();
+  rc = TPMLIB_MainInit();
+  if (rc == TPM_SUCCESS) TPMLIB_Terminate();
+  g_nv.clear();
+  g_changes.clear();
+  if (rc) return TpmStatus(rc, "MainInit(empty)");
+  prepared_ = true;
+  return Status::Ok();
+}
+
 Result<WorkerReply> LibtpmsHost::Init(const WorkerRequest& init) {
   if (started_) return Status(Code::kFailedPrecondition, "libtpms already started");
   if (!init.permanent && (init.savestate || init.volatile_state))
     return Status(Code::kInvalidArgument, "state blobs without a permanent blob");
-  TPM_RESULT rc = TPMLIB_ChooseTPMVersion(TPMLIB_TPM_VERSION_1_2);
-  if (rc) return TpmStatus(rc, "ChooseTPMVersion");
-  if ((rc = TPMLIB_RegisterCallbacks(&g_callbacks))) return TpmStatus(rc, "RegisterCallbacks");
+  RETURN_IF_ERROR(Prepare());
+  TPM_RESULT rc = TPM_SUCCESS;
   g_nv.clear();
   g_changes.clear();
   // Permanent first: libtpms validates the others against it.
   if (init.permanent) {
+    BeforeParse();
     g_nv[BlobKind::kPermanent] = *init.permanent;
     if ((rc = TPMLIB_SetState(TPMLIB_STATE_PERMANENT, init.permanent->data(),
                               uint32_t(init.permanent->size()))))
@@ -121,11 +151,14 @@ Result<WorkerReply> LibtpmsHost::Init(const WorkerRequest& init) {
                               uint32_t(init.volatile_state->size()))))
       return TpmStatus(rc, "SetState(volatile)");
   }
-  TPMLIB_SetBufferSize(tpm12::kGuestBufferSize, nullptr, nullptr);
   if ((rc = TPMLIB_MainInit())) return TpmStatus(rc, "MainInit");
   started_ = true;
   return CollectReply({});
 }
+
+#ifdef VTPM_TEST_BUILD
+void LibtpmsHost::SetParseProbe(std::function<void()> probe) { g_parse_probe = std::move(probe); }
+#endif
 
 WorkerReply LibtpmsHost::Execute(const WorkerRequest& req) {
   if (!started_) return CollectReply(tpm12::ErrorResponse(tpm12::kFail));

@@ -5,8 +5,9 @@
 // and RLIMIT_AS, forbids core dumps, switches to the given uid/gid with no
 // supplementary groups (only when started as root), sets no_new_privs and
 // dies with its parent.
-// Stage 2, LoadSyscallFilter(), once libtpms has started (its self-test and
-// OpenSSL's initialisation run before): a seccomp allowlist of the syscalls
+// Stage 2, LoadSyscallFilter(), once libtpms' one-time start-up has run on
+// no state (LibtpmsHost::Prepare: its self-test and OpenSSL's initialisation
+// need more) and before any stored blob is parsed: a seccomp allowlist of the syscalls
 // TPM emulation needs (read/write on its socket, memory management without
 // PROT_EXEC, getrandom, futex, clocks, exit). Any other syscall - open, socket,
 // ioctl, execve, ptrace... - kills the process (SIGSYS).

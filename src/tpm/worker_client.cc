@@ -1,11 +1,13 @@
 #include "tpm/worker_client.h"
 
+#include "common/background_reap.h"
+
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -74,13 +76,12 @@ void WorkerClient::Kill() {
 
 void WorkerClient::Reap(std::chrono::milliseconds grace) {
   if (!child_.running()) return;
-  // A worker that closed its socket is exiting; give it `grace` to report how.
-  if (auto ws = grace.count() ? child_.WaitFor(grace) : child_.TryWait()) {
-    exit_status_ = ws;
-    return;
-  }
-  child_.Kill();
-  exit_status_ = W_EXITCODE(0, SIGKILL);
+  // A worker that closed its socket is exiting; `grace` lets it report how.
+  // The loop never waits for it (design §2 "Worker protocol").
+  std::weak_ptr<bool> token = alive_token_;
+  ReapInBackground(loop_, std::move(child_), grace, [this, token](int ws) {
+    if (auto t = token.lock(); t && *t) exit_status_ = ws;
+  });
 }
 
 void WorkerClient::Call(const WorkerRequest& req, std::chrono::milliseconds deadline,
@@ -122,25 +123,46 @@ bool WorkerClient::FlushOutput() {
   return loop_.Modify(socket_.get(), uint32_t(EPOLLIN | EPOLLRDHUP) | (more ? uint32_t(EPOLLOUT) : 0u)).ok();
 }
 
+namespace {
+
+// What one readiness event may read, so that a worker flooding its socket
+// holds the loop up for one bounded read at most (design §2 "Worker protocol").
+constexpr size_t kReadBudget = 256u << 10;
+
+}  // namespace
+
 void WorkerClient::OnEvents(uint32_t events) {
   if ((events & EPOLLOUT) && !FlushOutput()) {
     Fail(Status(Code::kUnavailable, "worker socket write failed"));
     return;
   }
   if (!(events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))) return;
+  // Only what the current frame still lacks is read, its length prefix
+  // first: a prefix over kMaxFrameBody faults the worker before a byte of
+  // its body is buffered. What is left over waits for the next wake-up.
   uint8_t buf[16384];
-  // A worker may reply and exit at once (a fatal request): the reply and the
-  // end of the stream can arrive in one wake-up, and the reply counts.
   bool closed = false;
-  for (;;) {
-    ssize_t n = recv(socket_.get(), buf, sizeof buf, 0);
+  for (size_t budget = kReadBudget; budget > 0;) {
+    auto missing = reader_.Missing();
+    if (!missing.ok()) {
+      Fail(missing.status());
+      return;
+    }
+    if (*missing == 0) break;
+    ssize_t n = recv(socket_.get(), buf, std::min({*missing, sizeof buf, budget}), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     if (n <= 0) {
       closed = true;
       break;
     }
+    received_ += size_t(n);
+    budget -= size_t(n);
     reader_.Feed(ByteView(buf, size_t(n)));
+  }
+  if (!pending_ && !reader_.empty()) {
+    Fail(Status(Code::kCorruption, "worker sent an unrequested reply"));
+    return;
   }
   auto body = reader_.Next();
   if (!body.ok()) {
@@ -151,12 +173,12 @@ void WorkerClient::OnEvents(uint32_t events) {
     if (closed) Fail(Status(Code::kUnavailable, "worker closed its socket"));
     return;
   }
-  if (closed) {
-    Close();
-    Reap(std::chrono::milliseconds(100));
-  }
-  if (!pending_) {
-    Fail(Status(Code::kCorruption, "worker sent an unrequested reply"));
+  // A worker may reply and exit at once (a fatal request): the reply counts.
+  // Anything else after it is a second reply.
+  uint8_t next = 0;
+  ssize_t peeked = recv(socket_.get(), &next, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (peeked > 0) {
+    Fail(Status(Code::kCorruption, "worker sent more than one reply"));
     return;
   }
   auto reply = DecodeReply(**body);
@@ -164,9 +186,9 @@ void WorkerClient::OnEvents(uint32_t events) {
     Fail(reply.status());
     return;
   }
-  if (!reader_.empty()) {
-    Fail(Status(Code::kCorruption, "worker sent more than one reply"));
-    return;
+  if (peeked == 0 || closed) {
+    Close();
+    Reap(std::chrono::milliseconds(100));
   }
   if (timer_) loop_.CancelTimer(*timer_);
   timer_.reset();

@@ -2,6 +2,8 @@
 //
 // Start() fork+execs the worker with its end of a socketpair at fd 3 and
 // registers the daemon's end in the EventLoop; nothing here blocks the loop.
+// A worker that is done with - faulted, closed or killed - is reaped in the
+// background from the loop (common/background_reap.h), never waited for.
 // One request at a time: Call() sends it and the callback runs exactly once
 // on the loop thread with the reply, kUnavailable when the worker dies or
 // closes the socket, kCorruption when it sends a malformed frame (the worker
@@ -52,10 +54,16 @@ class WorkerClient {
   void Call(const WorkerRequest& req, std::chrono::milliseconds deadline, ReplyCallback cb);
   bool busy() const { return static_cast<bool>(pending_); }
   bool alive() const { return socket_.valid(); }
+  // The worker's pid while this client owns it: -1 once it is being reaped.
   pid_t pid() const { return child_.pid(); }
-  // How the last worker process ended (a wait status), once it has.
+  // How the last worker process ended (a wait status), once it has been
+  // reaped - which happens on the loop after the failure was reported.
   std::optional<int> exit_status() const { return exit_status_; }
-  // SIGKILLs and reaps the worker; a pending callback never runs.
+  // Bytes read from the worker's socket so far. Bounded by the frames asked
+  // for: at most one reply frame per request (design §2 "Worker protocol").
+  size_t received_bytes() const { return received_; }
+  // SIGKILLs the worker and has it reaped in the background
+  // (ReapInBackground); a pending callback never runs. Never blocks.
   void Kill();
 
  private:
@@ -71,6 +79,7 @@ class WorkerClient {
   ChildProcess child_;
   UniqueFd socket_;
   FrameReader reader_;
+  size_t received_ = 0;
   Bytes out_;
   size_t out_off_ = 0;
   bool watching_out_ = false;  // EPOLLOUT is in the socket's registration

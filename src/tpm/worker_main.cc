@@ -1,10 +1,14 @@
 // vtpm-worker: hosts one libtpms TPM 1.2 for the daemon (design §2).
 //
-// argv: vtpm-worker --fd=N --uid=U --gid=G [--test-commands]
+// argv: vtpm-worker --fd=N --uid=U --gid=G [--test-commands] [--test-parse-probe]
 //   --fd             the parent's socket (SOCK_STREAM, worker_protocol.h); 3 by default
 //   --uid/--gid      the unprivileged identity to switch to when started as root
 //   --test-commands  accept kTestOpen/kTestSyscall (sandbox tests; only a test
 //                    build, VTPM_TEST_BUILD, has the flag and the commands)
+//   --test-parse-probe  (test build) just before libtpms is first handed a
+//                    stored blob, write one byte 'P' to the socket and block
+//                    until one byte comes back, so a test can inspect the
+//                    process at that moment
 // The environment is not read. Exit status: 0 when the parent closes the
 // socket, 1 on a protocol or start-up error (after a kFailure reply when possible).
 #include <unistd.h>
@@ -27,7 +31,8 @@ namespace vtpm {
 namespace {
 
 #ifdef VTPM_TEST_BUILD
-constexpr char kUsage[] = "usage: vtpm-worker --fd=N --uid=U --gid=G [--test-commands]";
+constexpr char kUsage[] =
+    "usage: vtpm-worker --fd=N --uid=U --gid=G [--test-commands] [--test-parse-probe]";
 #else
 constexpr char kUsage[] = "usage: vtpm-worker --fd=N --uid=U --gid=G";
 #endif
@@ -36,6 +41,7 @@ struct WorkerArgs {
   SandboxOptions sandbox;
 #ifdef VTPM_TEST_BUILD
   bool test_commands = false;
+  bool test_parse_probe = false;
 #endif
 };
 
@@ -56,8 +62,8 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
       continue;
     }
 #ifdef VTPM_TEST_BUILD
-    if (a == "--test-commands") {
-      args.test_commands = true;
+    if (a == "--test-commands" || a == "--test-parse-probe") {
+      (a == "--test-commands" ? args.test_commands : args.test_parse_probe) = true;
       continue;
     }
 #endif
@@ -123,6 +129,19 @@ int Serve(const WorkerArgs& args) {
   FrameReader reader;
   LibtpmsHost tpm;
   bool started = false;
+#ifdef VTPM_TEST_BUILD
+  if (args.test_parse_probe)
+    LibtpmsHost::SetParseProbe([fd] {
+      uint8_t b = 'P';
+      if (write(fd, &b, 1) != 1) return;
+      [[maybe_unused]] ssize_t n = read(fd, &b, 1);
+    });
+#endif
+  // Sandbox stage 2 before the first request is read: libtpms' start-up
+  // on no state, then the filter, so that every stored blob in kInit is
+  // parsed under it (design §2 "vtpm-worker"). A failure is kInit's answer.
+  Status ready = tpm.Prepare();
+  if (ready.ok()) ready = LoadSyscallFilter();
   for (;;) {
     auto body = ReadBody(fd, reader);
     if (!body) return reader.empty() ? 0 : 1;
@@ -134,11 +153,10 @@ int Serve(const WorkerArgs& args) {
     WorkerReply reply;
     bool fatal = false;
     if (req->type == WorkerMsg::kInit) {
-      auto init = tpm.Init(*req);
-      Status st = init.ok() ? LoadSyscallFilter() : init.status();
-      fatal = !st.ok();
-      reply = st.ok() ? std::move(init).value() : Failure(st);
-      started = st.ok();
+      auto init = ready.ok() ? tpm.Init(*req) : Result<WorkerReply>(ready);
+      fatal = !init.ok();
+      reply = init.ok() ? std::move(init).value() : Failure(init.status());
+      started = init.ok();
     } else if (req->type == WorkerMsg::kExecute && started) {
       reply = tpm.Execute(*req);
 #ifdef VTPM_TEST_BUILD

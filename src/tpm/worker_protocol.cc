@@ -197,11 +197,17 @@ Result<WorkerReply> DecodeReply(ByteView body) {
   return reply;
 }
 
-Result<std::optional<Bytes>> FrameReader::Next() {
-  if (buf_.size() < 4) return std::optional<Bytes>();
+Result<size_t> FrameReader::Missing() const {
+  if (buf_.size() < 4) return 4 - buf_.size();
   uint32_t len = LoadBe32(buf_.data());
   if (len > kMaxFrameBody) return Status(Code::kCorruption, "worker protocol: frame too long");
-  if (buf_.size() - 4 < len) return std::optional<Bytes>();
+  return buf_.size() - 4 < len ? size_t(len) - (buf_.size() - 4) : size_t(0);
+}
+
+Result<std::optional<Bytes>> FrameReader::Next() {
+  ASSIGN_OR_RETURN(size_t missing, Missing());
+  if (buf_.size() < 4 || missing > 0) return std::optional<Bytes>();
+  uint32_t len = LoadBe32(buf_.data());
   Bytes body(buf_.begin() + 4, buf_.begin() + 4 + len);
   buf_.erase(buf_.begin(), buf_.begin() + 4 + len);
   return std::optional<Bytes>(std::move(body));

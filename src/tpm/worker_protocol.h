@@ -99,7 +99,14 @@ class FrameReader {
   // The next complete body, nullopt if more bytes are needed, or an error
   // (kCorruption) when the announced length exceeds kMaxFrameBody.
   Result<std::optional<Bytes>> Next();
+  // Bytes the current frame still lacks (the rest of its length prefix, then
+  // the rest of its body; 0 when it is complete), or kCorruption as soon as
+  // the prefix announces more than kMaxFrameBody. A reader of an untrusted
+  // peer reads no more than this, so it never buffers more than one frame
+  // of at most kMaxFrameBody (design §2 "Worker protocol").
+  Result<size_t> Missing() const;
   bool empty() const { return buf_.empty(); }
+  size_t size() const { return buf_.size(); }
 
  private:
   Bytes buf_;

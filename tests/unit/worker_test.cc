@@ -1,11 +1,13 @@
 // The real vtpm-worker over its protocol: start, TPM commands, blob
 // reporting, state round trip, sandbox.
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "worker_test_util.h"
 
@@ -201,24 +203,37 @@ TEST_F(WorkerTest, KilledWorkerFailsTheCall) {
 }
 
 // The sandbox: after start-up an open() or a socket() kills the worker (SIGSYS).
+// Runs `loop` until `w`'s worker has been reaped (at most 10 s); the longest
+// loop iteration meanwhile goes to `longest`.
+void RunUntilReaped(EventLoop& loop, WorkerClient& w, std::chrono::duration<double, std::milli>* longest = nullptr) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!w.exit_status() && std::chrono::steady_clock::now() < until) {
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(loop.RunOnce(std::chrono::milliseconds(0)).ok());
+    if (longest) *longest = std::max(*longest, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 void ExpectKilledBySeccomp(EventLoop& loop, WorkerClient& w, const WorkerRequest& req) {
   auto r = CallSync(loop, w, req);
   ASSERT_FALSE(r.ok()) << "worker survived: " << r->message;
   EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  RunUntilReaped(loop, w);
   ASSERT_TRUE(w.exit_status().has_value());
   EXPECT_TRUE(WIFSIGNALED(*w.exit_status())) << DescribeWaitStatus(*w.exit_status());
   EXPECT_EQ(WTERMSIG(*w.exit_status()), SIGSYS) << DescribeWaitStatus(*w.exit_status());
 }
 
-// What /proc says about a running worker: unprivileged, no_new_privs,
-// seccomp filter mode, only its socket (and stderr) open.
-TEST_F(WorkerTest, SandboxIsInPlace) {
-  auto w = Start();
-  Call(*w, InitRequest());
-  std::string status_path = "/proc/" + std::to_string(w->pid()) + "/status";
-  FILE* f = fopen(status_path.c_str(), "r");
-  ASSERT_NE(f, nullptr);
+// The fields of /proc/<pid>/status.
+std::map<std::string, std::string> ProcStatus(pid_t pid) {
   std::map<std::string, std::string> fields;
+  std::string status_path = "/proc/" + std::to_string(pid) + "/status";
+  FILE* f = fopen(status_path.c_str(), "r");
+  if (f == nullptr) {
+    ADD_FAILURE() << "cannot read " << status_path;
+    return fields;
+  }
   char line[512];
   while (fgets(line, sizeof line, f)) {
     std::string l(line);
@@ -230,6 +245,15 @@ TEST_F(WorkerTest, SandboxIsInPlace) {
     fields[l.substr(0, colon)] = v;
   }
   fclose(f);
+  return fields;
+}
+
+// What /proc says about a running worker: unprivileged, no_new_privs,
+// seccomp filter mode, only its socket (and stderr) open.
+TEST_F(WorkerTest, SandboxIsInPlace) {
+  auto w = Start();
+  Call(*w, InitRequest());
+  std::map<std::string, std::string> fields = ProcStatus(w->pid());
   EXPECT_EQ(fields["NoNewPrivs"], "1");
   EXPECT_EQ(fields["Seccomp"], "2");
   if (geteuid() == 0) {
@@ -242,6 +266,54 @@ TEST_F(WorkerTest, SandboxIsInPlace) {
   for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(w->pid()) + "/fd"))
     fds.insert(e.path().filename());
   EXPECT_EQ(fds, (std::set<std::string>{"2", "3"}));
+}
+
+// Issue 16: the filter is in force before libtpms parses a stored blob
+// (design §2 "vtpm-worker"). A worker started with --test-parse-probe
+// stops at that moment and says so on its socket; /proc shows its mode.
+TEST_F(WorkerTest, FilterIsActiveBeforeTheFirstStoredBlobIsParsed) {
+  auto first = Start();
+  Bytes permanent = PermanentOf(Call(*first, InitRequest()));
+  first.reset();
+
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  WorkerOptions o = TestWorkerOptions();
+  SpawnOptions spawn;
+  spawn.argv = {o.path, "--fd=3", "--uid=" + std::to_string(o.uid), "--gid=" + std::to_string(o.gid),
+                "--test-parse-probe"};
+  spawn.env = {"PATH=/nonexistent"};
+  spawn.fd_map = {{theirs.get(), 3}};
+  auto child = ChildProcess::Spawn(spawn);
+  ASSERT_TRUE(child.ok()) << child.status().ToString();
+  theirs.reset();
+  timeval tv{20, 0};
+  ASSERT_EQ(setsockopt(mine.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+  Bytes frame = EncodeRequest(InitRequest(permanent));
+  ASSERT_EQ(write(mine.get(), frame.data(), frame.size()), ssize_t(frame.size()));
+
+  uint8_t b = 0;
+  ASSERT_EQ(read(mine.get(), &b, 1), 1) << "the worker never reached its first parse";
+  ASSERT_EQ(b, 'P');
+  EXPECT_EQ(ProcStatus(child->pid())["Seccomp"], "2") << "a stored blob was about to be parsed unfiltered";
+
+  // Released, it starts from that blob as usual.
+  ASSERT_EQ(write(mine.get(), &b, 1), 1);
+  FrameReader reader;
+  std::optional<Bytes> body;
+  while (!body) {
+    uint8_t buf[4096];
+    ssize_t n = read(mine.get(), buf, sizeof buf);
+    ASSERT_GT(n, 0) << "no reply to kInit";
+    reader.Feed(ByteView(buf, size_t(n)));
+    auto next = reader.Next();
+    ASSERT_TRUE(next.ok());
+    body = std::move(*next);
+  }
+  auto reply = DecodeReply(*body);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(reply->type, WorkerMsg::kReply) << reply->message;
 }
 
 TEST_F(WorkerTest, SandboxKillsOpen) {
@@ -264,6 +336,121 @@ TEST_F(WorkerTest, SandboxKillsForbiddenSyscall) {
   WorkerRequest req;
   req.type = WorkerMsg::kTestSyscall;
   ExpectKilledBySeccomp(*loop_, *w, req);
+}
+
+}  // namespace
+}  // namespace vtpm
+
+namespace vtpm {
+namespace {
+
+// A stand-in for a compromised worker: a /bin/sh script started exactly as
+// vtpm-worker is (--fd=3 ...), doing `body` with the daemon's socket at fd 3.
+class FakeWorker {
+ public:
+  explicit FakeWorker(const std::string& body) {
+    dir_ = ::testing::TempDir() + "/vtpm-fake-worker-XXXXXX";
+    if (mkdtemp(dir_.data()) == nullptr) ADD_FAILURE() << "mkdtemp";
+    path_ = dir_ + "/worker.sh";
+    FILE* f = fopen(path_.c_str(), "w");
+    if (f == nullptr) ADD_FAILURE() << "fopen " << path_;
+    fprintf(f, "#!/bin/sh\n%s\n", body.c_str());
+    fclose(f);
+    chmod(path_.c_str(), 0755);
+  }
+  ~FakeWorker() { std::filesystem::remove_all(dir_); }
+  WorkerOptions Options() const {
+    WorkerOptions o = TestWorkerOptions();
+    o.path = path_;
+    return o;
+  }
+
+ private:
+  std::string dir_, path_;
+};
+
+using Millis = std::chrono::duration<double, std::milli>;
+
+// Runs the call, timing every loop iteration: the longest is how long the
+// worker held the loop up. The worker gets a head start to fill its socket.
+Result<WorkerReply> TimedCall(EventLoop& loop, WorkerClient& w, Millis& longest) {
+  std::optional<Result<WorkerReply>> out;
+  w.Call(InitRequest(), std::chrono::seconds(20), [&](Result<WorkerReply> r) { out = std::move(r); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  longest = Millis(0);
+  while (!out) {
+    auto t0 = std::chrono::steady_clock::now();
+    Status st = loop.RunOnce(std::chrono::milliseconds(0));
+    longest = std::max(longest, Millis(std::chrono::steady_clock::now() - t0));
+    if (!st.ok()) return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return std::move(*out);
+}
+
+// Starts `fake`, asks it for a reply and expects it faulted (kCorruption)
+// after the daemon read at most `max_read` bytes, the loop never held up.
+void ExpectFaultedReadingAtMost(EventLoop& loop, const FakeWorker& fake, size_t max_read) {
+  auto w = WorkerClient::Start(loop, fake.Options());
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  Millis longest;
+  auto r = TimedCall(loop, **w, longest);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorruption) << r.status().ToString();
+  EXPECT_LE((*w)->received_bytes(), max_read);
+  EXPECT_FALSE((*w)->alive());
+  EXPECT_LT(longest.count(), 200.0);
+}
+
+// Issue 16: a worker announcing a frame over kMaxFrameBody is faulted at its
+// length prefix, before a byte of the body is read.
+TEST_F(WorkerTest, OversizedFrameIsRefusedAtItsLengthPrefix) {
+  FakeWorker fake("printf '\\377\\377\\377\\377' >&3; exec /bin/cat /dev/zero >&3");
+  ExpectFaultedReadingAtMost(*loop_, fake, 4);
+}
+
+// A worker flooding its socket behind a valid length prefix: the daemon
+// reads one frame of at most kMaxFrameBody, a bounded amount per wake-up,
+// and faults the worker for what it sent.
+TEST_F(WorkerTest, FloodingWorkerIsReadOneFrameAtMost) {
+  FakeWorker fake("printf '\\000\\020\\000\\000' >&3; exec /bin/cat /dev/zero >&3");
+  ExpectFaultedReadingAtMost(*loop_, fake, 4 + kMaxFrameBody);
+}
+
+bool ProcessExists(pid_t pid) { return std::filesystem::exists("/proc/" + std::to_string(pid)); }
+
+// Issue 16: a worker that closed its socket but does not exit (stopped here)
+// gets its grace on a loop timer, not in a sleep on the loop; then it is
+// SIGKILLed and reaped, and leaves no zombie.
+TEST_F(WorkerTest, WorkerThatDoesNotExitIsReapedWithoutBlockingTheLoop) {
+  FakeWorker fake("exec 3>&-; kill -STOP $$");
+  auto w = WorkerClient::Start(*loop_, fake.Options());
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  const pid_t pid = (*w)->pid();
+  Millis longest;
+  auto r = TimedCall(*loop_, **w, longest);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
+  RunUntilReaped(*loop_, **w, &longest);
+  ASSERT_TRUE((*w)->exit_status().has_value()) << "never reaped";
+  EXPECT_TRUE(WIFSIGNALED(*(*w)->exit_status())) << DescribeWaitStatus(*(*w)->exit_status());
+  EXPECT_EQ(WTERMSIG(*(*w)->exit_status()), SIGKILL);
+  EXPECT_FALSE(ProcessExists(pid)) << "zombie left behind";
+  EXPECT_LT(longest.count(), 90.0) << "the loop waited out the 100 ms grace";
+}
+
+// Destroying the client of a stopped worker returns at once; the worker is
+// killed and reaped from the loop afterwards.
+TEST_F(WorkerTest, DestroyedClientsWorkerIsReapedFromTheLoop) {
+  auto w = Start();
+  Call(*w, InitRequest());
+  const pid_t pid = w->pid();
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  w.reset();
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (ProcessExists(pid) && std::chrono::steady_clock::now() < until)
+    ASSERT_TRUE(loop_->RunOnce(std::chrono::milliseconds(10)).ok());
+  EXPECT_FALSE(ProcessExists(pid)) << "zombie left behind";
 }
 
 }  // namespace
