@@ -145,6 +145,9 @@ void Backend::ReconcileDevice(uint32_t domid, uint32_t devid) {
   if (!keep) {
     if (!fe.empty() && fe_watches_.erase(fe)) (void)xs_.Unwatch(fe, kFrontendTokenPrefix + fe);
     devices_.erase(key);
+    // The successor's nodes were all written before that read: no watch
+    // event is left to announce them.
+    if (dev->recreated()) ReconcileDevice(domid, devid);
   }
 }
 

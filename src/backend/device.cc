@@ -153,7 +153,11 @@ bool Device::Reconcile() {
     VLOG_ERROR(ctx_, "cannot read backend state: {}", be_state_r.status().message());
     return true;
   }
-  if (!*be_state_r) {
+  // Once adopted, only the toolstack writes state 1 (Initialising), and only
+  // into a new directory: this device's was removed and written again
+  // between two of its reads (design §6 "Device").
+  recreated_ = *be_state_r && adopted_ && ParseXbState(**be_state_r) == kInitialising;
+  if (!*be_state_r || recreated_) {
     // Backend directory removed by the toolstack: the device is gone.
     Disconnect();
     if (uuid_claimed_) {  // the uuid is free before the instance is judged idle
@@ -161,7 +165,7 @@ bool Device::Reconcile() {
       uuid_claimed_ = false;
     }
     if (uuid_ && !refused_) backend_.InstanceIdle(*uuid_, ctx_);
-    VLOG_INFO(ctx_, "backend directory removed");
+    VLOG_INFO(ctx_, "backend directory removed{}", recreated_ ? " (a new one already stands in its place)" : "");
     return false;
   }
   if (!adopted_ && !Adopt()) return true;

@@ -28,8 +28,12 @@ class Device : public std::enable_shared_from_this<Device> {
   Device& operator=(const Device&) = delete;
 
   // Re-reads the device's nodes and acts on them. Returns false once the
-  // backend directory is gone and the device should be forgotten.
+  // backend directory is gone and the device should be forgotten; then
+  // recreated() says whether a new directory of the same (domid, devid)
+  // already stands in its place (removed and written again by the toolstack
+  // between two watch events: xl vtpm-detach then vtpm-attach).
   bool Reconcile();
+  bool recreated() const { return recreated_; }
   // The bound event channel fired.
   void OnNotify();
   // Closes a connected device the way a backend going away does (backend 5,
@@ -79,6 +83,7 @@ class Device : public std::enable_shared_from_this<Device> {
   bool refused_ = false;
   bool refused_for_uuid_ = false;  // another live device held the uuid at Adopt
   bool retrying_ = false;          // the next Adopt follows RetryRefusedForUuid()
+  bool recreated_ = false;         // see recreated()
   bool force_closing_ = false;
   bool uuid_claimed_ = false;
   bool waiting_for_instance_ = false;  // Connect found the instance busy; retried
