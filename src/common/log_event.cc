@@ -34,6 +34,7 @@ thread_local LogEvent g_event = LogEvent::kNone;
 std::span<const LogEventInfo> LogEvents() { return kEvents; }
 
 std::string_view MessageId(LogEvent e) {
+  if (e == LogEvent::kNone) return {};  // most lines: the journal sink asks for each
   for (const auto& i : kEvents)
     if (i.event == e) return i.message_id;
   return {};

@@ -1,7 +1,5 @@
 #include "tpm/worker_client.h"
 
-#include "common/background_reap.h"
-
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/epoll.h>
@@ -10,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <vector>
+
+#include "common/background_reap.h"
 
 namespace vtpm {
 

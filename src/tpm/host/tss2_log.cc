@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -57,12 +58,8 @@ void Tss2Log::LogLine(std::string_view line) {
   std::string_view level = Field(rest), module = Field(rest), file = Field(rest), lineno = Field(rest);
   auto paren = rest.find("() ");
   int n = 0;
-  bool parsed = !rest.empty() && paren != std::string_view::npos && !lineno.empty();
-  for (char c : lineno) {
-    if (c < '0' || c > '9' || n > 10000000) parsed = false;
-    n = n * 10 + (c - '0');
-  }
-  if (!parsed) {
+  auto [end, ec] = std::from_chars(lineno.data(), lineno.data() + lineno.size(), n);
+  if (paren == std::string_view::npos || ec != std::errc() || end != lineno.data() + lineno.size() || n <= 0) {
     LOG_WARN("tss2: {}", line);
     return;
   }
