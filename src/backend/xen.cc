@@ -1,5 +1,7 @@
 #include "backend/xen.h"
 
+#include "backend/xen_domctl.h"
+
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -247,6 +249,29 @@ void BoundPort::Reset() {
 Status BoundPort::Notify() const {
   if (!owner_) return Status(Code::kFailedPrecondition, "notify on an unbound port");
   return owner_->Notify(port_);
+}
+
+Result<std::unique_ptr<Hypervisor>> Hypervisor::Open() {
+  void* h = vtpm_xc_open();
+  if (!h) return Status::FromErrno(errno, "cannot open the hypervisor interface (/dev/xen/privcmd)");
+  return std::unique_ptr<Hypervisor>(new Hypervisor(h));
+}
+
+Hypervisor::~Hypervisor() {
+  if (h_) vtpm_xc_close(h_);
+}
+
+Result<std::optional<DomainInfo>> Hypervisor::Domain(uint32_t domid) {
+  vtpm_xc_domain d{};
+  int r = vtpm_xc_get_domain(h_, domid, &d);
+  if (r < 0) return Status::FromErrno(errno, "reading domain " + std::to_string(domid) + "'s state");
+  if (r == 0) return std::optional<DomainInfo>();
+  DomainInfo out;
+  out.domid = domid;
+  std::memcpy(out.handle.data(), d.handle, out.handle.size());
+  out.dying = d.dying != 0;
+  if (d.shutdown) out.shutdown_reason = d.shutdown_reason;
+  return std::optional<DomainInfo>(out);
 }
 
 }  // namespace vtpm

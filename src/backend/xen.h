@@ -1,12 +1,13 @@
-// The Xen seam: the only place the daemon touches libxenstore, libxengnttab
-// and libxenevtchn (xen.cc is the only file including their headers).
+// The Xen seam: the only place the daemon touches libxenstore, libxengnttab,
+// libxenevtchn and libxenctrl (xen.cc is the only file including their headers).
 // On a real host these reach xenstored and /dev/xen/*; in the sim tier the
 // same calls reach the real xenstored (XENSTORED_PATH) and the LD_PRELOAD
-// grant/event-channel shim, so this file is identical in both.
+// grant/event-channel/domain-table shim, so this file is identical in both.
 #pragma once
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -161,6 +162,44 @@ class EventChannels {
   explicit EventChannels(void* h) : h_(h) {}
   Status Notify(uint32_t port);
   void Unbind(uint32_t port);
+  void* h_;
+};
+
+// Xen's SHUTDOWN_* codes (public/sched.h), as the hypervisor reports them.
+enum ShutdownReason : uint8_t {
+  kShutdownPoweroff = 0,
+  kShutdownReboot = 1,
+  kShutdownSuspend = 2,
+  kShutdownCrash = 3,
+  kShutdownWatchdog = 4,
+  kShutdownSoftReset = 5,
+};
+
+// What the hypervisor says of one domain (XEN_DOMCTL_getdomaininfo).
+struct DomainInfo {
+  uint32_t domid = 0;
+  // The domain handle: xl's c_info.uuid, kept by xl save/restore and migrate.
+  std::array<uint8_t, 16> handle{};
+  bool dying = false;
+  // Set once the domain has shut down (all vCPUs stopped for good unless a
+  // toolstack resumes it); the SHUTDOWN_* code it gave. Cleared by a resume.
+  std::optional<uint8_t> shutdown_reason;
+};
+
+// A libxenctrl handle, for domain information only. Opening needs
+// /dev/xen/privcmd (and /dev/xen/hypercall where present).
+class Hypervisor {
+ public:
+  static Result<std::unique_ptr<Hypervisor>> Open();
+  ~Hypervisor();
+  Hypervisor(const Hypervisor&) = delete;
+  Hypervisor& operator=(const Hypervisor&) = delete;
+
+  // nullopt when no domain `domid` exists (never another domain's info).
+  Result<std::optional<DomainInfo>> Domain(uint32_t domid);
+
+ private:
+  explicit Hypervisor(void* h) : h_(h) {}
   void* h_;
 };
 
