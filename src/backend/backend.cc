@@ -37,14 +37,14 @@ ParsedPath ParseBackendPath(const std::string& root, const std::string& path) {
 }
 }  // namespace
 
-Backend::Backend(EventLoop& loop, XenStore& xs, GrantTable& gnt, EventChannels& evtchn,
+Backend::Backend(EventLoop& loop, XenStore& xs, GrantTable& gnt, EventChannels& evtchn, Hypervisor& hyp,
                  EngineProvider& engines, const BackendOptions& opts)
-    : loop_(loop), xs_(xs), gnt_(gnt), evtchn_(evtchn), engines_(engines), opts_(opts) {}
+    : loop_(loop), xs_(xs), gnt_(gnt), evtchn_(evtchn), hyp_(hyp), engines_(engines), opts_(opts) {}
 
 Result<std::unique_ptr<Backend>> Backend::Start(EventLoop& loop, XenStore& xs, GrantTable& gnt,
-                                                EventChannels& evtchn, EngineProvider& engines,
+                                                EventChannels& evtchn, Hypervisor& hyp, EngineProvider& engines,
                                                 const BackendOptions& opts) {
-  std::unique_ptr<Backend> b(new Backend(loop, xs, gnt, evtchn, engines, opts));
+  std::unique_ptr<Backend> b(new Backend(loop, xs, gnt, evtchn, hyp, engines, opts));
   RETURN_IF_ERROR(b->Init());
   return b;
 }
@@ -206,6 +206,15 @@ void Backend::ReleaseUuid(const Uuid& uuid, const Device* dev) {
 
 void Backend::RegisterPort(uint32_t port, const std::shared_ptr<Device>& dev) { ports_[port] = dev; }
 void Backend::UnregisterPort(uint32_t port) { ports_.erase(port); }
+
+std::optional<DomainInfo> Backend::DomainState(uint32_t domid, const GuestCtx& ctx) {
+  auto info = hyp_.Domain(domid);
+  if (!info.ok()) {
+    VLOG_WARN(ctx, "{}", info.status().ToString());
+    return std::nullopt;
+  }
+  return *info;
+}
 
 bool Backend::DomainExists(uint32_t domid) {
   auto r = xs_.Read("/local/domain/" + std::to_string(domid) + "/domid");

@@ -39,7 +39,7 @@ struct DeviceInfo {
 class Backend {
  public:
   static Result<std::unique_ptr<Backend>> Start(EventLoop& loop, XenStore& xs, GrantTable& gnt,
-                                                EventChannels& evtchn, EngineProvider& engines,
+                                                EventChannels& evtchn, Hypervisor& hyp, EngineProvider& engines,
                                                 const BackendOptions& opts);
   ~Backend();
   Backend(const Backend&) = delete;
@@ -56,6 +56,9 @@ class Backend {
   GrantTable& gnt() { return gnt_; }
   EventChannels& evtchn() { return evtchn_; }
   EngineProvider& engines() { return engines_; }
+  // The hypervisor's view of `domid`; nullopt when it is gone or cannot be
+  // read (logged).
+  std::optional<DomainInfo> DomainState(uint32_t domid, const GuestCtx& ctx);
   const BackendOptions& options() const { return opts_; }
   std::string backend_root() const;
   // Claims `uuid` for `dev`; false if another live device holds it.
@@ -71,7 +74,7 @@ class Backend {
   void RetryConnect(uint32_t domid, uint32_t devid);
 
  private:
-  Backend(EventLoop& loop, XenStore& xs, GrantTable& gnt, EventChannels& evtchn,
+  Backend(EventLoop& loop, XenStore& xs, GrantTable& gnt, EventChannels& evtchn, Hypervisor& hyp,
           EngineProvider& engines, const BackendOptions& opts);
   Status Init();
   void OnWatchFd();
@@ -87,6 +90,7 @@ class Backend {
   XenStore& xs_;
   GrantTable& gnt_;
   EventChannels& evtchn_;
+  Hypervisor& hyp_;
   EngineProvider& engines_;
   BackendOptions opts_;
   std::map<std::pair<uint32_t, uint32_t>, std::shared_ptr<Device>> devices_;

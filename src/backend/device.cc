@@ -159,6 +159,7 @@ bool Device::Reconcile() {
   recreated_ = *be_state_r && adopted_ && ParseXbState(**be_state_r) == kInitialising;
   if (!*be_state_r || recreated_) {
     // Backend directory removed by the toolstack: the device is gone.
+    CheckSuspended();
     Disconnect();
     if (uuid_claimed_) {  // the uuid is free before the instance is judged idle
       backend_.ReleaseUuid(*uuid_, this);
@@ -179,11 +180,13 @@ bool Device::Reconcile() {
   if (fe_state_r.ok() && *fe_state_r) fs = ParseXbState(**fe_state_r).value_or(kUnknown);
 
   if (!fs) {  // frontend directory gone (destroy, forced detach)
+    CheckSuspended();
     Disconnect();
     if (bs != kClosed) WriteState(kClosed);
     return true;
   }
   if (!online || force_closing_) {  // the toolstack (or vtpmctl wipe) is removing the device
+    if (!online) CheckSuspended();
     if (force_closing_ && online && bs != kClosing && bs != kClosed) WriteState(kClosing);
     if (!connected() || *fs == kClosed || *fs == kUnknown || *fs == kInitialising) {
       Disconnect();
@@ -263,7 +266,9 @@ Status Device::Connect() {
   const uint32_t ref_v = ref.value_or(0), port_v = port.value_or(0);
   ASSIGN_OR_RETURN(GrantMapping page, backend_.gnt().Map(domid_, ref_v));
   ASSIGN_OR_RETURN(BoundPort bound, backend_.evtchn().BindInterdomain(domid_, port_v));
-  auto engine = backend_.engines().Connect(*uuid_, ctx_);
+  std::optional<DomainHandle> handle;
+  if (auto dom = backend_.DomainState(domid_, ctx_)) handle = dom->handle;
+  auto engine = backend_.engines().Connect(*uuid_, ctx_, handle);
   if (!engine.ok()) return engine.status().Annotate("vTPM instance " + ctx_.uuid);
   page_ = std::move(page);
   port_ = std::move(bound);
@@ -273,6 +278,20 @@ Status Device::Connect() {
   ++epoch_;
   backend_.RegisterPort(port_.port(), shared_from_this());
   return {};
+}
+
+void Device::CheckSuspended() {
+  if (suspend_checked_ || !connected()) return;
+  suspend_checked_ = true;
+  auto dom = backend_.DomainState(domid_, ctx_);
+  if (!dom) return;
+  if (dom->shutdown_reason != kShutdownSuspend) {
+    VLOG_DEBUG(ctx_, "device teardown; the domain {}", dom->shutdown_reason
+                                                          ? "shut down with reason " + std::to_string(*dom->shutdown_reason)
+                                                          : std::string("has not shut down"));
+    return;
+  }
+  backend_.engines().Suspended(*uuid_, ctx_, dom->handle);
 }
 
 void Device::Disconnect() {

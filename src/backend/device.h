@@ -63,6 +63,10 @@ class Device : public std::enable_shared_from_this<Device> {
   std::string ErrorPath() const;
   Status Connect();
   void Disconnect();
+  // The toolstack is tearing the device down: if the hypervisor says the
+  // domain suspended (xl save, migrate), its TPM is captured before the
+  // device closes (design §6 "Save, restore and migration"). Once per device.
+  void CheckSuspended();
   // Writes backend state `s` in a transaction unless the toolstack has set
   // online=0 meanwhile and `s` is not Closed.
   void WriteState(int s);
@@ -85,6 +89,7 @@ class Device : public std::enable_shared_from_this<Device> {
   bool retrying_ = false;          // the next Adopt follows RetryRefusedForUuid()
   bool recreated_ = false;         // see recreated()
   bool force_closing_ = false;
+  bool suspend_checked_ = false;
   bool uuid_claimed_ = false;
   bool waiting_for_instance_ = false;  // Connect found the instance busy; retried
 

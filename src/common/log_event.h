@@ -34,6 +34,9 @@ enum class LogEvent {
   kWorkerGaveUp,   // "giving up after N failed starts"
   kSuppressed,     // "suppressed N messages from domid D"
   kXenstoreLost,   // "lost the connection to xenstored"
+  kSuspendCaptured,  // "domain suspended: TPM state captured"
+  kRestored,         // "resuming the TPM as domain D left it when it suspended"
+  kCaptureDropped,   // "dropping the TPM state captured when domain D suspended"
 };
 
 struct LogEventInfo {

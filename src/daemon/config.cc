@@ -188,7 +188,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
                   "command_deadline_ms", "admin_deadline_ms"}},
       {"xen", {"backend_domid", "allow_any_locality"}},
       {"host_tpm", {"tcti", "srk_handle", "persist_srk", "pcr_policy"}},
-      {"engine", {"kind", "worker_path", "startup"}},
+      {"engine", {"kind", "worker_path", "startup", "resume"}},
   };
 #ifdef VTPM_TEST_BUILD
   keys["daemon"].insert("journal_socket");
@@ -214,6 +214,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("engine", "kind", c.engine));
   RETURN_IF_ERROR(r.Get("engine", "worker_path", c.worker_path));
   RETURN_IF_ERROR(r.Get("engine", "startup", c.startup));
+  RETURN_IF_ERROR(r.Get("engine", "resume", c.resume));
 
   // A bad value names the line of its key (or only the file for a default).
   auto bad = [&](const char* sec, const char* key, const std::string& what) {
@@ -236,6 +237,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
     return bad("engine", "kind",
                "must be \"libtpms\", not \"" + c.engine + "\" (other engines exist only in test builds)");
 #endif
+  if (c.resume != "handle" && c.resume != "never")
+    return bad("engine", "resume", "must be \"handle\" or \"never\", not \"" + c.resume + "\"");
   if (c.startup != "clear" && c.startup != "none")
     return bad("engine", "startup", "must be \"clear\" or \"none\", not \"" + c.startup + "\"");
   if (!c.worker_path.empty() && !IsAbsolutePath(c.worker_path))

@@ -51,6 +51,9 @@ struct Config {
   std::string worker_path;         // default: the installed vtpm-worker
   std::string worker_path_origin;  // "file:line" of worker_path, for messages; empty for the default
   std::string startup = "clear";   // clear: TPM_Startup(ST_CLEAR) at power-on | none: the guest sends it
+  // handle: a domain whose handle equals that of the domain that suspended
+  // resumes the state captured then | never: every new domain powers on fresh.
+  std::string resume = "handle";
 #ifdef VTPM_TEST_BUILD
   // [daemon] journal_socket: where journal entries go (tests capture them).
   std::string journal_socket = "/run/systemd/journal/socket";

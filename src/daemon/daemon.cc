@@ -164,6 +164,7 @@ int RunDaemon(const Config& cfg) {
     std::tie(io.worker.uid, io.worker.gid) = ResolveWorkerUser();
     io.auto_create = cfg.auto_create;
     io.startup_clear = cfg.startup == "clear";
+    io.resume_by_handle = cfg.resume == "handle";
     io.command_deadline = cfg.command_deadline;
     io.admin_deadline = cfg.admin_deadline;
     io.boot_id = *boot_id;
@@ -178,7 +179,8 @@ int RunDaemon(const Config& cfg) {
   if (!xs) return kExitOk;
   auto gnt = GrantTable::Open();
   auto evt = EventChannels::Open();
-  for (const Status* st : {&gnt.status(), &evt.status()})
+  auto hyp = Hypervisor::Open();
+  for (const Status* st : {&gnt.status(), &evt.status(), &hyp.status()})
     if (!st->ok()) {
       LOG_ERROR("{}", st->message());
       return kExitUnavailable;
@@ -186,7 +188,7 @@ int RunDaemon(const Config& cfg) {
   BackendOptions bopts;
   bopts.own_domid = cfg.backend_domid;
   bopts.allow_any_locality = cfg.allow_any_locality;
-  auto backend = Backend::Start(loop, *xs, **gnt, **evt, *engines, bopts);
+  auto backend = Backend::Start(loop, *xs, **gnt, **evt, **hyp, *engines, bopts);
   if (!backend.ok()) {
     LOG_ERROR("cannot start the vTPM backend: {}", backend.status().message());
     return kExitUnavailable;

@@ -25,7 +25,8 @@ void ScriptedEngine::Abort() {
   }
 }
 
-Result<std::shared_ptr<Engine>> ScriptedEngineProvider::Connect(const Uuid& uuid, const GuestCtx& ctx) {
+Result<std::shared_ptr<Engine>> ScriptedEngineProvider::Connect(const Uuid& uuid, const GuestCtx& ctx,
+                                                                const std::optional<DomainHandle>&) {
   auto it = on_.find(uuid);
   if (it != on_.end() && it->second.domid == ctx.domid) return std::shared_ptr<Engine>(it->second.engine);
   auto delay = slow_.count(uuid) ? slow_delay_ : delay_;

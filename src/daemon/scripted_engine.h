@@ -36,7 +36,8 @@ class ScriptedEngineProvider : public EngineProvider {
   ScriptedEngineProvider(EventLoop& loop, std::chrono::milliseconds delay, std::set<Uuid> slow,
                          std::chrono::milliseconds slow_delay)
       : loop_(loop), delay_(delay), slow_(std::move(slow)), slow_delay_(slow_delay) {}
-  Result<std::shared_ptr<Engine>> Connect(const Uuid& uuid, const GuestCtx& ctx) override;
+  Result<std::shared_ptr<Engine>> Connect(const Uuid& uuid, const GuestCtx& ctx,
+                                          const std::optional<DomainHandle>& handle) override;
   void Disconnect(const Uuid& uuid, const GuestCtx& ctx) override;
   void Release(const Uuid& uuid, const GuestCtx& ctx) override;
 

@@ -13,7 +13,7 @@ bool KnownKind(uint8_t k) {
   switch (SealedKind(k)) {
     case SealedKind::kPermanent: case SealedKind::kSavestate: case SealedKind::kVolatile:
     case SealedKind::kDataKey: case SealedKind::kRecord: case SealedKind::kVolatileFile:
-    case SealedKind::kKeyCheck:
+    case SealedKind::kKeyCheck: case SealedKind::kSuspend:
       return true;
   }
   return false;
@@ -48,6 +48,7 @@ const char* SealedKindName(SealedKind k) {
     case SealedKind::kRecord: return "command record";
     case SealedKind::kVolatileFile: return "volatile copy";
     case SealedKind::kKeyCheck: return "master key check";
+    case SealedKind::kSuspend: return "suspend capture";
   }
   return "unknown item";
 }

@@ -27,6 +27,7 @@ enum class SealedKind : uint8_t {
   kRecord = 17,        // last request/response record
   kVolatileFile = 18,  // runtime-directory volatile copy
   kKeyCheck = 19,      // proves the master key opens this store
+  kSuspend = 20,       // state captured when the domain suspended (design §6)
 };
 const char* SealedKindName(SealedKind k);
 

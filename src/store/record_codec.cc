@@ -64,10 +64,14 @@ Bytes EncodeVolatile(const VolatileCopy& v) {
   AppendBe64(b, v.sequence);
   AppendBe32(b, uint32_t(v.blob.size()));
   AppendBytes(b, v.blob);
-  if (v.record) {
-    Bytes rec = EncodeRecord(*v.record);
+  if (v.record || v.handle) {
+    Bytes rec = v.record ? EncodeRecord(*v.record) : Bytes();
     AppendBe32(b, uint32_t(rec.size()));
     AppendBytes(b, rec);
+  }
+  if (v.handle) {
+    b.push_back(1);
+    AppendBytes(b, *v.handle);
   }
   return b;
 }
@@ -82,20 +86,55 @@ Result<VolatileCopy> DecodeVolatile(ByteView b, uint64_t generation) {
     return Truncated("volatile copy");
   if (!in.done()) {
     uint32_t rlen = 0;
-    ByteView rec;
-    if (!in.U32(&rlen) || !in.Take(rlen, &rec) || !in.done()) return Truncated("volatile copy");
-    auto r = DecodeRecord(rec);
-    if (!r.ok()) return r.status().Annotate("volatile copy");
-    if (r->sequence != v.sequence)
-      return Status(Code::kCorruption, "volatile copy: its command record is for sequence " +
-                                           std::to_string(r->sequence) + ", the copy for " +
-                                           std::to_string(v.sequence));
-    v.record = std::move(r).value();
+    ByteView rec, flag, handle;
+    if (!in.U32(&rlen) || !in.Take(rlen, &rec)) return Truncated("volatile copy");
+    if (rlen == 0 && in.done()) return Truncated("volatile copy");  // written only before a handle
+    if (!in.done()) {
+      if (!in.Take(1, &flag) || flag[0] != 1 || !in.Take(16, &handle) || !in.done())
+        return Truncated("volatile copy");
+      v.handle.emplace();
+      std::copy(handle.begin(), handle.end(), v.handle->begin());
+    }
+    if (rlen != 0) {
+      auto r = DecodeRecord(rec);
+      if (!r.ok()) return r.status().Annotate("volatile copy");
+      if (r->sequence != v.sequence)
+        return Status(Code::kCorruption, "volatile copy: its command record is for sequence " +
+                                             std::to_string(r->sequence) + ", the copy for " +
+                                             std::to_string(v.sequence));
+      v.record = std::move(r).value();
+    }
   }
   std::copy(boot.begin(), boot.end(), v.boot_id.begin());
   v.blob.assign(blob.begin(), blob.end());
   v.generation = generation;
   return v;
+}
+
+Bytes EncodeSuspend(const SuspendCapture& c) {
+  Bytes b;
+  b.push_back(1);
+  AppendBytes(b, c.handle);
+  AppendBe32(b, c.domid);
+  AppendBe64(b, c.sequence);
+  AppendBe64(b, uint64_t(c.captured_at));
+  return b;
+}
+
+Result<SuspendCapture> DecodeSuspend(ByteView b) {
+  Reader in(b);
+  SuspendCapture c;
+  ByteView version, handle;
+  uint64_t at = 0;
+  if (!in.Take(1, &version)) return Truncated("suspend capture");
+  if (version[0] != 1)
+    return Status(Code::kFailedPrecondition,
+                  "suspend capture has format " + std::to_string(version[0]) + ", written by a newer vtpmmgrd");
+  if (!in.Take(16, &handle) || !in.U32(&c.domid) || !in.U64(&c.sequence) || !in.U64(&at) || !in.done())
+    return Truncated("suspend capture");
+  std::copy(handle.begin(), handle.end(), c.handle.begin());
+  c.captured_at = int64_t(at);
+  return c;
 }
 
 Bytes EncodeResponded(const RespondedMark& m) {

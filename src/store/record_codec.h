@@ -4,9 +4,14 @@
 //
 //   record:   sequence u64 | digest_len u16 | digest | response_len u32 | response
 //   volatile: boot_id(16) | domid u32 | sequence u64 | blob_len u32 | blob
-//             [ record_len u32 | record ]   present iff the copy carries the
-//             record of command `sequence` (copies written before it had none)
+//             [ record_len u32 | record                  ]  present iff the copy carries
+//                                                            a record or a handle;
+//                                                            record_len 0 = no record
+//             [ has_handle u8 | handle(16)                ]  present iff written with
+//                                                            the domain handle known
+//             (copies written before either field had none)
 //   responded mark: boot_id(16) | domid u32 | sequence u64
+//   suspend capture: version u8 (1) | handle(16) | domid u32 | sequence u64 | captured_at i64
 #pragma once
 
 #include "common/bytes.h"
@@ -20,6 +25,9 @@ Result<CommandRecord> DecodeRecord(ByteView b);
 
 Bytes EncodeVolatile(const VolatileCopy& v);  // `generation` travels in the envelope
 Result<VolatileCopy> DecodeVolatile(ByteView b, uint64_t generation);
+
+Bytes EncodeSuspend(const SuspendCapture& c);
+Result<SuspendCapture> DecodeSuspend(ByteView b);
 
 Bytes EncodeResponded(const RespondedMark& m);
 Result<RespondedMark> DecodeResponded(ByteView b);

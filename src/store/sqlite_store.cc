@@ -189,23 +189,29 @@ Result<LoadedInstance> SqliteStore::LoadLocked(const Uuid& uuid) {
   for (;;) {
     ASSIGN_OR_RETURN(bool row, b->Step());
     if (!row) break;
-    const auto kind = BlobKind(b->Int(0));
+    const auto kind = SealedKind(b->Int(0));
     Bytes sealed = b->Blob(1);
     m.size_bytes += sealed.size();
     uint64_t gen = 0;
-    auto plain = OpenEnvelope(key, uuid, SealedKind(kind), sealed, &gen);
+    auto plain = OpenEnvelope(key, uuid, kind, sealed, &gen);
     if (!plain.ok()) return InstanceError(uuid, plain.status());
     if (gen > out.generation)
-      return InstanceError(uuid, Status(Code::kCorruption, std::string(SealedKindName(SealedKind(kind))) +
+      return InstanceError(uuid, Status(Code::kCorruption, std::string(SealedKindName(kind)) +
                                                                " is from generation " + std::to_string(gen) +
                                                                ", newer than the instance's " +
                                                                std::to_string(out.generation)));
     switch (kind) {
-      case BlobKind::kPermanent: out.permanent = std::move(plain).value(); break;
-      case BlobKind::kSavestate: out.savestate = std::move(plain).value(); break;
-      case BlobKind::kVolatile:  // only the copy written with the newest state goes with it
+      case SealedKind::kPermanent: out.permanent = std::move(plain).value(); break;
+      case SealedKind::kSavestate: out.savestate = std::move(plain).value(); break;
+      case SealedKind::kVolatile:  // only the copy written with the newest state goes with it
         if (gen == out.generation) out.volatile_copy = std::move(plain).value();
         break;
+      case SealedKind::kSuspend: {
+        auto capture = DecodeSuspend(*plain);
+        if (!capture.ok()) return InstanceError(uuid, capture.status());
+        if (gen == out.generation) out.suspend = *capture;  // commits drop it; an older one is inert
+        break;
+      }
       default:
         return InstanceError(uuid, Status(Code::kCorruption, "has a blob of unknown kind " +
                                                                  std::to_string(int(kind))));
@@ -255,6 +261,14 @@ Result<uint64_t> SqliteStore::ApplyCommit(const CommitRequest& req) {
   };
   for (const auto& [kind, plain] : req.write) RETURN_IF_ERROR(put(SealedKind(kind), plain));
   if (req.volatile_copy) RETURN_IF_ERROR(put(SealedKind::kVolatile, *req.volatile_copy));
+  if (req.suspend) {
+    if (!req.volatile_copy)
+      return Status(Code::kInvalidArgument, "instance " + uuid.ToString() + ": a suspend capture needs its volatile state");
+    RETURN_IF_ERROR(put(SealedKind::kSuspend, EncodeSuspend(*req.suspend)));
+  } else {
+    ASSIGN_OR_RETURN(Stmt * d, Query("DELETE FROM blobs WHERE uuid=? AND kind=?"));
+    RETURN_IF_ERROR(d->Bind(1, U(uuid)).Bind(2, int64_t(SealedKind::kSuspend)).Run());
+  }
   for (BlobKind kind : req.remove) {
     if (kind == BlobKind::kPermanent)
       return Status(Code::kInvalidArgument, "instance " + uuid.ToString() + ": a commit cannot remove the permanent blob");
@@ -415,11 +429,17 @@ Status SqliteStore::Wipe(const Uuid& uuid) {
     // Old page images of the instance stay in the WAL until a TRUNCATE checkpoint.
     RETURN_IF_ERROR(db_.Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   }
+  return DropRuntimeCopies(uuid);
+}
+
+Status SqliteStore::DropRuntimeCopies(const Uuid& uuid) {
   for (const std::string& vol : {VolatilePath(uuid), VolatilePath(uuid) + ".tmp", RespondedPath(uuid),
                                  RespondedPath(uuid) + ".tmp"})
     if (::unlink(vol.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "removing " + vol);
   return Status::Ok();
 }
+
+static_assert(int(SealedKind::kSuspend) == 20, "List() names the suspend capture's kind");
 
 Result<std::vector<InstanceMeta>> SqliteStore::List() {
   std::lock_guard<std::mutex> l(db_mu_);
@@ -427,7 +447,8 @@ Result<std::vector<InstanceMeta>> SqliteStore::List() {
       "SELECT i.uuid, i.tpm_version, i.created, i.last_attached, i.last_written, i.auto_created, i.ek_public,"
       " length(i.data_key)"
       " + (SELECT coalesce(sum(length(b.sealed)), 0) FROM blobs b WHERE b.uuid = i.uuid)"
-      " + (SELECT coalesce(sum(length(r.sealed)), 0) FROM records r WHERE r.uuid = i.uuid)"
+      " + (SELECT coalesce(sum(length(r.sealed)), 0) FROM records r WHERE r.uuid = i.uuid),"
+      " EXISTS(SELECT 1 FROM blobs s WHERE s.uuid = i.uuid AND s.kind = 20)"  // SealedKind::kSuspend
       " FROM instances i ORDER BY i.uuid"));
   std::vector<InstanceMeta> out;
   for (;;) {
@@ -439,6 +460,7 @@ Result<std::vector<InstanceMeta>> SqliteStore::List() {
     std::copy(u.begin(), u.end(), m.uuid.bytes.begin());
     ReadMetaColumns(*q, 1, &m);
     m.size_bytes = uint64_t(q->Int(7));
+    m.suspended = q->Int(8) != 0;
     out.push_back(std::move(m));
   }
   q->Reset();

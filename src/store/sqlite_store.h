@@ -51,6 +51,7 @@ class SqliteStore final : public Store {
   Result<std::vector<InstanceMeta>> List() override;
   Status Backup(const std::string& path) override;
   Status SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) override;
+  Status DropRuntimeCopies(const Uuid& uuid) override;
   Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) override;
   Status SaveResponded(const Uuid& uuid, const RespondedMark& mark) override;
   Result<std::optional<RespondedMark>> LoadResponded(const Uuid& uuid) override;

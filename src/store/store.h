@@ -33,6 +33,17 @@ struct CommandRecord {
   bool delivered = false;
 };
 
+// Written when the domain running an instance suspended (xl save, xendomains
+// at host shutdown, the sending side of xl migrate): with it, the store's
+// volatile blob of the same generation is the TPM as the domain left it. A
+// domain with the same handle resumes it, once (design §6 "Save, restore").
+struct SuspendCapture {
+  std::array<uint8_t, 16> handle{};  // the suspended domain's handle (its uuid)
+  uint32_t domid = 0;                // the suspended domain
+  uint64_t sequence = 0;             // its last command
+  int64_t captured_at = 0;           // unix seconds
+};
+
 struct InstanceMeta {
   Uuid uuid;
   std::string tpm_version = "1.2";
@@ -40,6 +51,7 @@ struct InstanceMeta {
   bool auto_created = false;
   Bytes ek_public;        // TPM_PUBKEY recorded at manufacture
   uint64_t size_bytes = 0;  // stored bytes of this instance
+  bool suspended = false;   // holds a SuspendCapture (List() only)
 };
 
 struct LoadedInstance {
@@ -49,6 +61,7 @@ struct LoadedInstance {
   std::optional<Bytes> volatile_copy;  // the store's copy (last state-changing command)
   uint64_t generation = 0;
   std::optional<CommandRecord> last_record;
+  std::optional<SuspendCapture> suspend;  // with volatile_copy: the TPM as the domain suspended
 };
 
 // A copy of an instance's volatile state (design §6 "Volatile state"), kept
@@ -57,6 +70,9 @@ struct VolatileCopy {
   Bytes blob;                         // libtpms volatile state
   std::array<uint8_t, 16> boot_id{};  // host boot id when written
   uint32_t domid = 0;                 // domain the running instance belonged to
+  // That domain's handle when known: a later domain given the same domid
+  // is a different domain (design §6 "Volatile state").
+  std::optional<std::array<uint8_t, 16>> handle;
   uint64_t sequence = 0;              // command sequence number it follows
   uint64_t generation = 0;            // permanent generation it goes with
   // The record of command `sequence` (the command whose state this is), so a
@@ -91,6 +107,9 @@ struct CommitRequest {
   std::vector<BlobKind> remove;
   std::optional<Bytes> volatile_copy;
   std::optional<CommandRecord> record;
+  // Every commit drops the instance's SuspendCapture (the TPM moved on from
+  // it) unless it writes a new one; a capture needs `volatile_copy` too.
+  std::optional<SuspendCapture> suspend;
   uint64_t expected_generation = 0;  // fails with kFailedPrecondition on mismatch
 };
 
@@ -133,6 +152,9 @@ class Store {
   // A copy that fails authentication is an error (kCorruption), never used.
   // Whether to use it is the caller's choice (see VolatileCopyUsable()).
   virtual Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) = 0;
+  // Removes the volatile copy and the responded mark (ENOENT is success):
+  // the domain they belong to is gone, and no other domain may resume them.
+  virtual Status DropRuntimeCopies(const Uuid& uuid) = 0;
   // The responded mark: written in place, whole or not at all for a daemon
   // killed at any point (OverwriteRecord() in runtime_file.h); not fsync'd:
   // like the page and the volatile copy, it only has to outlive the daemon.
@@ -143,10 +165,12 @@ class Store {
 };
 
 // Design §6 rule: a volatile copy is used only on the same host boot, for the
-// same domain, and for the permanent generation now in the store. On false,
-// `why` says which check failed (for the log line).
+// same domain (domid, and handle when both are known), and for the permanent
+// generation now in the store. On false, `why` says which check failed (for
+// the log line).
 bool VolatileCopyUsable(const VolatileCopy& copy, const std::array<uint8_t, 16>& boot_id,
-                        uint32_t domid, uint64_t store_generation, std::string* why);
+                        uint32_t domid, const std::optional<std::array<uint8_t, 16>>& handle,
+                        uint64_t store_generation, std::string* why);
 // This boot's id, from /proc/sys/kernel/random/boot_id.
 Result<std::array<uint8_t, 16>> ReadBootId();
 

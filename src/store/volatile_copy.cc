@@ -11,11 +11,15 @@
 namespace vtpm {
 
 bool VolatileCopyUsable(const VolatileCopy& copy, const std::array<uint8_t, 16>& boot_id, uint32_t domid,
-                        uint64_t store_generation, std::string* why) {
+                        const std::optional<std::array<uint8_t, 16>>& handle, uint64_t store_generation,
+                        std::string* why) {
   std::string reason;
   if (copy.boot_id != boot_id) reason = "it was written before the host rebooted";
   else if (copy.domid != domid)
     reason = "it belongs to domain " + std::to_string(copy.domid) + ", not " + std::to_string(domid);
+  else if (copy.handle && handle && *copy.handle != *handle)
+    reason = "it belongs to an earlier domain " + std::to_string(domid) + " (handle " +
+             Uuid{*copy.handle}.ToString() + ", this one has " + Uuid{*handle}.ToString() + ")";
   else if (copy.generation != store_generation)
     reason = "it goes with state generation " + std::to_string(copy.generation) + ", the store holds " +
              std::to_string(store_generation);

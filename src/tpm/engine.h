@@ -17,8 +17,10 @@
 //    uses them; the provider decides power-on/off (design §6).
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "common/bytes.h"
 #include "common/log.h"
@@ -40,15 +42,26 @@ class Engine {
   virtual bool busy() const = 0;
 };
 
+// A domain's handle (its uuid, kept across xl save/restore and migrate).
+using DomainHandle = std::array<uint8_t, 16>;
+
 // Maps instance uuids to engines and owns their lifetime.
 class EngineProvider {
  public:
   virtual ~EngineProvider() = default;
   // A device of domain `domid` connects to instance `uuid`. Powers the
-  // instance on if it is not on for this domain (TPM_Init + Startup), or
-  // returns the running one (frontend reconnect, pv-grub -> kernel).
+  // instance on if it is not on for this domain (TPM_Init + Startup, or a
+  // resume: design §6), or returns the running one (frontend reconnect,
+  // pv-grub -> kernel). `handle` is the domain's, when the hypervisor told it.
   // Fails (NotFound) if the instance does not exist and cannot be created.
-  virtual Result<std::shared_ptr<Engine>> Connect(const Uuid& uuid, const GuestCtx& ctx) = 0;
+  virtual Result<std::shared_ptr<Engine>> Connect(const Uuid& uuid, const GuestCtx& ctx,
+                                                  const std::optional<DomainHandle>& handle) = 0;
+  // The domain running `uuid` has suspended (its toolstack is tearing the
+  // device down after xl save or before a migration): capture its TPM so a
+  // domain restored from the save image resumes it.
+  virtual void Suspended(const Uuid& uuid, const GuestCtx& ctx, const DomainHandle& handle) {
+    (void)uuid, (void)ctx, (void)handle;
+  }
   // The device disconnected but the domain may reconnect: keep it powered.
   virtual void Disconnect(const Uuid& uuid, const GuestCtx& ctx) = 0;
   // The device (and so the domain's use of the instance) is gone: power off.

@@ -42,8 +42,9 @@ Instance::Instance(EventLoop& loop, Store& store, InstanceConfig cfg, Uuid uuid,
 
 Instance::~Instance() { worker_.reset(); }
 
-void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume) {
+void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume, bool drop_capture) {
   if (phase_ != Phase::kWaiting) return;
+  holds_capture_ = loaded.suspend.has_value();
   permanent_ = std::move(loaded.permanent);
   savestate_ = std::move(loaded.savestate);
   generation_ = loaded.generation;
@@ -63,7 +64,31 @@ void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume
     // A new power cycle: nothing found in a page can belong to the old one.
     last_record_.reset();
   }
-  StartWorker();
+  if (!drop_capture || !holds_capture_) return StartWorker();
+  // Consumed before the first command runs: the volatile state resumed (if
+  // any) goes into the same commit, so a daemon stopped right after it
+  // resumes it from the store, not from the capture.
+  CommitRequest req;
+  req.uuid = uuid_;
+  req.volatile_copy = volatile_;
+  req.expected_generation = generation_;
+  phase_ = Phase::kStarting;
+  std::weak_ptr<Instance> weak = weak_from_this();
+  EventLoop* loop = &loop_;
+  store_.Commit(std::move(req), [weak, loop](Result<uint64_t> gen) {
+    loop->Post([weak, gen] {
+      auto self = weak.lock();
+      if (!self || self->phase_ != Phase::kStarting || self->worker_) return;  // powered off meanwhile
+      if (!gen.ok()) {
+        self->phase_ = Phase::kWaiting;
+        return self->FailPowerOn(gen.status().Annotate("dropping the suspend capture"));
+      }
+      self->generation_ = *gen;
+      self->holds_capture_ = false;
+      self->SaveVolatileCopy(std::nullopt);
+      self->StartWorker();
+    });
+  });
 }
 
 void Instance::FailPowerOn(const Status& why) {
@@ -156,6 +181,7 @@ void Instance::Enqueue(Op op) {
 }
 
 void Instance::Execute(Bytes command, uint8_t locality, Done done) {
+  ran_since_suspend_ = true;
   Op op;
   op.command = std::move(command);
   op.locality = locality;
@@ -166,6 +192,7 @@ void Instance::Execute(Bytes command, uint8_t locality, Done done) {
 }
 
 void Instance::ExecuteFound(Bytes command, uint8_t locality, Done done) {
+  ran_since_suspend_ = true;
   Op op;
   op.command = std::move(command);
   op.locality = locality;
@@ -217,6 +244,74 @@ void Instance::RunAdmin(Bytes command, bool physical_presence, AdminDone done) {
   Enqueue(std::move(op));
 }
 
+void Instance::CaptureSuspend(SuspendCapture capture, std::function<void(Status)> done) {
+  suspend_asked_ = true;
+  ran_since_suspend_ = false;
+  capturing_ = true;
+  Op op;
+  op.capture = capture;
+  op.admin_done = [done = std::move(done)](Result<Bytes> r) { done(r.status()); };
+  Enqueue(std::move(op));
+}
+
+void Instance::RunCapture() {
+  if (!volatile_) {
+    // Powered on and never ran a command: the capture would be a power-on.
+    capturing_ = false;
+    Op op = std::move(*in_flight_);
+    in_flight_.reset();
+    phase_ = Phase::kReady;
+    op.admin_done(Status(Code::kFailedPrecondition, "the TPM has run no command since it powered on"));
+    return Pump();
+  }
+  CommitRequest req;
+  req.uuid = uuid_;
+  req.volatile_copy = volatile_;
+  req.suspend = *in_flight_->capture;
+  req.suspend->sequence = sequence_;
+  req.expected_generation = generation_;
+  phase_ = Phase::kCommitting;
+  std::weak_ptr<Instance> weak = weak_from_this();
+  EventLoop* loop = &loop_;
+  store_.Commit(std::move(req), [weak, loop](Result<uint64_t> gen) {
+    loop->Post([weak, gen] {
+      if (auto self = weak.lock()) self->OnCaptured(gen);
+    });
+  });
+}
+
+void Instance::OnCaptured(Result<uint64_t> generation) {
+  if (phase_ != Phase::kCommitting || !in_flight_ || !in_flight_->capture) return;  // powered off meanwhile
+  auto keep = shared_from_this();
+  capturing_ = false;
+  Op op = std::move(*in_flight_);
+  in_flight_.reset();
+  phase_ = Phase::kReady;
+  if (generation.ok()) {
+    generation_ = *generation;
+    holds_capture_ = true;
+    SaveVolatileCopy(std::nullopt);  // goes with the new generation
+    op.admin_done(Bytes());
+  } else {
+    op.admin_done(generation.status().Annotate("committing the suspend capture"));
+  }
+  Pump();
+}
+
+void Instance::DropCapture() {
+  if (!holds_capture_) return;
+  holds_capture_ = false;
+  CommitRequest req;
+  req.uuid = uuid_;
+  req.expected_generation = generation_;
+  store_.Commit(std::move(req), [ctx = ctx_](Result<uint64_t> gen) {
+    if (gen.ok())
+      VLOG_INFO(ctx, "dropped the TPM state captured at an earlier suspend: the domain ran on and ended otherwise");
+    else
+      VLOG_WARN(ctx, "dropping the suspend capture failed: {}", gen.status().ToString());
+  });
+}
+
 bool Instance::busy() const {
   if (in_flight_ && in_flight_->guest && in_flight_->guest_done) return true;
   for (auto& op : queue_)
@@ -248,6 +343,7 @@ void Instance::Pump() {
   in_flight_ = std::move(queue_.front());
   queue_.pop_front();
   phase_ = Phase::kRunning;
+  if (in_flight_->capture) return RunCapture();
   if (auto recalled = Recall(*in_flight_)) return Deliver(std::move(*recalled), last_record_->sequence, false);
   WorkerRequest req;
   req.type = WorkerMsg::kExecute;
@@ -329,6 +425,7 @@ void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply
     return Fault(why);  // the start-up write: counts as a failed start
   }
   generation_ = *generation;
+  holds_capture_ = false;  // every commit without one drops it
   for (auto& c : reply.changes) {
     if (c.kind == BlobKind::kPermanent && c.data) permanent_ = *c.data;
     if (c.kind == BlobKind::kSavestate) savestate_ = c.data;
@@ -345,6 +442,7 @@ void Instance::SaveVolatileCopy(const std::optional<CommandRecord>& record) {
   copy.blob = *volatile_;
   copy.boot_id = cfg_.boot_id;
   copy.domid = uint32_t(ctx_.domid);
+  copy.handle = cfg_.domain_handle;
   copy.sequence = record ? record->sequence : sequence_;
   copy.generation = generation_;
   copy.record = record ? record : last_record_;
@@ -420,6 +518,7 @@ void Instance::Restart(const Status& why) {
 
 void Instance::FailOp(Op op, const Status& why, bool notify_guest) {
   if (op.guest && op.guest_done && notify_guest) op.guest_done(tpm12::ErrorResponse(tpm12::kFail));
+  if (op.capture) capturing_ = false;
   if (op.admin_done) op.admin_done(why);
 }
 

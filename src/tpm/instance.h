@@ -52,6 +52,8 @@ struct InstanceConfig {
   std::chrono::milliseconds start_deadline{30000};
   bool startup_clear = true;  // send TPM_Startup(ST_CLEAR) at power-on
   std::array<uint8_t, 16> boot_id{};
+  // The domain's handle when the hypervisor told it; tags the volatile copy.
+  std::optional<std::array<uint8_t, 16>> domain_handle;
 };
 
 class Instance final : public Engine, public std::enable_shared_from_this<Instance> {
@@ -66,8 +68,11 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
 
   // TPM_Init from `loaded`; with `resume` the TPM continues from that
   // volatile state (no Startup), otherwise Startup(ST_CLEAR) follows when
-  // configured.
-  void PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume);
+  // configured. With `drop_capture`, the store's SuspendCapture is dropped
+  // by a durable commit before the worker starts (a capture is used at most
+  // once: design §6 "Save, restore and migration"); if that commit fails the
+  // power-on fails. Otherwise a capture in `loaded` is kept.
+  void PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume, bool drop_capture = false);
   // The instance could not be created or loaded: queued and later commands fail.
   void FailPowerOn(const Status& why);
   // Kills the worker. Queued and in-flight guest commands are dropped (their
@@ -86,6 +91,22 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // response, or the error that prevented one.
   void RunAdmin(Bytes command, bool physical_presence, AdminDone done);
 
+  // The domain suspended: once the commands before it are done, commits the
+  // TPM's volatile state with `capture` (its sequence is filled in) in one
+  // durable transaction. `done` gets the outcome; an instance that never
+  // ran a command has nothing to capture (kFailedPrecondition).
+  void CaptureSuspend(SuspendCapture capture, std::function<void(Status)> done);
+  // A capture was asked for and no guest command came after it: the domain
+  // ended by suspending (so its capture is kept when it is released).
+  bool ended_suspended() const { return suspend_asked_ && !ran_since_suspend_; }
+  // A capture is queued or being committed.
+  bool capturing() const { return capturing_; }
+  // The store holds a SuspendCapture of this instance (from before this
+  // power-on, or made by CaptureSuspend); every other commit drops it.
+  bool holds_capture() const { return holds_capture_; }
+  // Drops the store's capture with a commit of its own (async; logged).
+  void DropCapture();
+
   const GuestCtx& ctx() const { return ctx_; }
   bool powered() const { return phase_ != Phase::kOff && phase_ != Phase::kBroken; }
   uint64_t restarts() const { return restarts_; }
@@ -103,6 +124,7 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
     bool presence = false;
     bool guest = false;
     bool found = false;  // see ExecuteFound()
+    std::optional<SuspendCapture> capture;  // CaptureSuspend(): no command, a commit
     Done guest_done;
     AdminDone admin_done;
   };
@@ -123,6 +145,8 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
                    std::optional<CommandRecord> record, std::function<void(bool committed)> then);
   void SaveVolatileCopy(const std::optional<CommandRecord>& record);
+  void RunCapture();
+  void OnCaptured(Result<uint64_t> generation);
   // The in-flight op's answer, which belongs to command `sequence`;
   // `in_store` if that command's record is in the store.
   void Deliver(Bytes response, uint64_t sequence, bool in_store);
@@ -158,6 +182,10 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   uint64_t responded_ = 0;                   // newest command answered (mark)
   std::optional<uint64_t> responding_;       // command whose response is being written
   bool started_ = false;  // TPM_Startup done in this power cycle
+  bool holds_capture_ = false;
+  bool capturing_ = false;
+  bool suspend_asked_ = false;
+  bool ran_since_suspend_ = false;
 
   std::deque<Op> queue_;
   std::optional<Op> in_flight_;

@@ -3,10 +3,28 @@
 #include <algorithm>
 #include <ctime>
 
+#include <fmt/format.h>
+
 namespace vtpm {
 namespace {
 
 GuestCtx AdminCtx(const Uuid& uuid) { return GuestCtx{-1, -1, uuid.ToString()}; }
+
+std::string HandleText(const DomainHandle& h) { return Uuid{h}.ToString(); }
+
+std::string UtcText(int64_t unix_seconds) {
+  time_t t = time_t(unix_seconds);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+// The copy was written for this very domain (its handle, when both are known).
+bool SameDomain(const VolatileCopy& copy, const GuestCtx& ctx, const std::optional<DomainHandle>& handle) {
+  return int64_t(copy.domid) == ctx.domid && (!copy.handle || !handle || *copy.handle == *handle);
+}
 
 // Runs admin commands in order on `inst`, each required to succeed.
 void RunAdminChain(std::shared_ptr<Instance> inst, std::vector<std::pair<Bytes, bool>> steps,
@@ -55,6 +73,7 @@ std::shared_ptr<Instance> InstanceManager::Running(const Uuid& uuid) const {
 }
 
 std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, const GuestCtx& ctx,
+                                                            const std::optional<DomainHandle>& handle,
                                                             const LoadedInstance& loaded) {
   const uint64_t generation = loaded.generation;
   auto copy = store_.LoadVolatile(uuid);
@@ -64,11 +83,11 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
   }
   if (!*copy) return std::nullopt;
   std::string why;
-  if (!VolatileCopyUsable(**copy, opts_.boot_id, uint32_t(ctx.domid), generation, &why)) {
+  if (!VolatileCopyUsable(**copy, opts_.boot_id, uint32_t(ctx.domid), handle, generation, &why)) {
     // The daemon stopped between a state-changing command's commit and the
     // copy that follows it: the store holds that command's volatile state.
     const VolatileCopy& old = **copy;
-    if (old.boot_id == opts_.boot_id && int64_t(old.domid) == ctx.domid && old.generation < generation &&
+    if (old.boot_id == opts_.boot_id && SameDomain(old, ctx, handle) && old.generation < generation &&
         loaded.volatile_copy && loaded.last_record && loaded.last_record->sequence > old.sequence) {
       VolatileCopy from_store;
       from_store.blob = *loaded.volatile_copy;
@@ -85,7 +104,7 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
     }
     // The generation moved on without a newer command (a worker restart
     // committed what libtpms stored at TPM_Init): the copy is still the newest.
-    if (old.boot_id == opts_.boot_id && int64_t(old.domid) == ctx.domid && old.generation < generation &&
+    if (old.boot_id == opts_.boot_id && SameDomain(old, ctx, handle) && old.generation < generation &&
         (!loaded.last_record || loaded.last_record->sequence <= old.sequence)) {
       VolatileCopy newest = old;
       newest.generation = generation;
@@ -102,7 +121,76 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
   return std::move(**copy);
 }
 
-Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const GuestCtx& ctx) {
+std::optional<VolatileCopy> InstanceManager::FromCapture(const GuestCtx& ctx, const std::optional<DomainHandle>& handle,
+                                                         const LoadedInstance& loaded) {
+  const SuspendCapture& cap = *loaded.suspend;
+  const std::string what = fmt::format("the TPM state captured when domain {} (handle {}) suspended at {}", cap.domid,
+                                       HandleText(cap.handle), UtcText(cap.captured_at));
+  if (!opts_.resume_by_handle) {
+    VEVENT_INFO(kCaptureDropped, ctx, "dropping {} ([engine] resume = \"never\"); powering on fresh", what);
+    return std::nullopt;
+  }
+  if (!handle) {
+    VEVENT_WARN(kCaptureDropped, ctx,
+                "dropping {}: the hypervisor did not give this domain's handle to compare; powering on fresh", what);
+    return std::nullopt;
+  }
+  if (*handle != cap.handle) {
+    VEVENT_INFO(kCaptureDropped, ctx, "dropping {}: this domain has handle {}, so it boots afresh; powering on fresh",
+                what, HandleText(*handle));
+    return std::nullopt;
+  }
+  if (!loaded.volatile_copy) {
+    VEVENT_ERROR(kCaptureDropped, ctx, "dropping {}: the store holds no volatile state with it; powering on fresh",
+                 what);
+    return std::nullopt;
+  }
+  VolatileCopy v;
+  v.blob = *loaded.volatile_copy;
+  v.boot_id = opts_.boot_id;
+  v.domid = uint32_t(ctx.domid);
+  v.handle = handle;
+  v.sequence = cap.sequence;
+  v.generation = loaded.generation;
+  VEVENT_INFO(kRestored, ctx, "resuming the TPM as domain {} left it when it suspended at {} (command {}): a restore",
+              cap.domid, UtcText(cap.captured_at), cap.sequence);
+  return v;
+}
+
+void InstanceManager::Suspended(const Uuid& uuid, const GuestCtx& ctx, const DomainHandle& handle) {
+  auto inst = Running(uuid);
+  if (!inst || inst->ctx().domid != ctx.domid) {
+    VLOG_WARN(ctx, "domain suspended while its TPM was not powered for it: nothing to capture");
+    return;
+  }
+  SuspendCapture cap;
+  cap.handle = handle;
+  cap.domid = uint32_t(ctx.domid);
+  cap.captured_at = int64_t(std::time(nullptr));
+  std::weak_ptr<bool> alive = alive_;
+  inst->CaptureSuspend(cap, [this, alive, uuid, ctx, handle](Status st) {
+    if (auto a = alive.lock(); !a || !*a) return;
+    if (st.ok())
+      VEVENT_INFO(kSuspendCaptured, ctx,
+                  "domain suspended (handle {}): its TPM state is captured for the domain restored from it",
+                  HandleText(handle));
+    else
+      VEVENT_WARN(kSuspendCaptured, ctx,
+                  "domain suspended (handle {}) but its TPM state was not captured ({}): a restore powers on fresh",
+                  HandleText(handle), st.ToString());
+    if (auto it = release_after_capture_.find(uuid); it != release_after_capture_.end()) {
+      GuestCtx released = it->second;
+      release_after_capture_.erase(it);
+      // Not from inside the instance's callback.
+      loop_.Post([this, alive, uuid, released] {
+        if (auto a = alive.lock(); a && *a) FinishRelease(uuid, released);
+      });
+    }
+  });
+}
+
+Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const GuestCtx& ctx,
+                                                         const std::optional<DomainHandle>& handle) {
   if (auto inst = Running(uuid)) {
     if (inst->ctx().domid == ctx.domid) {
       VLOG_INFO(ctx, "reconnected to the running TPM");
@@ -117,13 +205,23 @@ Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const
     return Status(Code::kBusy, "instance " + uuid.ToString() + " is being created");
   auto loaded = store_.Load(uuid);
   if (loaded.ok()) {
-    auto inst = Instance::Make(loop_, store_, MakeConfig(), uuid, ctx);
-    auto resume = UsableVolatile(uuid, ctx, *loaded);
+    InstanceConfig cfg = MakeConfig();
+    cfg.domain_handle = handle;
+    auto inst = Instance::Make(loop_, store_, cfg, uuid, ctx);
+    // A copy of this very domain (a daemon restart) comes first and keeps a
+    // capture the domain made; otherwise a capture is resumed or dropped,
+    // and used up either way.
+    auto resume = UsableVolatile(uuid, ctx, handle, *loaded);
+    bool drop_capture = false;
+    if (!resume && loaded->suspend) {
+      resume = FromCapture(ctx, handle, *loaded);
+      drop_capture = true;
+    }
     Status touch = store_.TouchAttached(uuid);
     if (!touch.ok()) VLOG_WARN(ctx, "recording the attach time failed: {}", touch.ToString());
     instances_[uuid] = inst;
     VEVENT_INFO(kPoweredOn, ctx, "powering on the TPM ({})", resume ? "resume" : "TPM_Init");
-    inst->PowerOn(std::move(loaded).value(), std::move(resume));
+    inst->PowerOn(std::move(loaded).value(), std::move(resume), drop_capture);
     return std::shared_ptr<Engine>(inst);
   }
   if (loaded.status().code() != Code::kNotFound) return loaded.status();
@@ -160,7 +258,25 @@ int64_t InstanceManager::LastCommand(const Uuid& uuid) const {
 void InstanceManager::Release(const Uuid& uuid, const GuestCtx& ctx) {
   auto inst = Running(uuid);
   if (!inst || inst->ctx().domid != ctx.domid) return;
-  VLOG_INFO(ctx, "device released; powering the TPM off");
+  if (inst->capturing()) {
+    VLOG_INFO(ctx, "device released; powering the TPM off once its suspend capture is committed");
+    release_after_capture_[uuid] = ctx;
+    return;
+  }
+  FinishRelease(uuid, ctx);
+}
+
+void InstanceManager::FinishRelease(const Uuid& uuid, const GuestCtx& ctx) {
+  auto inst = Running(uuid);
+  if (!inst || inst->ctx().domid != ctx.domid) return;
+  // The domain is gone: its volatile copy must not reach a later domain
+  // that gets the same domid. A domain that ended by suspending keeps its
+  // capture in the store; one that ran on after a capture drops it.
+  if (!inst->ended_suspended()) inst->DropCapture();
+  Status dropped = store_.DropRuntimeCopies(uuid);
+  if (!dropped.ok()) VLOG_WARN(ctx, "removing the volatile copy failed: {}", dropped.ToString());
+  VLOG_INFO(ctx, "device released; powering the TPM off{}",
+            inst->ended_suspended() && inst->holds_capture() ? " (its suspend capture is kept)" : "");
   if (inst->last_command() != 0) last_command_[uuid] = inst->last_command();
   instances_.erase(uuid);
   inst->PowerOff();

@@ -32,6 +32,7 @@ struct InstanceManagerOptions {
   WorkerOptions worker;  // path: [engine] worker_path or InstalledWorkerPath(); uid/gid: ResolveWorkerUser()
   bool auto_create = true;
   bool startup_clear = true;  // config `startup = clear | none`
+  bool resume_by_handle = true;  // config `resume = handle | never`
   // Per guest command; below the guest's 50 s TPM 1.2 short duration.
   std::chrono::milliseconds command_deadline{30000};
   // Worker start-up and each manufacturing step (RSA-2048 key generation).
@@ -49,7 +50,9 @@ class InstanceManager final : public EngineProvider {
   // EngineProvider. Connect() fails with kBusy while the instance is powered
   // for another domain (or a vtpmctl operation holds it), kNotFound for an
   // unknown uuid without auto_create.
-  Result<std::shared_ptr<Engine>> Connect(const Uuid& uuid, const GuestCtx& ctx) override;
+  Result<std::shared_ptr<Engine>> Connect(const Uuid& uuid, const GuestCtx& ctx,
+                                          const std::optional<DomainHandle>& handle) override;
+  void Suspended(const Uuid& uuid, const GuestCtx& ctx, const DomainHandle& handle) override;
   void Disconnect(const Uuid& uuid, const GuestCtx& ctx) override;
   void Release(const Uuid& uuid, const GuestCtx& ctx) override;
 
@@ -81,7 +84,12 @@ class InstanceManager final : public EngineProvider {
   void Manufacture(const Uuid& uuid, bool auto_created, const GuestCtx& ctx, CreatedCallback done);
   InstanceConfig MakeConfig() const;
   std::optional<VolatileCopy> UsableVolatile(const Uuid& uuid, const GuestCtx& ctx,
+                                             const std::optional<DomainHandle>& handle,
                                              const LoadedInstance& loaded);
+  // The TPM as the domain that suspended left it, for a domain with its handle.
+  std::optional<VolatileCopy> FromCapture(const GuestCtx& ctx, const std::optional<DomainHandle>& handle,
+                                          const LoadedInstance& loaded);
+  void FinishRelease(const Uuid& uuid, const GuestCtx& ctx);
 
   EventLoop& loop_;
   Store& store_;
@@ -89,6 +97,7 @@ class InstanceManager final : public EngineProvider {
   std::map<Uuid, std::shared_ptr<Instance>> instances_;
   std::map<Uuid, std::unique_ptr<Manufacturer>> manufacturing_;
   std::map<Uuid, int64_t> last_command_;  // of instances powered off since start
+  std::map<Uuid, GuestCtx> release_after_capture_;  // released while capturing
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -120,7 +120,7 @@ TEST_F(StoreTest, CreateLoadCommitRoundTrip) {
   EXPECT_GT(l->meta.last_attached, 0);
   ASSERT_TRUE(s->MarkDelivered(U(1), 5).ok());  // not the newest record: no effect
   ASSERT_TRUE(s->MarkDelivered(U(1), 6).ok());
-  ASSERT_TRUE(s->CommitSync(CommitRequest{U(1), {}, {}, std::nullopt, std::nullopt, 3}).ok());
+  ASSERT_TRUE(s->CommitSync(CommitRequest{U(1), {}, {}, std::nullopt, std::nullopt, std::nullopt, 3}).ok());
   EXPECT_TRUE(s->Load(U(1))->last_record->delivered);
   EXPECT_EQ(s->Load(U(9)).status().code(), Code::kNotFound);
   InstanceMeta dup;
@@ -239,6 +239,76 @@ TEST_F(StoreTest, VolatileCopyRoundTripAndTamper) {
   std::filesystem::rename(Opts().runtime_dir + "/" + U(2).ToString() + ".vol", path);
   EXPECT_EQ(s->LoadVolatile(U(1)).status().code(), Code::kCorruption);
   EXPECT_EQ(s->SaveVolatile(U(9), v).code(), Code::kNotFound);
+}
+
+TEST_F(StoreTest, SuspendCaptureIsDurableListedAndDroppedByTheNextCommit) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  CreateOne(*s, U(1));
+  CreateOne(*s, U(2));
+  SuspendCapture cap;
+  cap.handle.fill(0xab);
+  cap.domid = 7;
+  cap.sequence = 41;
+  cap.captured_at = 1764800000;
+  CommitRequest c;
+  c.uuid = U(1);
+  c.suspend = cap;
+  c.expected_generation = 1;
+  // A capture without the volatile state it stands for is refused.
+  EXPECT_EQ(s->CommitSync(c).status().code(), Code::kInvalidArgument);
+  c.volatile_copy = Fill(64, 0x77);
+  ASSERT_TRUE(s->CommitSync(c).ok());
+  s.reset();  // durable: read back by a new opener
+  s = Open();
+  ASSERT_TRUE(s);
+  auto l = s->Load(U(1));
+  ASSERT_TRUE(l.ok()) << l.status().message();
+  ASSERT_TRUE(l->suspend);
+  EXPECT_EQ(l->suspend->handle, cap.handle);
+  EXPECT_EQ(l->suspend->domid, 7u);
+  EXPECT_EQ(l->suspend->sequence, 41u);
+  EXPECT_EQ(l->suspend->captured_at, cap.captured_at);
+  EXPECT_EQ(l->volatile_copy, Fill(64, 0x77));
+  auto list = s->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_TRUE((*list)[0].suspended);
+  EXPECT_FALSE((*list)[1].suspended);
+  EXPECT_FALSE(s->Load(U(2))->suspend);
+
+  // Any later commit drops it: the TPM moved on from the captured state.
+  CommitRequest next;
+  next.uuid = U(1);
+  next.expected_generation = l->generation;
+  ASSERT_TRUE(s->CommitSync(next).ok());
+  l = s->Load(U(1));
+  ASSERT_TRUE(l.ok());
+  EXPECT_FALSE(l->suspend);
+  EXPECT_FALSE((*s->List())[0].suspended);
+}
+
+TEST_F(StoreTest, VolatileCopyKeepsTheDomainHandleAndOlderCopiesLoadWithout) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  CreateOne(*s, U(1));
+  VolatileCopy v;
+  v.blob = Fill(20, 1);
+  v.domid = 3;
+  v.sequence = 2;
+  v.generation = 1;
+  v.handle.emplace();
+  v.handle->fill(0x5c);
+  ASSERT_TRUE(s->SaveVolatile(U(1), v).ok());
+  auto back = s->LoadVolatile(U(1));
+  ASSERT_TRUE(back.ok() && *back);
+  EXPECT_EQ((*back)->handle, v.handle);
+  EXPECT_FALSE((*back)->record);
+  v.handle.reset();
+  ASSERT_TRUE(s->SaveVolatile(U(1), v).ok());
+  back = s->LoadVolatile(U(1));
+  ASSERT_TRUE(back.ok() && *back);
+  EXPECT_FALSE((*back)->handle);
 }
 
 TEST_F(StoreTest, NewerSchemaIsRefused) {

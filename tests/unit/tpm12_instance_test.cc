@@ -53,6 +53,7 @@ class FaultyStore final : public Store {
   Status SaveResponded(const Uuid& u, const RespondedMark& m) override {
     return real_->SaveResponded(u, m);
   }
+  Status DropRuntimeCopies(const Uuid& u) override { return real_->DropRuntimeCopies(u); }
   Result<std::optional<RespondedMark>> LoadResponded(const Uuid& u) override {
     return real_->LoadResponded(u);
   }
@@ -104,8 +105,8 @@ class InstanceTest : public ::testing::Test {
     OpenStore();
     StartManager();
   }
-  std::shared_ptr<Engine> Connect(const char* uuid, int domid) {
-    auto e = manager_->Connect(U(uuid), Ctx(domid, uuid));
+  std::shared_ptr<Engine> Connect(const char* uuid, int domid, std::optional<DomainHandle> handle = std::nullopt) {
+    auto e = manager_->Connect(U(uuid), Ctx(domid, uuid), handle);
     EXPECT_TRUE(e.ok()) << e.status().ToString();
     return e.ok() ? *e : nullptr;
   }
@@ -171,9 +172,125 @@ TEST_F(InstanceTest, AutoCreatedInstanceIsStartedByTheDaemon) {
   EXPECT_TRUE(loaded->meta.auto_created);
 }
 
+DomainHandle Handle(uint8_t fill) {
+  DomainHandle h;
+  h.fill(fill);
+  return h;
+}
+
+TEST_F(InstanceTest, RestoredDomainResumesTheCaptureOnceEvenAcrossADaemonRestart) {
+  auto e = Connect(kUuidA, 5, Handle(0xa1));
+  ASSERT_TRUE(e);
+  auto pcr = Extend(*e, 4, 0x31);
+  manager_->Suspended(U(kUuidA), Ctx(5, kUuidA), Handle(0xa1));
+  manager_->Release(U(kUuidA), Ctx(5, kUuidA));  // while the capture commits: waits for it
+  for (int i = 0; i < 200 && manager_->Running(U(kUuidA)); ++i) ASSERT_TRUE(loop_->RunOnce(milliseconds(20)).ok());
+  ASSERT_EQ(manager_->Running(U(kUuidA)), nullptr);
+  e.reset();
+  auto loaded = store_->Load(U(kUuidA));
+  ASSERT_TRUE(loaded.ok() && loaded->suspend);
+  EXPECT_EQ(loaded->suspend->domid, 5u);
+  // The host reboots between xendomains' save and restore.
+  boot_id_.fill(0x43);
+  RestartDaemon();
+  // xl restore: a new domid, the same handle. PCR 4 as the domain left it.
+  auto restored = Connect(kUuidA, 9, Handle(0xa1));
+  ASSERT_TRUE(restored);
+  EXPECT_EQ(Pcr(*restored, 4), pcr);
+  EXPECT_EQ(Rc(*restored, tpm12::Startup(tpm12::kStClear)), tpm12::kInvalidPostinit);  // no second Startup
+  EXPECT_FALSE(store_->Load(U(kUuidA))->suspend);  // used up
+  manager_->Release(U(kUuidA), Ctx(9, kUuidA));
+  // Restoring the same save image again finds nothing to resume.
+  auto replay = Connect(kUuidA, 10, Handle(0xa1));
+  ASSERT_TRUE(replay);
+  EXPECT_EQ(Pcr(*replay, 4), tpm12::PcrValue{});
+}
+
+TEST_F(InstanceTest, AFreshBootWithAnotherHandleDropsTheCapture) {
+  auto e = Connect(kUuidA, 5, Handle(0xa1));
+  ASSERT_TRUE(e);
+  Extend(*e, 4, 0x32);
+  manager_->Suspended(U(kUuidA), Ctx(5, kUuidA), Handle(0xa1));
+  manager_->Release(U(kUuidA), Ctx(5, kUuidA));
+  for (int i = 0; i < 200 && manager_->Running(U(kUuidA)); ++i) ASSERT_TRUE(loop_->RunOnce(milliseconds(20)).ok());
+  e.reset();
+  ASSERT_TRUE(store_->Load(U(kUuidA))->suspend);
+  // xl create of a config without uuid=: a new random handle.
+  auto fresh = Connect(kUuidA, 6, Handle(0xb2));
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(Pcr(*fresh, 4), tpm12::PcrValue{});
+  EXPECT_FALSE(store_->Load(U(kUuidA))->suspend);
+  manager_->Release(U(kUuidA), Ctx(6, kUuidA));
+  // The save image restored afterwards powers on fresh: never one boot's PCRs in another.
+  auto late = Connect(kUuidA, 7, Handle(0xa1));
+  ASSERT_TRUE(late);
+  EXPECT_EQ(Pcr(*late, 4), tpm12::PcrValue{});
+}
+
+TEST_F(InstanceTest, ResumeNeverPowersOnFreshAndADomainThatRanOnDropsItsCapture) {
+  auto e = Connect(kUuidA, 5, Handle(0xa1));
+  ASSERT_TRUE(e);
+  Extend(*e, 4, 0x33);
+  // xl save -c: the domain suspends and is resumed on the same domid.
+  manager_->Suspended(U(kUuidA), Ctx(5, kUuidA), Handle(0xa1));
+  for (int i = 0; i < 200 && !store_->Load(U(kUuidA))->suspend; ++i)
+    ASSERT_TRUE(loop_->RunOnce(milliseconds(20)).ok());
+  ASSERT_TRUE(store_->Load(U(kUuidA))->suspend);
+  auto pcr = Extend(*e, 4, 0x34);  // runs on
+  manager_->Release(U(kUuidA), Ctx(5, kUuidA));  // then shuts down
+  for (int i = 0; i < 200 && store_->Load(U(kUuidA))->suspend; ++i) ASSERT_TRUE(loop_->RunOnce(milliseconds(20)).ok());
+  EXPECT_FALSE(store_->Load(U(kUuidA))->suspend);
+  e.reset();
+  // [engine] resume = "never": a capture is dropped, not resumed.
+  auto again = Connect(kUuidA, 6, Handle(0xa1));
+  ASSERT_TRUE(again);
+  Extend(*again, 4, 0x35);
+  manager_->Suspended(U(kUuidA), Ctx(6, kUuidA), Handle(0xa1));
+  manager_->Release(U(kUuidA), Ctx(6, kUuidA));
+  for (int i = 0; i < 200 && manager_->Running(U(kUuidA)); ++i) ASSERT_TRUE(loop_->RunOnce(milliseconds(20)).ok());
+  again.reset();
+  ASSERT_TRUE(store_->Load(U(kUuidA))->suspend);
+  InstanceManagerOptions o;
+  o.worker = TestWorkerOptions();
+  o.boot_id = boot_id_;
+  o.resume_by_handle = false;
+  manager_ = std::make_unique<InstanceManager>(*loop_, *store_, o);
+  auto never = Connect(kUuidA, 7, Handle(0xa1));
+  ASSERT_TRUE(never);
+  EXPECT_EQ(Pcr(*never, 4), tpm12::PcrValue{});
+  EXPECT_FALSE(store_->Load(U(kUuidA))->suspend);
+  (void)pcr;
+}
+
+TEST_F(InstanceTest, ALaterDomainWithTheSameDomidGetsNoVolatileCopy) {
+  auto e = Connect(kUuidA, 5, Handle(0xa1));
+  ASSERT_TRUE(e);
+  Extend(*e, 4, 0x36);
+  manager_->Release(U(kUuidA), Ctx(5, kUuidA));
+  e.reset();
+  // The copy went with the domain.
+  auto copy = store_->LoadVolatile(U(kUuidA));
+  ASSERT_TRUE(copy.ok());
+  EXPECT_FALSE(*copy);
+  // Domid 5 again (wrap-around, xl create -D), another domain: fresh.
+  auto other = Connect(kUuidA, 5, Handle(0xc3));
+  ASSERT_TRUE(other);
+  EXPECT_EQ(Pcr(*other, 4), tpm12::PcrValue{});
+  Extend(*other, 4, 0x37);
+  // A daemon killed before it saw the domain go leaves the copy behind: the
+  // handle tells the next domain 5 apart.
+  manager_.reset();
+  store_.reset();
+  OpenStore();
+  StartManager();
+  auto next = Connect(kUuidA, 5, Handle(0xd4));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(Pcr(*next, 4), tpm12::PcrValue{});
+}
+
 TEST_F(InstanceTest, UnknownUuidWithoutAutoCreateIsNotFound) {
   StartManager(/*auto_create=*/false);
-  auto e = manager_->Connect(U(kUuidA), Ctx(5, kUuidA));
+  auto e = manager_->Connect(U(kUuidA), Ctx(5, kUuidA), std::nullopt);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), Code::kNotFound);
 }
@@ -188,7 +305,7 @@ TEST_F(InstanceTest, PowerFollowsTheDomain) {
   ASSERT_EQ(again, e);
   EXPECT_EQ(Pcr(*again, 4), pcr);
   // Another domain cannot attach while it is powered for domain 5.
-  auto other = manager_->Connect(U(kUuidA), Ctx(6, kUuidA));
+  auto other = manager_->Connect(U(kUuidA), Ctx(6, kUuidA), std::nullopt);
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.status().code(), Code::kBusy);
   // Released: powered off; a new domain gets a fresh power-on, same EK.
