@@ -17,8 +17,8 @@ std::string Str(const json& j, const char* key) {
   return it->dump();
 }
 
-std::string Attached(const json& a) {
-  if (a.is_null()) return "idle";
+std::string Attached(const json& a, bool suspended = false) {
+  if (a.is_null()) return suspended ? "suspended" : "idle";
   std::string s = fmt::format("domid {} devid {}", a.value("domid", -1), a.value("devid", -1));
   if (!a.value("connected", false)) s += " (not connected)";
   return s;
@@ -85,7 +85,7 @@ std::string FormatTable(Verb verb, const json& d) {
           {"UUID", "DOMAIN", "TPM", "ATTACHED", "CREATED", "LAST USED", "SIZE", "AUTO-CREATED"}};
       for (auto& i : d.value("instances", json::array()))
         rows.push_back({Str(i, "uuid"), DomainName(i.value("attached", json())), Str(i, "tpm_version"),
-                        Attached(i.value("attached", json())),
+                        Attached(i.value("attached", json()), i.value("suspended", false)),
                         FormatTime(i.value("created", json())), FormatTime(i.value("last_used", json())),
                         FormatSize(i.value("size_bytes", json())), YesNo(i, "auto_created")});
       if (rows.size() == 1) return "no vTPM instances\n";
@@ -102,6 +102,10 @@ std::string FormatTable(Verb verb, const json& d) {
                                  {"last written:", FormatTime(d.value("last_written", json()))},
                                  {"size:", FormatSize(d.value("size_bytes", json()))},
                                  {"auto-created:", YesNo(d, "auto_created")}});
+      if (auto sus = d.value("suspended", json()); sus.is_object())
+        out += fmt::format("suspended:     domain {} (handle {}) suspended at {}; the first domain with that handle\n"
+                           "               resumes its TPM (vtpmctl discard drops it)\n",
+                           sus.value("domid", 0), Str(sus, "handle"), FormatTime(sus.value("captured_at", json())));
       out += "EK public key (TPM_PUBKEY):\n";
       std::string ek = Str(d, "ek_public");
       out += ek == "-" ? "  (not recorded)\n" : Wrap(ek, 64, "  ");
@@ -147,6 +151,9 @@ std::string FormatTable(Verb verb, const json& d) {
                          d.value("forced", false) ? " (device closed: the guest has lost its TPM)" : "");
     case Verb::kClear:
       return fmt::format("cleared {}: {}\n", Str(d, "uuid"), Str(d, "note"));
+    case Verb::kDiscard:
+      return fmt::format("discarded the TPM state captured when domain {} suspended at {}; {} powers on fresh\n",
+                         Str(d, "domid"), FormatTime(d.value("captured_at", json())), Str(d, "uuid"));
     case Verb::kPrune: {
       auto list = d.value("pruned", json::array());
       std::string out = fmt::format("pruned {} auto-created instance{} idle for at least {} s\n", list.size(),

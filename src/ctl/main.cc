@@ -27,8 +27,8 @@ int Fail(int status, const std::string& sentence) {
   return status;
 }
 
-constexpr const char* kVerbNames[] = {"list", "show", "create", "status", "wipe",
-                                      "clear", "prune", "backup", "restore"};
+constexpr const char* kVerbNames[] = {"list", "show",  "create", "status",  "wipe",
+                                      "clear", "prune", "backup", "restore", "discard"};
 
 std::string VerbList() {
   std::string out;
@@ -119,6 +119,9 @@ int main(int argc, char** argv) {
   wipe->add_flag("-f,--force", force, "also when attached: close the device first (the guest loses its TPM)");
   auto* clear = app.add_subcommand("clear", "remove the TPM owner (ForceClear under physical presence), keeping the EK");
   clear->add_option("INSTANCE", instance_text, instance_help)->required();
+  auto* discard = app.add_subcommand(
+      "discard", "drop the TPM state captured when the instance's domain suspended (its restore powers on fresh)");
+  discard->add_option("INSTANCE", instance_text, instance_help)->required();
   auto* prune = app.add_subcommand("prune", "wipe auto-created instances unused for DURATION");
   prune->add_option("--idle-for", duration_text, "idle time such as 90s, 45m, 12h, 30d or 2w")->required();
   auto* backup = app.add_subcommand("backup", "copy the store, consistently, while the daemon runs");
@@ -129,7 +132,8 @@ int main(int argc, char** argv) {
   restore->add_flag("--replace", replace, "also when a store exists: keep it beside as vtpm.db.replaced-TIME");
   const std::vector<std::pair<CLI::App*, Verb>> verbs = {
       {list, Verb::kList},   {show, Verb::kShow},   {create, Verb::kCreate}, {status, Verb::kStatus},
-      {wipe, Verb::kWipe},   {clear, Verb::kClear}, {prune, Verb::kPrune},   {backup, Verb::kBackup}};
+      {wipe, Verb::kWipe},   {clear, Verb::kClear}, {prune, Verb::kPrune},   {backup, Verb::kBackup},
+      {discard, Verb::kDiscard}};
 
   const std::string word = VerbWord(argc, argv);
   if (!word.empty() && std::find(std::begin(kVerbNames), std::end(kVerbNames), word) == std::end(kVerbNames))

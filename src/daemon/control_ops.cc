@@ -97,6 +97,7 @@ void ControlOps::Handle(const ControlRequest& req, Reply reply) {
     case Verb::kCreate: return Create(req, std::move(reply));
     case Verb::kWipe: return Wipe(req, std::move(reply));
     case Verb::kClear: return Clear(req, std::move(reply));
+    case Verb::kDiscard: return Discard(req, std::move(reply));
     case Verb::kPrune: return Prune(req, std::move(reply));
     case Verb::kBackup: return Backup(req, std::move(reply));
     default: return reply(Error(ResultCode::kBadRequest, "unknown verb; see vtpmctl --help"));
@@ -123,7 +124,7 @@ void ControlOps::List(Reply reply) {
     for (const InstanceMeta& m : *metas) {
       std::string u = m.uuid.ToString();
       rows.push_back({{"uuid", u}, {"tpm_version", m.tpm_version}, {"attached", attached(u)},
-                      {"created", m.created}, {"last_used", LastUsed(m)},
+                      {"suspended", m.suspended}, {"created", m.created}, {"last_used", LastUsed(m)},
                       {"last_command", TimeOrNull(instances_ ? instances_->LastCommand(m.uuid) : 0)},
                       {"size_bytes", m.size_bytes}, {"auto_created", m.auto_created}});
       devices.erase(u);
@@ -154,6 +155,14 @@ void ControlOps::Show(const Uuid& uuid, Reply reply) {
                {"pcrs", nullptr}};
   auto ek = instances_->ReadEkPublic(uuid);
   data["ek_public"] = ek.ok() ? json(Hex(ek->data(), ek->size())) : json(nullptr);
+  data["suspended"] = nullptr;
+  if (meta->suspended) {
+    if (auto loaded = store_->Load(uuid); loaded.ok() && loaded->suspend)
+      data["suspended"] = {{"domid", loaded->suspend->domid},
+                           {"handle", Uuid{loaded->suspend->handle}.ToString()},
+                           {"captured_at", loaded->suspend->captured_at},
+                           {"sequence", loaded->suspend->sequence}};
+  }
   if (auto dev = backend_.FindByUuid(uuid))
     data["attached"] = Attachment(uint32_t(dev->ctx().domid), uint32_t(dev->ctx().devid), dev->connected());
   if (!instances_->Running(uuid)) return reply(Ok(std::move(data)));
@@ -286,6 +295,33 @@ void ControlOps::Clear(const ControlRequest& req, Reply reply) {
               {"note", "the owner is removed and the EK kept; the TPM is enabled, and it is activated at the "
                        "guest's next TPM Startup (reboot the guest)"}}));
   });
+}
+
+void ControlOps::Discard(const ControlRequest& req, Reply reply) {
+  const Uuid uuid = *req.uuid;
+  if (auto inst = instances_->Running(uuid); inst && inst->ctx().domid >= 0)
+    return reply(Error(ResultCode::kConflict, "instance " + uuid.ToString() + " is powered for domain " +
+                                                  std::to_string(inst->ctx().domid) +
+                                                  "; discard drops the state of a domain that suspended and is gone"));
+  auto loaded = store_->Load(uuid);
+  if (!loaded.ok()) return reply(FromStatus(loaded.status(), uuid));
+  if (!loaded->suspend)
+    return reply(Error(ResultCode::kNotFound, "instance " + uuid.ToString() + " holds no state captured at a suspend"));
+  const SuspendCapture cap = *loaded->suspend;
+  CommitRequest drop;
+  drop.uuid = uuid;
+  drop.expected_generation = loaded->generation;
+  auto gen = store_->CommitSync(std::move(drop));
+  if (!gen.ok()) {
+    if (gen.status().code() == Code::kFailedPrecondition)
+      return reply(Error(ResultCode::kConflict, "instance " + uuid.ToString() +
+                                                    " changed meanwhile (a domain powered it on); run discard again"));
+    return reply(FromStatus(gen.status(), uuid));
+  }
+  VEVENT_INFO(kCaptureDropped, AdminCtx(uuid),
+              "vtpmctl discard{}: dropped the TPM state captured when domain {} suspended; its restore powers on fresh",
+              By(req.requester), cap.domid);
+  reply(Ok({{"uuid", uuid.ToString()}, {"domid", cap.domid}, {"captured_at", cap.captured_at}}));
 }
 
 void ControlOps::Prune(const ControlRequest& req, Reply reply) {

@@ -40,6 +40,8 @@ class ControlOps {
   void Clear(const ControlRequest& req, ControlServer::Reply reply);
   void Prune(const ControlRequest& req, ControlServer::Reply reply);
   void Backup(const ControlRequest& req, ControlServer::Reply reply);
+  // Drops the TPM state captured when the instance's domain suspended.
+  void Discard(const ControlRequest& req, ControlServer::Reply reply);
 
   // Waits (polling on the loop) until `dev` has unmapped the guest's page.
   void AwaitClosed(std::shared_ptr<Device> dev, EventLoop::Clock::time_point deadline,

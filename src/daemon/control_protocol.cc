@@ -8,14 +8,17 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<Verb, const char*>, 8> kVerbs = {{
+constexpr std::array<std::pair<Verb, const char*>, 9> kVerbs = {{
     {Verb::kList, "list"}, {Verb::kShow, "show"}, {Verb::kCreate, "create"}, {Verb::kStatus, "status"},
     {Verb::kWipe, "wipe"}, {Verb::kClear, "clear"}, {Verb::kPrune, "prune"}, {Verb::kBackup, "backup"},
+    {Verb::kDiscard, "discard"},
 }};
 
 Status Bad(const std::string& what) { return Status(Code::kInvalidArgument, what); }
 
-bool NeedsUuid(Verb v) { return v == Verb::kShow || v == Verb::kCreate || v == Verb::kWipe || v == Verb::kClear; }
+bool NeedsUuid(Verb v) {
+  return v == Verb::kShow || v == Verb::kCreate || v == Verb::kWipe || v == Verb::kClear || v == Verb::kDiscard;
+}
 
 // Parses a line into a JSON object; kInvalidArgument if it is not one.
 Result<json> ParseObject(std::string_view line, const char* what, size_t max) {

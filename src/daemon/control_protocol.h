@@ -37,7 +37,7 @@ enum class ResultCode : int {
 };
 const char* ResultName(ResultCode c);
 
-enum class Verb { kList, kShow, kCreate, kStatus, kWipe, kClear, kPrune, kBackup };
+enum class Verb { kList, kShow, kCreate, kStatus, kWipe, kClear, kPrune, kBackup, kDiscard };
 const char* VerbName(Verb v);
 
 struct ControlRequest {

@@ -132,6 +132,9 @@ Result<SecretBytes> CheckManager(const StoreOptions& o, const std::string& path,
 }
 
 // Every instance of the copy loads: each item authenticates under its data key.
+// Then the copy's suspend captures are dropped: restored instances power on
+// fresh (design §6c), and a save image restored later must not resume a
+// capture its first restore already used.
 Result<int64_t> CheckInstances(const TempDir& temp, SecretBytes master, const std::string& from) {
   ASSIGN_OR_RETURN(DirLock lock, DirLock::Acquire(temp.dir()));
   ASSIGN_OR_RETURN(Db db, Db::Open(temp.db(), ""));
@@ -145,6 +148,15 @@ Result<int64_t> CheckInstances(const TempDir& temp, SecretBytes master, const st
       std::string why = loaded.status().message();
       why = why.substr(0, why.find("; restore this instance"));  // the store's advice is not for a backup
       return Status(Code::kCorruption, from + " is damaged: " + why + "; use another backup");
+    }
+  for (const InstanceMeta& m : metas)
+    if (m.suspended) {
+      auto loaded = store.Load(m.uuid);
+      if (!loaded.ok()) return loaded.status();
+      CommitRequest drop;
+      drop.uuid = m.uuid;
+      drop.expected_generation = loaded->generation;
+      RETURN_IF_ERROR(store.CommitSync(std::move(drop)).status());
     }
   return int64_t(metas.size());
 }

@@ -491,7 +491,7 @@ TEST(DaemonOpsFiles, HelpAndManPagesListTheSameOptions) {
   };
   for (const Prog& p : {Prog{VTPM_DAEMON_PATH, "man/vtpmmgrd.8", {}},
                         Prog{VTPM_CTL_PATH, "man/vtpmctl.8",
-                             {"list", "show", "create", "status", "wipe", "clear", "prune", "backup", "restore"}}}) {
+                             {"list", "show", "create", "status", "wipe", "clear", "prune", "backup", "restore", "discard"}}}) {
     std::set<std::string> help;
     std::vector<std::vector<std::string>> calls = {{p.bin, "--help"}};
     for (auto& s : p.subcommands) calls.push_back({p.bin, s, "--help"});
