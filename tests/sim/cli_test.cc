@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "common/bytes.h"
 #include "common/unique_fd.h"
@@ -14,6 +16,7 @@
 #include "simhost/line_process.h"
 #include "simhost/run_capture.h"
 #include "simhost/sim_host_fixture.h"
+#include "xen_sim.h"
 
 namespace vtpm::sim {
 namespace {
@@ -95,6 +98,73 @@ TEST_F(SimCliTest, GuestServesItsTpmOnASocketUntilSigterm) {
   auto shutdown = guest->ReadLine();
   ASSERT_TRUE(shutdown.ok()) << shutdown.status().ToString();
   EXPECT_EQ(shutdown->rfind("shutdown backend-answered yes", 0), 0u) << *shutdown;
+}
+
+// The hypervisor's entry for `domid`: "<handle> running|shutdown N", "<absent>".
+std::string Hv(const SimHost& host, uint32_t domid) {
+  auto d = ReadSimDomain(host.sim_dir(), domid);
+  if (!d.ok() || !d->has_value()) return "<absent>";
+  return (*d)->handle + ((*d)->shutdown ? " shutdown " + std::to_string(*(*d)->shutdown) : " running");
+}
+
+TEST_F(SimCliTest, XlSaveRestoreRebootMigrateKeepTheHandle) {
+  const std::string kHandle = "2a3b4c5d-6e7f-4081-9293-a4b5c6d7e8f9";
+  const std::string kVtpm = "11111111-2222-4333-8444-555555555555";
+  std::vector<LineProcess> backends;  // one per domid the vtpm lands on
+  for (const char* d : {"6", "9", "10", "11"}) {
+    SpawnOptions bo;
+    bo.argv = {SimHost::ToolPath("vtpm-sim-fake-tpmback"), d, "0"};
+    auto b = LineProcess::Start(bo, [this](const SpawnOptions& o) { return host().SpawnWithShim(o); });
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    backends.push_back(std::move(b).value());
+  }
+  const std::string xl = SimHost::ToolPath("vtpm-sim-xl");
+  ToolOutput created = RunTool({xl, "create", "6", "--uuid", kVtpm, "--name", "web", "--handle", kHandle});
+  ASSERT_EQ(created.exit_code, 0) << created.output;
+  EXPECT_NE(created.output.find("domain 6 " + kHandle), std::string::npos) << created.output;
+  EXPECT_EQ(Hv(host(), 6), kHandle + " running");
+
+  ToolOutput shut = RunTool({xl, "shutdown", "6", "4"});
+  ASSERT_EQ(shut.exit_code, 0) << shut.output;
+  EXPECT_EQ(Hv(host(), 6), kHandle + " shutdown 4");
+  EXPECT_NE(RunTool({xl, "shutdown", "6", "6"}).exit_code, 0);  // not a SHUTDOWN_* code
+  EXPECT_EQ(Hv(host(), 6), kHandle + " shutdown 4");
+
+  const std::string file = host().dir() + "/web.save";
+  ToolOutput saved = RunTool({xl, "save", "6", file});
+  ASSERT_EQ(saved.exit_code, 0) << saved.output;
+  EXPECT_EQ(Hv(host(), 6), "<absent>");
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("\"uuid\": \"" + kHandle + "\""), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("\"name\": \"web\""), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("\"uuid\": \"" + kVtpm + "\""), std::string::npos) << text.str();
+
+  ToolOutput restored = RunTool({xl, "restore", file, "9"});
+  ASSERT_EQ(restored.exit_code, 0) << restored.output;
+  EXPECT_NE(restored.output.find("device 9 0 " + kVtpm), std::string::npos) << restored.output;
+  EXPECT_NE(restored.output.find("domain 9 " + kHandle), std::string::npos) << restored.output;
+  EXPECT_EQ(Hv(host(), 9), kHandle + " running");
+
+  ToolOutput rebooted = RunTool({xl, "reboot", "9", "10"});
+  ASSERT_EQ(rebooted.exit_code, 0) << rebooted.output;
+  EXPECT_NE(rebooted.output.find("domain 10 " + kHandle), std::string::npos) << rebooted.output;
+  EXPECT_EQ(Hv(host(), 9), "<absent>");
+
+  ToolOutput migrated = RunTool({xl, "migrate-local", "10", "11"});
+  ASSERT_EQ(migrated.exit_code, 0) << migrated.output;
+  EXPECT_NE(migrated.output.find("device 11 0 " + kVtpm), std::string::npos) << migrated.output;
+  EXPECT_EQ(Hv(host(), 10), "<absent>");
+  EXPECT_EQ(Hv(host(), 11), kHandle + " running");
+  EXPECT_EQ(xs().Read("/local/domain/11/name")->value_or(""), "web");
+
+  // A file that is not a save record is refused before anything is made.
+  { std::ofstream(file) << "{\"c_info\": {\"uuid\": \"nope\", \"name\": \"x\"}, \"vtpms\": []}"; }
+  ToolOutput bad = RunTool({xl, "restore", file, "12"});
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("malformed c_info.uuid"), std::string::npos) << bad.output;
+  EXPECT_EQ(Hv(host(), 12), "<absent>");
 }
 
 TEST_F(SimCliTest, XlAttachTimesOutWithoutBackend) {

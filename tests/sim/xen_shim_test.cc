@@ -1,13 +1,18 @@
 // libvtpm_xen_sim.so preloaded into a program linked against the real
 // libxengnttab/libxenevtchn (vtpm-sim-xen-peer, standing in for the daemon),
-// against the guest side of the simulated hypervisor in this process.
+// against the guest side of the simulated hypervisor in this process; and
+// into one linked against the real libxenctrl and the daemon's domctl seam
+// (vtpm-sim-xc-peer), against the domain table this process writes.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -186,6 +191,149 @@ TEST_F(XenShimTest, OpenFailsLikeAHostWithoutXenWhenNoSimDir) {
   auto ws = p->child().WaitFor(std::chrono::seconds(10));
   ASSERT_TRUE(ws.has_value());
   EXPECT_TRUE(WIFEXITED(*ws) && WEXITSTATUS(*ws) == 1) << DescribeWaitStatus(*ws);
+}
+
+// --- The domain table and the shim's libxenctrl (vtpm-sim-xc-peer) ---
+
+constexpr const char* kHandleA = "0d4a6e8f-3c21-4b7a-9f10-5e6d7c8b9a01";
+constexpr const char* kHandleB = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a";
+constexpr const char* kNil = "00000000-0000-0000-0000-000000000000";
+// xen/include/public/domctl.h
+constexpr uint32_t kDominfDying = 1u << 0;
+constexpr uint32_t kDominfShutdown = 1u << 2;
+constexpr uint32_t kDominfRunning = 1u << 5;
+constexpr uint32_t kShutdownShift = 16;
+constexpr uint32_t kCodeInvalid = ~0u << kShutdownShift;  // SHUTDOWN_CODE_INVALID
+
+// How the peer prints one xc_domaininfo_t: "DOMID:FLAGS(hex):HANDLE(hex)".
+std::string Info(uint32_t domid, uint32_t flags, std::string handle) {
+  std::erase(handle, '-');
+  char hex[16];
+  std::snprintf(hex, sizeof(hex), "%x", flags);
+  return std::to_string(domid) + ":" + hex + ":" + handle;
+}
+
+class XenDomainsTest : public XenShimTest {
+ protected:
+  LineProcess StartXcPeer(std::vector<std::string> env = {}) {
+    SpawnOptions o;
+    o.argv = {SimHost::ToolPath("vtpm-sim-xc-peer")};
+    o.env = std::move(env);
+    auto p = LineProcess::Start(o, [this](const SpawnOptions& so) { return host().SpawnWithShim(so); });
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return std::move(p).value();
+  }
+  void Put(uint32_t domid, const std::string& handle, std::optional<uint8_t> shutdown = {}, bool dying = false) {
+    Status st = WriteSimDomain(host().sim_dir(), SimDomain{domid, handle, shutdown, dying});
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  std::string DomainFile(uint32_t domid) {
+    std::ifstream in(host().sim_dir() + "/domains/" + std::to_string(domid));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return in ? ss.str() : "<absent>";
+  }
+};
+
+TEST_F(XenDomainsTest, DomainFilesFollowTheContract) {
+  EXPECT_EQ(DomainFile(0), "handle=" + std::string(kNil) + "\n");  // dom0 from boot
+  // Stored lower case; shutdown and dying only when set.
+  Put(3, "0D4A6E8F-3C21-4B7A-9F10-5E6D7C8B9A01");
+  EXPECT_EQ(DomainFile(3), "handle=" + std::string(kHandleA) + "\n");
+  Put(4, kHandleB, kShutdownSuspend, true);
+  EXPECT_EQ(DomainFile(4), "handle=" + std::string(kHandleB) + "\nshutdown=2\ndying=1\n");
+  auto four = ReadSimDomain(host().sim_dir(), 4);
+  ASSERT_TRUE(four.ok() && four->has_value());
+  EXPECT_EQ(**four, (SimDomain{4, kHandleB, kShutdownSuspend, true}));
+
+  const std::string dir = host().sim_dir();
+  EXPECT_EQ(WriteSimDomain(dir, {5, "not-a-uuid", {}, false}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(WriteSimDomain(dir, {5, kHandleA, uint8_t{6}, false}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(WriteSimDomain(dir, {kFirstReservedDomid, kHandleA, {}, false}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(DomainFile(5), "<absent>");
+  auto none = ReadSimDomain(dir, 5);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_EQ(UpdateSimDomain(dir, 5, [](SimDomain&) {}).code(), Code::kNotFound);
+
+  ASSERT_TRUE(UpdateSimDomain(dir, 4, [](SimDomain& d) { d.shutdown.reset(); d.dying = false; }).ok());
+  EXPECT_EQ(DomainFile(4), "handle=" + std::string(kHandleB) + "\n");
+  ASSERT_TRUE(RemoveSimDomain(dir, 4).ok());
+  EXPECT_EQ(DomainFile(4), "<absent>");
+  EXPECT_TRUE(RemoveSimDomain(dir, 4).ok());  // already gone
+
+  { std::ofstream(dir + "/domains/6") << "handle=" << kHandleA << "\nshutdown=9\n"; }
+  EXPECT_EQ(ReadSimDomain(dir, 6).status().code(), Code::kCorruption);
+  { std::ofstream(dir + "/domains/6") << "shutdown=1\n"; }
+  EXPECT_EQ(ReadSimDomain(dir, 6).status().code(), Code::kCorruption);
+}
+
+TEST_F(XenDomainsTest, ListingSkipsMissingDomidsAndStopsAtMax) {
+  Put(3, kHandleA);
+  Put(7, kHandleB);
+  Put(12, kHandleA);
+  // Temporary names left by a writer are no domains.
+  { std::ofstream(host().sim_dir() + "/domains/8.tmp") << "handle=" << kHandleA << "\n"; }
+  auto ids = [&](uint32_t first, size_t max) {
+    std::vector<uint32_t> out;
+    auto l = ListSimDomains(host().sim_dir(), first, max);
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    if (l.ok())
+      for (auto& d : *l) out.push_back(d.domid);
+    return out;
+  };
+  EXPECT_EQ(ids(0, 100), (std::vector<uint32_t>{0, 3, 7, 12}));
+  EXPECT_EQ(ids(4, 1), (std::vector<uint32_t>{7}));
+  EXPECT_EQ(ids(7, 2), (std::vector<uint32_t>{7, 12}));
+  EXPECT_EQ(ids(13, 5), (std::vector<uint32_t>{}));
+  EXPECT_EQ(ids(0, 0), (std::vector<uint32_t>{}));
+}
+
+TEST_F(XenDomainsTest, GetinfolistReportsTheTableThroughTheRealLibxenctrl) {
+  Put(3, kHandleA);
+  Put(5, kHandleB, kShutdownSuspend);
+  Put(9, kHandleA, kShutdownPoweroff, /*dying=*/true);
+  LineProcess peer = StartXcPeer();
+  ASSERT_EQ(Ask(peer, "open"), "ok");
+  const std::string dom0 = Info(0, kDominfRunning | kCodeInvalid, kNil);
+  const std::string dom3 = Info(3, kDominfRunning | kCodeInvalid, kHandleA);
+  const std::string dom5 = Info(5, kDominfShutdown | (2u << kShutdownShift), kHandleB);
+  const std::string dom9 = Info(9, kDominfDying | kDominfShutdown, kHandleA);
+  EXPECT_EQ(Ask(peer, "list 0 1024"), "ok 4 " + dom0 + " " + dom3 + " " + dom5 + " " + dom9);
+  // A missing domid answers with the next domain, or none at the end.
+  EXPECT_EQ(Ask(peer, "list 4 1"), "ok 1 " + dom5);
+  EXPECT_EQ(Ask(peer, "list 1 2"), "ok 2 " + dom3 + " " + dom5);
+  EXPECT_EQ(Ask(peer, "list 10 1"), "ok 0");
+  EXPECT_EQ(Ask(peer, "list 3 0"), "ok 0");
+
+  // The table is read at each call: a resume, a destroy are seen at once.
+  ASSERT_TRUE(UpdateSimDomain(host().sim_dir(), 5, [](SimDomain& d) { d.shutdown.reset(); }).ok());
+  EXPECT_EQ(Ask(peer, "list 5 1"), "ok 1 " + Info(5, kDominfRunning | kCodeInvalid, kHandleB));
+  ASSERT_TRUE(RemoveSimDomain(host().sim_dir(), 5).ok());
+  EXPECT_EQ(Ask(peer, "list 5 1"), "ok 1 " + dom9);
+  EXPECT_EQ(Ask(peer, "close"), "ok");
+}
+
+TEST_F(XenDomainsTest, TheDaemonsDomctlSeamSeesHandleReasonAndDying) {
+  Put(4, kHandleB, kShutdownReboot);
+  Put(6, kHandleA, kShutdownCrash, /*dying=*/true);
+  Put(8, kHandleA);
+  LineProcess peer = StartXcPeer();
+  ASSERT_EQ(Ask(peer, "open"), "ok");
+  std::string a = kHandleA, b = kHandleB;
+  std::erase(a, '-');
+  std::erase(b, '-');
+  // vtpm_xc_get_domain: "ok DYING SHUTDOWN REASON HANDLE"; never the next domain.
+  EXPECT_EQ(Ask(peer, "domain 4"), "ok 0 1 1 " + b);
+  EXPECT_EQ(Ask(peer, "domain 5"), "none");
+  EXPECT_EQ(Ask(peer, "domain 6"), "ok 1 1 3 " + a);
+  EXPECT_EQ(Ask(peer, "domain 8"), "ok 0 0 255 " + a);  // running: code 255
+  EXPECT_EQ(Ask(peer, "domain 9"), "none");
+}
+
+TEST_F(XenDomainsTest, InterfaceOpenFailsWithEnoentWithoutSimDir) {
+  LineProcess peer = StartXcPeer({"VTPM_SIM_DIR="});
+  EXPECT_EQ(Ask(peer, "open"), "err " + std::to_string(ENOENT));
 }
 
 TEST_F(XenShimTest, BindRejectsPortsNotOfferedToDom0) {

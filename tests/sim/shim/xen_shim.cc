@@ -1,19 +1,23 @@
-// libvtpm_xen_sim.so: LD_PRELOAD replacement for the libxengnttab and
-// libxenevtchn functions the daemon calls, as domain 0 of the simulated host
-// described in xen_sim.h. Failures set errno and return what the real
-// library returns (NULL / -1). Like the real libraries, a handle may be used
-// from several threads: each call holds the handle's mutex, except while
-// xenevtchn_pending() blocks for an event.
+// libvtpm_xen_sim.so: LD_PRELOAD replacement for the libxengnttab,
+// libxenevtchn and libxenctrl functions the daemon calls, as domain 0 of the
+// simulated host described in xen_sim.h. Failures set errno and return what
+// the real library returns (NULL / -1). Like the real libraries, a handle may
+// be used from several threads: each call holds the handle's mutex, except
+// while xenevtchn_pending() blocks for an event. The libxenctrl functions are
+// in xen_shim_domctl.c, on the domain table read here (vtpm_sim_hv_*).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 
+#include "common/uuid.h"
+#include "xen_shim_domctl.h"
 #include "xen_sim.h"
 
 // The library is built with hidden visibility; only the Xen API is exported.
@@ -148,3 +152,40 @@ int xenevtchn_unmask(xenevtchn_handle* xce, evtchn_port_t port) {
 
 }  // extern "C"
 #pragma GCC visibility pop
+
+// The domain table behind xen_shim_domctl.c (hidden, like everything below).
+namespace {
+
+struct SimHypervisor {
+  std::string sim_dir;
+};
+
+}  // namespace
+
+void* vtpm_sim_hv_open(void) {
+  auto dir = vtpm::sim::SimDirFromEnv();
+  if (!dir.ok()) {
+    errno = ENOENT;  // what the real library reports without /dev/xen/privcmd
+    return nullptr;
+  }
+  return new SimHypervisor{*dir};
+}
+
+void vtpm_sim_hv_close(void* hv) { delete static_cast<SimHypervisor*>(hv); }
+
+int vtpm_sim_hv_list(void* hv, uint32_t first, unsigned max, vtpm_sim_dominfo* out) {
+  auto doms = vtpm::sim::ListSimDomains(static_cast<SimHypervisor*>(hv)->sim_dir, first, max);
+  if (!doms.ok()) return SetErrno(doms.status());
+  int n = 0;
+  for (const vtpm::sim::SimDomain& d : *doms) {
+    auto handle = vtpm::Uuid::Parse(d.handle);  // validated when read
+    if (!handle.ok()) return SetErrno(handle.status());
+    vtpm_sim_dominfo& o = out[n++];
+    o.domid = d.domid;
+    std::memcpy(o.handle, handle->bytes.data(), sizeof(o.handle));
+    o.dying = d.dying ? 1 : 0;
+    o.shutdown = d.shutdown ? 1 : 0;
+    o.shutdown_code = d.shutdown.value_or(0);
+  }
+  return n;
+}

@@ -31,6 +31,22 @@
 //   evtchn/sock/<pid>-<n>.pending
 //                          The handle's pending bits: one bit per local port
 //                          (kMaxPorts bits), shared-mapped by every notifier.
+//   domains/<domid>        One file per existing domain (the hypervisor's
+//                          domain table, read by the shim's
+//                          xc_domain_getinfolist). key=value lines:
+//                            handle=<uuid 8-4-4-4-12>   the domain handle
+//                            shutdown=<0..5>            the SHUTDOWN_* code,
+//                                                       once the domain has
+//                                                       shut down (absent
+//                                                       while it runs)
+//                            dying=1                    optional
+//                          Written under a temporary name and renamed into
+//                          place, so a reader sees a whole record or none.
+//                          Absent file = no such domain. The toolstack
+//                          simulator writes it at domain creation and removes
+//                          it at xc_domain_destroy time.
+//   domains/.lock          flock()ed around every read-modify-write of a
+//                          domain file.
 //
 // Semantics (matching Xen's event_channel.c / Linux's evtchn device):
 //  - notify sets the receiver's pending bit for its port and, only when the
@@ -50,16 +66,26 @@
 //    EINVAL; unmask of such a port is ignored;
 //  - mapping a ref that is not granted fails with EINVAL (Linux gntdev's
 //    error for a failed GNTTABOP_map_grant_ref).
+//  - xc_domain_getinfolist(first, max) returns the existing domains with
+//    domid >= first in ascending order, at most max, so a missing domid
+//    yields the next domain (or none); flags carry XEN_DOMINF_dying,
+//    XEN_DOMINF_shutdown and the code << XEN_DOMINF_shutdownshift, or
+//    XEN_DOMINF_running and code 255 (Xen's SHUTDOWN_CODE_INVALID, ~0u
+//    shifted) while the domain runs; handle is the 16 bytes of the uuid.
+//    xc_interface_open fails with ENOENT when VTPM_SIM_DIR is unset (what
+//    the real library reports without /dev/xen/privcmd).
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "common/unique_fd.h"
@@ -75,8 +101,43 @@ inline constexpr const char* kSimDirEnv = "VTPM_SIM_DIR";
 // $VTPM_SIM_DIR, or an error when unset/empty.
 Result<std::string> SimDirFromEnv();
 
-// Creates grants/ and evtchn/{port,sock}/ under `dir` (idempotent).
+// Creates grants/, evtchn/{port,sock}/ and domains/ under `dir` (idempotent).
 Status InitSimDir(const std::string& dir);
+
+// SHUTDOWN_* codes (xen/include/public/sched.h).
+inline constexpr uint8_t kShutdownPoweroff = 0;
+inline constexpr uint8_t kShutdownReboot = 1;
+inline constexpr uint8_t kShutdownSuspend = 2;
+inline constexpr uint8_t kShutdownCrash = 3;
+inline constexpr uint8_t kShutdownWatchdog = 4;
+inline constexpr uint8_t kShutdownSoftReset = 5;
+// Domids from here on are reserved (DOMID_FIRST_RESERVED).
+inline constexpr uint32_t kFirstReservedDomid = 0x7ff0;
+
+// One entry of the simulated hypervisor's domain table (domains/<domid>).
+struct SimDomain {
+  uint32_t domid = 0;
+  std::string handle;               // lower-case 8-4-4-4-12 uuid
+  std::optional<uint8_t> shutdown;  // SHUTDOWN_* code once shut down
+  bool dying = false;
+  bool operator==(const SimDomain&) const = default;
+};
+
+// Creates or replaces domains/<d.domid> atomically. kInvalidArgument for a
+// reserved domid, a malformed handle (stored lower case) or a code above 5.
+Status WriteSimDomain(const std::string& sim_dir, const SimDomain& d);
+// nullopt when the domain does not exist; kCorruption for a malformed file.
+Result<std::optional<SimDomain>> ReadSimDomain(const std::string& sim_dir, uint32_t domid);
+// Applies `change` (which must keep the domid) to the existing entry and
+// writes it back, under domains/.lock; kNotFound when the domain is absent.
+Status UpdateSimDomain(const std::string& sim_dir, uint32_t domid,
+                       const std::function<void(SimDomain&)>& change);
+// Removes domains/<domid>; an absent domain is not an error.
+Status RemoveSimDomain(const std::string& sim_dir, uint32_t domid);
+// At most `max` existing domains with domid >= `first`, ascending (the
+// order and selection of XEN_SYSCTL_getdomaininfolist). A missing domains/
+// directory is an empty table.
+Result<std::vector<SimDomain>> ListSimDomains(const std::string& sim_dir, uint32_t first, size_t max);
 
 // Identity of a live process: pid plus its start time from /proc/<pid>/stat,
 // so a reused pid does not look alive.

@@ -30,6 +30,8 @@ Result<std::unique_ptr<SimHost>> SimHost::Start(const SimHostOptions& opts) {
   std::string shm = "/dev/shm/vtpm-sim-hv-XXXXXX";
   if (::mkdtemp(shm.data()) != nullptr) host->sim_dir_ = shm;
   RETURN_IF_ERROR(InitSimDir(host->sim_dir_));
+  // Dom0 exists from boot; its handle is nil unless a toolstack sets one.
+  RETURN_IF_ERROR(WriteSimDomain(host->sim_dir_, SimDomain{0, "00000000-0000-0000-0000-000000000000", {}, false}));
   ::setenv("XENSTORED_PATH", host->xenstored_socket().c_str(), 1);
   ::setenv(kSimDirEnv, host->sim_dir_.c_str(), 1);
   return host;

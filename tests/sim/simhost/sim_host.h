@@ -1,7 +1,9 @@
 // SimHost: one simulated Xen host for a test — a private temp dir, the real
-// xenstored running under its shim, and a VTPM_SIM_DIR for grants and event
-// channels (on tmpfs: /dev/shm/vtpm-sim-hv-*, else <dir>/hv). Start() exports XENSTORED_PATH and VTPM_SIM_DIR into this
-// process's environment (so in-process libxenstore and every child see them).
+// xenstored running under its shim, and a VTPM_SIM_DIR for grants, event
+// channels and the domain table, which starts with dom0 (nil handle) (on
+// tmpfs: /dev/shm/vtpm-sim-hv-*, else <dir>/hv). Start() exports
+// XENSTORED_PATH and VTPM_SIM_DIR into this process's environment (so
+// in-process libxenstore and every child see them).
 // Destruction kills xenstored and removes both dirs.
 //
 // Launching the daemon (or any program linked against the real libxengnttab /

@@ -154,6 +154,11 @@ Status XsClient::ReleaseDomain(uint32_t domid) {
   return Status::Ok();
 }
 
+Status XsClient::ResumeDomain(uint32_t domid) {
+  if (!xs_resume_domain(h_, domid)) return XsErr("resume_domain");
+  return Status::Ok();
+}
+
 Status XsClient::Watch(const std::string& path, const std::string& token) {
   if (!xs_watch(h_, path.c_str(), token.c_str())) return XsErr("watch " + path);
   return Status::Ok();

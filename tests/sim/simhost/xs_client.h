@@ -43,6 +43,8 @@ class XsClient {
 
   Status IntroduceDomain(uint32_t domid);
   Status ReleaseDomain(uint32_t domid);
+  // XS_RESUME: clears xenstored's "shut down" mark of the domain; no watch.
+  Status ResumeDomain(uint32_t domid);
   bool IsDomainIntroduced(uint32_t domid);
 
   // Waits until `pred(current value or nullopt)` holds, re-reading on every

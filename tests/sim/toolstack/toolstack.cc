@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "common/uuid.h"
 #include "xen_sim.h"
 
 namespace vtpm::sim {
@@ -56,16 +57,37 @@ Status Toolstack::InitHost() {
   });
 }
 
-ToolstackResult Toolstack::Create(uint32_t domid, const std::vector<VtpmSpec>& vtpms, const std::string& name) {
+ToolstackResult Toolstack::Create(uint32_t domid, const std::vector<VtpmSpec>& vtpms, const std::string& name,
+                                  const std::string& handle) {
   ToolstackResult res;
+  auto uuid = Uuid::Parse(handle.empty() ? RandomUuid() : handle);
+  if (!uuid.ok()) {
+    res.status = uuid.status();
+    return res;
+  }
+  res.handle = uuid->ToString();
+  res.status = MakeDomain(domid, res.handle, name.empty() ? "guest" + D(domid) : name);
+  if (!res.status.ok()) return res;
+  ToolstackResult added = AddDevices(domid, vtpms);
+  added.handle = res.handle;
+  return added;
+}
+
+Status Toolstack::MakeDomain(uint32_t domid, const std::string& handle, const std::string& dname) {
+  ASSIGN_OR_RETURN(Uuid uuid, Uuid::Parse(handle));
+  // xc_domain_create: the hypervisor domain exists before any node.
+  if (!sim_dir_.empty()) {
+    ASSIGN_OR_RETURN(auto existing, ReadSimDomain(sim_dir_, domid));
+    if (existing) return Status(Code::kAlreadyExists, "domain " + D(domid) + " exists");
+    RETURN_IF_ERROR(WriteSimDomain(sim_dir_, SimDomain{domid, uuid.ToString(), std::nullopt, false}));
+  }
   const std::string dom = "/local/domain/" + D(domid);
-  const std::string vm = "/vm/" + RandomUuid();
+  const std::string vm = "/vm/" + uuid.ToString();
   const std::string libxl = "/libxl/" + D(domid);
   const std::vector<std::string> roperm = {"n0", "r" + D(domid)};
   const std::vector<std::string> rwperm = {"n" + D(domid)};
-  const std::string dname = name.empty() ? "guest" + D(domid) : name;
   // libxl__domain_make: one transaction.
-  res.status = xs_.Transaction([&](XsTx t) {
+  return xs_.Transaction([&](XsTx t) {
     for (const auto& [path, perms] : std::vector<std::pair<std::string, std::vector<std::string>>>{
              {dom, roperm}, {vm, roperm}, {libxl, {"n0"}}}) {
       RETURN_IF_ERROR(xs_.Rm(path, t));
@@ -81,14 +103,18 @@ ToolstackResult Toolstack::Create(uint32_t domid, const std::vector<VtpmSpec>& v
       RETURN_IF_ERROR(xs_.Mkdir(dom + sub, t));
       RETURN_IF_ERROR(xs_.SetPerms(dom + sub, rwperm, t));
     }
-    RETURN_IF_ERROR(xs_.Write(vm + "/uuid", vm.substr(4), t));
+    RETURN_IF_ERROR(xs_.Write(vm + "/uuid", uuid.ToString(), t));
     RETURN_IF_ERROR(xs_.Write(vm + "/name", dname, t));
     RETURN_IF_ERROR(xs_.Write(dom + "/name", dname, t));
     RETURN_IF_ERROR(xs_.Write(dom + "/domid", D(domid), t));
     return xs_.Write(libxl + "/type", "pvh", t);
   });
+}
+
+ToolstackResult Toolstack::AddDevices(uint32_t domid, const std::vector<VtpmSpec>& vtpms) {
+  ToolstackResult res;
   // libxl__build_post: introduce the domain to xenstored (@introduceDomain).
-  if (res.status.ok()) res.status = xs_.IntroduceDomain(domid);
+  res.status = xs_.IntroduceDomain(domid);
   for (const auto& spec : vtpms) {
     if (!res.status.ok()) break;
     ToolstackResult a = Attach(domid, spec);
@@ -256,7 +282,11 @@ ToolstackResult Toolstack::Destroy(uint32_t domid) {
   if (res.status.ok()) res.status = xs_.Rm("/libxl/" + D(domid));
   // xc_domain_destroy: the hypervisor forgets the domain; xenstored fires
   // @releaseDomain (here on an explicit XS_RELEASE: the shim has no VIRQ).
-  if (!sim_dir_.empty()) ForgetDomain(sim_dir_, domid);
+  if (!sim_dir_.empty()) {
+    Status removed = RemoveSimDomain(sim_dir_, domid);
+    if (res.status.ok()) res.status = removed;
+    ForgetDomain(sim_dir_, domid);
+  }
   if (res.status.ok() && xs_.IsDomainIntroduced(domid)) res.status = xs_.ReleaseDomain(domid);
   return res;
 }
