@@ -216,6 +216,14 @@ std::optional<DomainInfo> Backend::DomainState(uint32_t domid, const GuestCtx& c
   return *info;
 }
 
+bool Backend::SuspendedPredecessor(const Device& holder, uint32_t domid, const GuestCtx& ctx) {
+  if (holder.ctx().domid < 0 || uint32_t(holder.ctx().domid) == domid) return false;
+  auto old_dom = DomainState(uint32_t(holder.ctx().domid), holder.ctx());
+  if (!old_dom || old_dom->shutdown_reason != kShutdownSuspend) return false;
+  auto new_dom = DomainState(domid, ctx);
+  return new_dom && new_dom->handle == old_dom->handle;
+}
+
 bool Backend::DomainExists(uint32_t domid) {
   auto r = xs_.Read("/local/domain/" + std::to_string(domid) + "/domid");
   if (r.ok() && *r) return true;

@@ -59,6 +59,9 @@ class Backend {
   // The hypervisor's view of `domid`; nullopt when it is gone or cannot be
   // read (logged).
   std::optional<DomainInfo> DomainState(uint32_t domid, const GuestCtx& ctx);
+  // `holder`'s domain has suspended and has the handle of domain `domid`
+  // (the sending side of xl migrate to this host; `ctx` is the new device's).
+  bool SuspendedPredecessor(const Device& holder, uint32_t domid, const GuestCtx& ctx);
   const BackendOptions& options() const { return opts_; }
   std::string backend_root() const;
   // Claims `uuid` for `dev`; false if another live device holds it.

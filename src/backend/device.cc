@@ -103,13 +103,25 @@ bool Device::Adopt() {
   fe_state_path_ = fe_path_ + "/state";
   if (!backend_.ClaimUuid(*uuid_, shared_from_this())) {
     auto other = backend_.FindByUuid(*uuid_);
-    refused_for_uuid_ = true;  // retried when the uuid is released (RetryRefusedForUuid)
-    Refuse("uuid " + ctx_.uuid + " is already attached to domid " +
-           (other ? std::to_string(other->ctx().domid) + " devid " + std::to_string(other->ctx().devid)
-                  : std::string("?")));
-    return true;
+    if (other && backend_.SuspendedPredecessor(*other, domid_, ctx_)) {
+      // xl migrate to this host: the receiving domain's device arrives while
+      // the suspended sender still holds the uuid. It waits in InitWait and
+      // claims the uuid once the sender's device is gone (design §6).
+      awaiting_uuid_ = true;
+      VLOG_INFO(ctx_,
+                "uuid {} is held by domid {}, which suspended with this domain's handle (a migration on this host): "
+                "this device takes it over once that domain's device is gone",
+                ctx_.uuid, other->ctx().domid);
+    } else {
+      refused_for_uuid_ = true;  // retried when the uuid is released (RetryRefusedForUuid)
+      Refuse("uuid " + ctx_.uuid + " is already attached to domid " +
+             (other ? std::to_string(other->ctx().domid) + " devid " + std::to_string(other->ctx().devid)
+                    : std::string("?")));
+      return true;
+    }
+  } else {
+    uuid_claimed_ = true;
   }
-  uuid_claimed_ = true;
 
   auto be_state = xs.Read(be_path_ + "/state");
   int bs = be_state.ok() && *be_state ? ParseXbState(**be_state).value_or(kUnknown) : kUnknown;
@@ -208,6 +220,15 @@ bool Device::Reconcile() {
         }
       }
       if (!connected() && (bs == kInitWait || bs == kConnected)) {
+        if (awaiting_uuid_) {
+          if (!backend_.ClaimUuid(*uuid_, shared_from_this())) {
+            backend_.RetryConnect(domid_, devid_);
+            return true;
+          }
+          awaiting_uuid_ = false;
+          uuid_claimed_ = true;
+          VLOG_INFO(ctx_, "took over uuid {} from the migrated domain", ctx_.uuid);
+        }
         Status st = Connect();
         if (st.code() == Code::kBusy) {
           // The instance is held by another domain whose device is gone, or

@@ -90,6 +90,7 @@ class Device : public std::enable_shared_from_this<Device> {
   bool recreated_ = false;         // see recreated()
   bool force_closing_ = false;
   bool suspend_checked_ = false;
+  bool awaiting_uuid_ = false;  // adopted while a suspended predecessor holds the uuid
   bool uuid_claimed_ = false;
   bool waiting_for_instance_ = false;  // Connect found the instance busy; retried
 
