@@ -16,7 +16,7 @@
 #include <chrono>
 #include <thread>
 
-#include "backend_test_util.h"
+#include "tpm12_guest_test.h"
 #include "simhost/run_capture.h"
 #include "tpm/tpm12.h"
 
@@ -26,37 +26,14 @@ namespace {
 using namespace std::chrono_literals;
 const std::string kUuid = "3a7c5e10-9b2d-4f8e-a6c4-1d2e3f4a5b6c";
 
-class SaveRestoreTest : public BackendSimTest {
+class SaveRestoreTest : public Tpm12GuestTest {
  protected:
-  void SetUp() override {
-    BackendSimTest::SetUp();
-    if (HasFatalFailure()) return;
-    StartLibtpmsDaemon();
-  }
-  Bytes Run(GuestFrontend& g, const Bytes& cmd, uint32_t want_rc = tpm12::kSuccess) {
-    auto r = g.Transmit(cmd, 60s);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    if (!r.ok()) return {};
-    EXPECT_EQ(tpm12::ResponseCode(*r), want_rc);
-    return *r;
-  }
-  tpm12::PcrValue Pcr(GuestFrontend& g, uint32_t i) {
-    auto v = tpm12::PcrFromResponse(Run(g, tpm12::PcrRead(i)));
-    EXPECT_TRUE(v.has_value());
-    return v.value_or(tpm12::PcrValue{});
-  }
   // Extends PCR 10 with `fill` bytes; returns its new value.
   tpm12::PcrValue Extend(GuestFrontend& g, uint8_t fill) {
     tpm12::PcrValue d;
     d.fill(fill);
     Run(g, tpm12::PcrExtend(10, d));
     return Pcr(g, 10);
-  }
-  Bytes Ek(GuestFrontend& g) {
-    std::array<uint8_t, 20> nonce{};
-    auto ek = tpm12::PubkeyFromEkResponse(Run(g, tpm12::ReadPubek(nonce)));
-    EXPECT_TRUE(ek.has_value());
-    return ek.value_or(Bytes{});
   }
   // A booted guest on `domid` whose TPM answers.
   GuestFrontend& Boot(uint32_t domid) {

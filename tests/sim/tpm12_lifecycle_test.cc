@@ -15,11 +15,11 @@
 #include <sstream>
 #include <thread>
 
-#include "backend_test_util.h"
 #include "guest/tcsd.h"
 #include "guest/tpm_socket_server.h"
 #include "tpm/tpm12.h"
 #include "tpm12_auth.h"
+#include "tpm12_guest_test.h"
 
 namespace vtpm::sim {
 namespace {
@@ -29,32 +29,7 @@ using Clock = std::chrono::steady_clock;
 const std::string kUuidA = "5d2e8f4b-1a3c-4e57-9b60-7c8d9e0f1a2b";
 const std::string kUuidB = "6e3f904c-2b4d-4f68-8c71-8d9e0f1a2b3c";
 
-class Tpm12LifecycleTest : public BackendSimTest {
- protected:
-  void SetUp() override {
-    BackendSimTest::SetUp();
-    if (HasFatalFailure()) return;
-    StartLibtpmsDaemon();
-  }
-  Bytes Run(GuestFrontend& g, const Bytes& cmd, uint32_t want_rc = tpm12::kSuccess) {
-    auto r = g.Transmit(cmd, 60s);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    if (!r.ok()) return {};
-    EXPECT_EQ(tpm12::ResponseCode(*r), want_rc);
-    return *r;
-  }
-  tpm12::PcrValue Pcr(GuestFrontend& g, uint32_t i) {
-    auto v = tpm12::PcrFromResponse(Run(g, tpm12::PcrRead(i)));
-    EXPECT_TRUE(v.has_value());
-    return v.value_or(tpm12::PcrValue{});
-  }
-  Bytes Ek(GuestFrontend& g) {
-    std::array<uint8_t, 20> nonce{};
-    auto ek = tpm12::PubkeyFromEkResponse(Run(g, tpm12::ReadPubek(nonce)));
-    EXPECT_TRUE(ek.has_value());
-    return ek.value_or(Bytes{});
-  }
-};
+using Tpm12LifecycleTest = Tpm12GuestTest;
 
 TEST_F(Tpm12LifecycleTest, PvGrubMeasuresWithoutStartupAndTheKernelReadsIt) {
   CreateDomain(20, kUuidA);
