@@ -108,6 +108,7 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void DropCapture();
 
   const GuestCtx& ctx() const { return ctx_; }
+  const std::optional<std::array<uint8_t, 16>>& domain_handle() const { return cfg_.domain_handle; }
   bool powered() const { return phase_ != Phase::kOff && phase_ != Phase::kBroken; }
   uint64_t restarts() const { return restarts_; }
   pid_t worker_pid() const { return worker_ ? worker_->pid() : -1; }

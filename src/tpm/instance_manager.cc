@@ -57,13 +57,14 @@ InstanceManager::~InstanceManager() {
   for (auto& [uuid, inst] : instances_) inst->PowerOff();
 }
 
-InstanceConfig InstanceManager::MakeConfig() const {
+InstanceConfig InstanceManager::MakeConfig(const std::optional<DomainHandle>& handle) const {
   InstanceConfig cfg;
   cfg.worker = opts_.worker;
   cfg.command_deadline = opts_.command_deadline;
   cfg.start_deadline = opts_.admin_deadline;
   cfg.startup_clear = opts_.startup_clear;
   cfg.boot_id = opts_.boot_id;
+  cfg.domain_handle = handle;
   return cfg;
 }
 
@@ -157,6 +158,14 @@ std::optional<VolatileCopy> InstanceManager::FromCapture(const GuestCtx& ctx, co
   return v;
 }
 
+bool InstanceManager::SameDomainAs(const Instance& inst, const std::optional<DomainHandle>& handle) const {
+  // A domain whose device was torn down after it suspended is gone even when
+  // a new one (its restore on the same domid) has its handle.
+  if (inst.ended_suspended()) return false;
+  const auto& had = inst.domain_handle();
+  return !had || !handle || *had == *handle;
+}
+
 void InstanceManager::Suspended(const Uuid& uuid, const GuestCtx& ctx, const DomainHandle& handle) {
   auto inst = Running(uuid);
   if (!inst || inst->ctx().domid != ctx.domid) {
@@ -191,6 +200,15 @@ void InstanceManager::Suspended(const Uuid& uuid, const GuestCtx& ctx, const Dom
 
 Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const GuestCtx& ctx,
                                                          const std::optional<DomainHandle>& handle) {
+  if (auto inst = Running(uuid); inst && inst->ctx().domid == ctx.domid && !SameDomainAs(*inst, handle)) {
+    // The domid was given to another domain (xl restore -D, a re-create or
+    // wrap-around) before the old one's instance was reaped: that one is gone.
+    if (inst->capturing())
+      return Status(Code::kBusy, "instance " + uuid.ToString() + " is capturing the suspended domain " +
+                                     std::to_string(ctx.domid) + "'s TPM");
+    VLOG_INFO(ctx, "a new domain with this domid: powering the previous domain's TPM off");
+    FinishRelease(uuid, inst->ctx());
+  }
   if (auto inst = Running(uuid)) {
     if (inst->ctx().domid == ctx.domid) {
       VLOG_INFO(ctx, "reconnected to the running TPM");
@@ -205,9 +223,7 @@ Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const
     return Status(Code::kBusy, "instance " + uuid.ToString() + " is being created");
   auto loaded = store_.Load(uuid);
   if (loaded.ok()) {
-    InstanceConfig cfg = MakeConfig();
-    cfg.domain_handle = handle;
-    auto inst = Instance::Make(loop_, store_, cfg, uuid, ctx);
+    auto inst = Instance::Make(loop_, store_, MakeConfig(handle), uuid, ctx);
     // A copy of this very domain (a daemon restart) comes first and keeps a
     // capture the domain made; otherwise a capture is resumed or dropped,
     // and used up either way.
@@ -229,7 +245,7 @@ Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const
     return Status(Code::kNotFound, "no vTPM instance " + uuid.ToString() +
                                        " and auto_create is off (vtpmctl create)");
   VEVENT_INFO(kCreated, ctx, "auto-creating vTPM instance {} on first attach", uuid.ToString());
-  auto inst = Instance::Make(loop_, store_, MakeConfig(), uuid, ctx);
+  auto inst = Instance::Make(loop_, store_, MakeConfig(handle), uuid, ctx);
   instances_[uuid] = inst;
   std::weak_ptr<Instance> weak = inst;
   Manufacture(uuid, true, ctx, [weak](Result<LoadedInstance> created) {
@@ -345,7 +361,7 @@ void InstanceManager::Clear(const Uuid& uuid, std::function<void(Status)> done) 
     return done(Status(Code::kBusy, "instance " + uuid.ToString() + " is being created"));
   auto loaded = store_.Load(uuid);
   if (!loaded.ok()) return done(loaded.status());
-  InstanceConfig cfg = MakeConfig();
+  InstanceConfig cfg = MakeConfig(std::nullopt);
   cfg.startup_clear = true;
   auto inst = Instance::Make(loop_, store_, cfg, uuid, AdminCtx(uuid));
   instances_[uuid] = inst;

@@ -82,7 +82,8 @@ class InstanceManager final : public EngineProvider {
  private:
   using CreatedCallback = std::function<void(Result<LoadedInstance>)>;
   void Manufacture(const Uuid& uuid, bool auto_created, const GuestCtx& ctx, CreatedCallback done);
-  InstanceConfig MakeConfig() const;
+  // `handle`: the domain's, for an instance powered on for a guest.
+  InstanceConfig MakeConfig(const std::optional<DomainHandle>& handle) const;
   std::optional<VolatileCopy> UsableVolatile(const Uuid& uuid, const GuestCtx& ctx,
                                              const std::optional<DomainHandle>& handle,
                                              const LoadedInstance& loaded);
@@ -90,6 +91,9 @@ class InstanceManager final : public EngineProvider {
   std::optional<VolatileCopy> FromCapture(const GuestCtx& ctx, const std::optional<DomainHandle>& handle,
                                           const LoadedInstance& loaded);
   void FinishRelease(const Uuid& uuid, const GuestCtx& ctx);
+  // Whether a connect of a domain with `handle` and `inst`'s domid is
+  // `inst`'s own domain (a frontend reconnect), not a later one.
+  bool SameDomainAs(const Instance& inst, const std::optional<DomainHandle>& handle) const;
 
   EventLoop& loop_;
   Store& store_;

@@ -288,6 +288,20 @@ TEST_F(InstanceTest, ALaterDomainWithTheSameDomidGetsNoVolatileCopy) {
   EXPECT_EQ(Pcr(*next, 4), tpm12::PcrValue{});
 }
 
+TEST_F(InstanceTest, ANewDomainOnTheDomidOfOneNotYetReapedGetsAFreshTpm) {
+  auto e = Connect(kUuidA, 5, Handle(0xa1));
+  ASSERT_TRUE(e);
+  Extend(*e, 4, 0x38);
+  // Domain 5 destroyed and domid 5 given to another domain before the old
+  // instance was released: another handle, so not a frontend reconnect.
+  auto other = Connect(kUuidA, 5, Handle(0xe5));
+  ASSERT_TRUE(other);
+  EXPECT_NE(other, e);
+  EXPECT_EQ(Pcr(*other, 4), tpm12::PcrValue{});
+  // The same handle is the same domain: its frontend reconnecting.
+  EXPECT_EQ(Connect(kUuidA, 5, Handle(0xe5)), other);
+}
+
 TEST_F(InstanceTest, UnknownUuidWithoutAutoCreateIsNotFound) {
   StartManager(/*auto_create=*/false);
   auto e = manager_->Connect(U(kUuidA), Ctx(5, kUuidA), std::nullopt);
