@@ -100,6 +100,7 @@ Result<ExportFile> ParseExportFile(ByteView file) {
   if (!r.Array(&h.export_id) || !r.Array(&h.sender_sign_pub) || !r.Array(&h.receiver_kx_pub) ||
       !r.Array(&h.uuid.bytes) || !ReadI64(r, &h.created) || !r.Array(&h.ephemeral_pub))
     return Bad("truncated header");
+  if (h.uuid.IsNil()) return Bad("the nil uuid names no instance");
   if (!ReadBlob(r, kExportMaxCiphertext, &f.ciphertext)) return Bad("truncated or oversized ciphertext");
   if (!r.Array(&f.signature)) return Bad("truncated signature");
   if (!r.done()) return Bad("trailing bytes after the signature");

@@ -143,6 +143,9 @@ TEST_F(ExportTest, TruncationAndTrailingBytesFail) {
     EXPECT_FALSE(ParseExportFile(cut).ok()) << n;
     EXPECT_FALSE(b_.OpenExport({Peer(a_, "a")}, cut).ok()) << n;
   }
+  Bytes nil = file;  // the uuid's bytes: 8 magic, 1 version, 16 id, 32 + 32 keys
+  std::fill(nil.begin() + 89, nil.begin() + 105, 0);
+  EXPECT_FALSE(ParseExportFile(nil).ok());
   Bytes longer = file;
   longer.push_back(0);
   EXPECT_FALSE(ParseExportFile(longer).ok());
