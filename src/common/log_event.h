@@ -37,6 +37,8 @@ enum class LogEvent {
   kSuspendCaptured,  // "domain suspended: TPM state captured"
   kRestored,         // "resuming the TPM as domain D left it when it suspended"
   kCaptureDropped,   // "dropping the TPM state captured when domain D suspended"
+  kExported,         // "vtpmctl export: instance moved to host H"
+  kImported,         // "vtpmctl import: instance imported from host H"
 };
 
 struct LogEventInfo {

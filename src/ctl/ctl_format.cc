@@ -17,7 +17,8 @@ std::string Str(const json& j, const char* key) {
   return it->dump();
 }
 
-std::string Attached(const json& a, bool suspended = false) {
+std::string Attached(const json& a, bool suspended = false, const json& moved = nullptr) {
+  if (moved.is_object() && a.is_null()) return "moved to " + Str(moved, "peer");
   if (a.is_null()) return suspended ? "suspended" : "idle";
   std::string s = fmt::format("domid {} devid {}", a.value("domid", -1), a.value("devid", -1));
   if (!a.value("connected", false)) s += " (not connected)";
@@ -85,13 +86,18 @@ std::string FormatTable(Verb verb, const json& d) {
           {"UUID", "DOMAIN", "TPM", "ATTACHED", "CREATED", "LAST USED", "SIZE", "AUTO-CREATED"}};
       for (auto& i : d.value("instances", json::array()))
         rows.push_back({Str(i, "uuid"), DomainName(i.value("attached", json())), Str(i, "tpm_version"),
-                        Attached(i.value("attached", json()), i.value("suspended", false)),
+                        Attached(i.value("attached", json()), i.value("suspended", false), i.value("moved", json())),
                         FormatTime(i.value("created", json())), FormatTime(i.value("last_used", json())),
                         FormatSize(i.value("size_bytes", json())), YesNo(i, "auto_created")});
       if (rows.size() == 1) return "no vTPM instances\n";
       return Columns(rows);
     }
     case Verb::kShow: {
+      if (auto moved = d.value("moved", json()); moved.is_object())
+        return fmt::format("instance {} moved to host {} at {} (vtpmctl export, export {});\n"
+                           "it is refused here until it is imported back\n",
+                           Str(d, "uuid"), Str(moved, "peer"), FormatTime(moved.value("moved_at", json())),
+                           Str(moved, "export_id"));
       std::string out = Columns({{"uuid:", Str(d, "uuid")},
                                  {"tpm version:", Str(d, "tpm_version")},
                                  {"domain:", DomainName(d.value("attached", json()))},
@@ -164,6 +170,19 @@ std::string FormatTable(Verb verb, const json& d) {
     case Verb::kBackup:
       return fmt::format("store copied to {}; it keeps every instance as of now, including any wiped later\n",
                          Str(d, "path"));
+    case Verb::kHostKey:
+      return Str(d, "host_key") + "\n";
+    case Verb::kExport:
+      return fmt::format("instance {} exported to host {} as {} (export {}){}; it is wiped here.\n"
+                         "copy {} and the save image to {}, run 'vtpmctl import' there, then xl restore\n",
+                         Str(d, "uuid"), Str(d, "peer"), Str(d, "path"), Str(d, "export_id"),
+                         d.value("suspended", false) ? " with its suspended TPM state" : " (no suspend capture)",
+                         Str(d, "path"), Str(d, "peer"));
+    case Verb::kImport:
+      return fmt::format("instance {} imported from host {} (export {}){}\n", Str(d, "uuid"), Str(d, "peer"),
+                         Str(d, "export_id"),
+                         d.value("suspended", false) ? "; xl restore of its save image resumes its TPM"
+                                                     : "; it powers on fresh");
   }
   return d.dump(2) + "\n";
 }

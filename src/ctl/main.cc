@@ -27,8 +27,8 @@ int Fail(int status, const std::string& sentence) {
   return status;
 }
 
-constexpr const char* kVerbNames[] = {"list", "show",  "create", "status",  "wipe",
-                                      "clear", "prune", "backup", "restore", "discard"};
+constexpr const char* kVerbNames[] = {"list",  "show",    "create",   "status", "wipe",  "clear", "prune",
+                                      "backup", "restore", "discard", "host-key", "export", "import"};
 
 std::string VerbList() {
   std::string out;
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
                "INSTANCE is a uuid, a domain name or a domid; options go before or after the verb."};
   app.require_subcommand(1);
   app.fallthrough();  // options of vtpmctl itself are also taken after the verb
-  std::string socket_opt, config_opt, instance_text, duration_text, file_arg, tpm_version = "1.2";
+  std::string socket_opt, config_opt, instance_text, duration_text, file_arg, peer, tpm_version = "1.2";
   bool json_out = false, force = false, replace = false;
   app.add_option("-s,--socket", socket_opt, "control socket of the daemon (default: from the configuration)");
   app.add_option("-c,--config", config_opt,
@@ -130,10 +130,20 @@ int main(int argc, char** argv) {
       app.add_subcommand("restore", "put a backup back as the store, with vtpmmgrd stopped (vtpmctl(8) RESTORE)");
   restore->add_option("FILE", file_arg, "a file written by 'vtpmctl backup'")->required();
   restore->add_flag("--replace", replace, "also when a store exists: keep it beside as vtpm.db.replaced-TIME");
+  auto* host_key = app.add_subcommand(
+      "host-key", "print this host's public migration identity, for the other host's peers directory");
+  auto* export_cmd = app.add_subcommand(
+      "export", "move a saved domain's instance to another host: write FILE for it, then wipe it here");
+  export_cmd->add_option("INSTANCE", instance_text, "instance (uuid) of a domain saved with xl save")->required();
+  export_cmd->add_option("--to", peer, "the receiving host: a file name in the peers directory")->required();
+  export_cmd->add_option("FILE", file_arg, "new file to write (must not exist)")->required();
+  auto* import_cmd = app.add_subcommand("import", "store an instance exported to this host by a trusted host");
+  import_cmd->add_option("FILE", file_arg, "a file written by 'vtpmctl export --to' naming this host")->required();
   const std::vector<std::pair<CLI::App*, Verb>> verbs = {
       {list, Verb::kList},   {show, Verb::kShow},   {create, Verb::kCreate}, {status, Verb::kStatus},
       {wipe, Verb::kWipe},   {clear, Verb::kClear}, {prune, Verb::kPrune},   {backup, Verb::kBackup},
-      {discard, Verb::kDiscard}};
+      {discard, Verb::kDiscard}, {host_key, Verb::kHostKey}, {export_cmd, Verb::kExport},
+      {import_cmd, Verb::kImport}};
 
   const std::string word = VerbWord(argc, argv);
   if (!word.empty() && std::find(std::begin(kVerbNames), std::end(kVerbNames), word) == std::end(kVerbNames))
@@ -170,7 +180,9 @@ int main(int argc, char** argv) {
     if (!d.ok()) return Fail(kExitUsage, "--idle-for " + d.status().message());
     req.idle_for_seconds = *d;
   }
-  if (req.verb == Verb::kBackup) req.path = Absolute(file_arg);
+  if (req.verb == Verb::kBackup || req.verb == Verb::kExport || req.verb == Verb::kImport)
+    req.path = Absolute(file_arg);
+  req.peer = peer;
 
   auto sock = SocketPath(socket_opt, config_opt);
   if (!sock.ok()) return Fail(kExitUsage, sock.status().message() + "; fix it or pass --socket");

@@ -189,6 +189,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
       {"xen", {"backend_domid", "allow_any_locality"}},
       {"host_tpm", {"tcti", "srk_handle", "persist_srk", "pcr_policy"}},
       {"engine", {"kind", "worker_path", "startup", "resume"}},
+      {"migration", {"peers_dir"}},
   };
 #ifdef VTPM_TEST_BUILD
   keys["daemon"].insert("journal_socket");
@@ -215,6 +216,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("engine", "worker_path", c.worker_path));
   RETURN_IF_ERROR(r.Get("engine", "startup", c.startup));
   RETURN_IF_ERROR(r.Get("engine", "resume", c.resume));
+  RETURN_IF_ERROR(r.Get("migration", "peers_dir", c.peers_dir));
 
   // A bad value names the line of its key (or only the file for a default).
   auto bad = [&](const char* sec, const char* key, const std::string& what) {
@@ -250,6 +252,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   if (!IsLogLevel(c.log_level))
     return bad("daemon", "log_level", std::string("must be ") + kLogLevels + ", not \"" + c.log_level + "\"");
   if (!IsAbsolutePath(c.state_dir)) return bad("daemon", "state_dir", "must be an absolute path");
+  if (!IsAbsolutePath(c.peers_dir)) return bad("migration", "peers_dir", "must be an absolute path");
   if (!IsAbsolutePath(c.runtime_dir)) return bad("daemon", "runtime_dir", "must be an absolute path");
   namespace fs = std::filesystem;
   static const std::string kDirsDiffer = "durable state and the tmpfs runtime_dir need two directories";

@@ -54,6 +54,9 @@ struct Config {
   // handle: a domain whose handle equals that of the domain that suspended
   // resumes the state captured then | never: every new domain powers on fresh.
   std::string resume = "handle";
+  // [migration]
+  // One file per trusted host, named after it, holding its `vtpmctl host-key` line.
+  std::string peers_dir = "/etc/vtpmmgrd/peers";
 #ifdef VTPM_TEST_BUILD
   // [daemon] journal_socket: where journal entries go (tests capture them).
   std::string journal_socket = "/run/systemd/journal/socket";

@@ -1,8 +1,13 @@
 #include "daemon/control_ops.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <ctime>
 
 #include "common/log.h"
+#include "store/runtime_file.h"
 
 namespace vtpm {
 namespace {
@@ -54,6 +59,10 @@ std::string By(const std::string& requester) { return requester.empty() ? "" : "
 
 json TimeOrNull(int64_t t) { return t ? json(t) : json(nullptr); }
 
+json MovedJson(const MovedInstance& m) {
+  return {{"peer", m.peer}, {"moved_at", m.moved_at}, {"export_id", m.export_id}};
+}
+
 }  // namespace
 
 // The last attach (in the store) or, when later, the last guest command seen
@@ -100,6 +109,9 @@ void ControlOps::Handle(const ControlRequest& req, Reply reply) {
     case Verb::kDiscard: return Discard(req, std::move(reply));
     case Verb::kPrune: return Prune(req, std::move(reply));
     case Verb::kBackup: return Backup(req, std::move(reply));
+    case Verb::kHostKey: return HostKey(std::move(reply));
+    case Verb::kExport: return Export(req, std::move(reply));
+    case Verb::kImport: return Import(req, std::move(reply));
     default: return reply(Error(ResultCode::kBadRequest, "unknown verb; see vtpmctl --help"));
   }
 }
@@ -129,6 +141,12 @@ void ControlOps::List(Reply reply) {
                       {"size_bytes", m.size_bytes}, {"auto_created", m.auto_created}});
       devices.erase(u);
     }
+    auto moved = store_->ListMoved();
+    if (!moved.ok()) return reply(Error(ResultCode::kFailed, moved.status().message() + "; check the store"));
+    for (const MovedInstance& m : *moved)
+      rows.push_back({{"uuid", m.uuid.ToString()}, {"tpm_version", nullptr}, {"attached", attached(m.uuid.ToString())},
+                      {"moved", MovedJson(m)}, {"created", nullptr}, {"last_used", nullptr},
+                      {"last_command", nullptr}, {"size_bytes", nullptr}, {"auto_created", nullptr}});
   }
   // Devices without a stored instance: connected ones (being created, or a
   // test build's scripted engine). A closed one, such as the device that
@@ -147,7 +165,11 @@ void ControlOps::Show(const Uuid& uuid, Reply reply) {
   const InstanceMeta* meta = nullptr;
   for (const InstanceMeta& m : *metas)
     if (m.uuid == uuid) meta = &m;
-  if (!meta) return reply(FromStatus(Status(Code::kNotFound, ""), uuid));
+  if (!meta) {
+    if (auto moved = FindMoved(*store_, uuid); moved.ok() && *moved)
+      return reply(Ok({{"uuid", uuid.ToString()}, {"moved", MovedJson(**moved)}}));
+    return reply(FromStatus(Status(Code::kNotFound, ""), uuid));
+  }
   json data = {{"uuid", uuid.ToString()}, {"tpm_version", meta->tpm_version}, {"created", meta->created},
                {"last_used", LastUsed(*meta)}, {"last_command", TimeOrNull(instances_->LastCommand(uuid))},
                {"last_written", meta->last_written},
@@ -190,6 +212,8 @@ void ControlOps::Create(const ControlRequest& req, Reply reply) {
   instances_->Create(uuid, [this, alive, uuid, by = By(req.requester), reply = std::move(reply)](Result<InstanceMeta> r) {
     if (auto a = alive.lock(); !a || !*a) return;
     if (!r.ok()) {
+      if (r.status().code() == Code::kAlreadyExists && r.status().message().find(" moved to host ") != std::string::npos)
+        return reply(Error(ResultCode::kConflict, r.status().message()));
       if (r.status().code() == Code::kAlreadyExists)
         return reply(Error(ResultCode::kConflict, "instance " + uuid.ToString() +
                                                       " already exists; use it, or wipe it first to start over"));
@@ -351,6 +375,147 @@ void ControlOps::Backup(const ControlRequest& req, Reply reply) {
   if (!st.ok()) return reply(Error(ResultCode::kFailed, st.message() + "; check that the directory exists and has room"));
   LOG_INFO("vtpmctl backup{}: store copied to {}", By(req.requester), path);
   reply(Ok({{"path", path}}));
+}
+
+Result<HostIdentity> ControlOps::Identity() {
+  ASSIGN_OR_RETURN(SecretBytes secret, store_->HostKeys([] { return HostIdentity::NewSecret(); }));
+  return HostIdentity::FromSecret(std::move(secret));
+}
+
+void ControlOps::HostKey(Reply reply) {
+  auto id = Identity();
+  if (!id.ok()) return reply(Error(ResultCode::kFailed, id.status().message() + "; check the store"));
+  reply(Ok({{"host_key", id->PublicLine()}, {"peers_dir", cfg_.peers_dir}}));
+}
+
+void ControlOps::Export(const ControlRequest& req, Reply reply) {
+  const Uuid uuid = *req.uuid;
+  if (!ValidPeerName(req.peer))
+    return reply(Error(ResultCode::kBadRequest, "'" + req.peer + "' is not a peer name (letters, digits, '.', '_', "
+                                                "'-'; a file name in " + cfg_.peers_dir + ")"));
+  if (auto dev = backend_.FindByUuid(uuid))
+    return reply(Error(ResultCode::kConflict,
+                       "instance " + uuid.ToString() + " is attached to domid " + std::to_string(dev->ctx().domid) +
+                           "; save the domain first (xl save), which captures its TPM, then export"));
+  if (auto inst = instances_->Running(uuid))
+    return reply(Error(ResultCode::kConflict, "instance " + uuid.ToString() + " is powered for " +
+                                                  (inst->ctx().domid < 0 ? std::string("vtpmctl")
+                                                                         : "domain " + std::to_string(inst->ctx().domid)) +
+                                                  "; export it once that domain is saved or gone"));
+  auto loaded = store_->Load(uuid);
+  if (!loaded.ok()) {
+    if (auto moved = FindMoved(*store_, uuid); moved.ok() && *moved)
+      return reply(Error(ResultCode::kConflict, MovedRefusal(**moved) + " already (export " + (*moved)->export_id + ")"));
+    return reply(FromStatus(loaded.status(), uuid));
+  }
+  auto peers = LoadPeers(cfg_.peers_dir);
+  if (!peers.ok()) return reply(Error(ResultCode::kFailed, peers.status().message() + "; fix the peers directory"));
+  const PeerKey* to = nullptr;
+  for (const PeerKey& p : *peers)
+    if (p.name == req.peer) to = &p;
+  if (!to)
+    return reply(Error(ResultCode::kNotFound, "no host '" + req.peer + "' in " + cfg_.peers_dir +
+                                                  "; copy the line 'vtpmctl host-key' prints on that host into " +
+                                                  cfg_.peers_dir + "/" + req.peer));
+  auto id = Identity();
+  if (!id.ok()) return reply(Error(ResultCode::kFailed, id.status().message() + "; check the store"));
+  ExportBundle bundle;
+  bundle.tpm_version = loaded->meta.tpm_version;
+  bundle.created = loaded->meta.created;
+  bundle.auto_created = loaded->meta.auto_created;
+  bundle.ek_public = loaded->meta.ek_public;
+  bundle.permanent = loaded->permanent;
+  bundle.savestate = loaded->savestate;
+  if (loaded->suspend) {  // without a capture the receiver powers on fresh: no volatile state goes
+    bundle.volatile_blob = loaded->volatile_copy;
+    bundle.suspend = loaded->suspend;
+  }
+  ExportHeader header;
+  auto file = id->SealExport(*to, uuid, bundle, &header);
+  if (!file.ok()) return reply(Error(ResultCode::kFailed, file.status().message()));
+  Status st = WriteNewFileDurably(req.path, *file);
+  if (st.code() == Code::kAlreadyExists)
+    return reply(Error(ResultCode::kConflict, req.path + " already exists; choose a new file name"));
+  if (!st.ok()) return reply(Error(ResultCode::kFailed, st.message() + "; check that the directory exists and has room"));
+  // The file is durable: only now the instance goes (tombstone and wipe in
+  // one transaction). If that fails, the file is removed so that the
+  // instance never lives on two hosts.
+  const MovedInstance moved{uuid, to->name, header.created, ExportIdHex(header.export_id)};
+  st = store_->MarkMoved(moved, loaded->generation);
+  if (!st.ok()) {
+    ::unlink(req.path.c_str());
+    if (st.code() == Code::kFailedPrecondition)
+      return reply(Error(ResultCode::kConflict, st.message() + "; nothing was exported: run export again"));
+    return reply(Error(ResultCode::kFailed, st.message() + "; nothing was exported (" + req.path + " removed)"));
+  }
+  instances_->Forget(uuid);
+  VEVENT_INFO(kExported, AdminCtx(uuid), "vtpmctl export{}: instance moved to host {} (export {}, file {}){}",
+              By(req.requester), to->name, moved.export_id, req.path,
+              bundle.suspend ? " with the TPM state captured when domain " + std::to_string(bundle.suspend->domid) +
+                                   " suspended"
+                             : "; it held no suspend capture, so it powers on fresh there");
+  reply(Ok({{"uuid", uuid.ToString()}, {"peer", to->name}, {"path", req.path}, {"export_id", moved.export_id},
+            {"moved_at", moved.moved_at}, {"suspended", bundle.suspend.has_value()}}));
+}
+
+void ControlOps::Import(const ControlRequest& req, Reply reply) {
+  struct stat sb {};
+  if (::stat(req.path.c_str(), &sb) != 0)
+    return reply(Error(ResultCode::kNotFound, Status::FromErrno(errno, req.path).message()));
+  if (!S_ISREG(sb.st_mode) || uint64_t(sb.st_size) > kExportMaxFile)
+    return reply(Error(ResultCode::kBadRequest, req.path + " is not an export file (not a regular file of at most " +
+                                                    std::to_string(kExportMaxFile) + " bytes)"));
+  auto file = ReadFileIfPresent(req.path);
+  if (!file.ok() || !*file)
+    return reply(Error(ResultCode::kFailed, (file.ok() ? req.path + " vanished" : file.status().message())));
+  auto peers = LoadPeers(cfg_.peers_dir);
+  if (!peers.ok()) return reply(Error(ResultCode::kFailed, peers.status().message() + "; fix the peers directory"));
+  auto id = Identity();
+  if (!id.ok()) return reply(Error(ResultCode::kFailed, id.status().message() + "; check the store"));
+  auto opened = id->OpenExport(*peers, **file);
+  if (!opened.ok()) {
+    std::string advice = "; copy the file again from the sending host";
+    if (opened.status().code() == Code::kPermissionDenied)
+      advice = " (" + cfg_.peers_dir + "); if you trust the sender, copy its 'vtpmctl host-key' line there";
+    else if (opened.status().code() == Code::kInvalidArgument)
+      advice = "; export it again with --to naming this host";
+    LOG_WARN("vtpmctl import{}: refused {}: {}", By(req.requester), req.path, opened.status().message());
+    return reply(Error(ResultCode::kBadRequest, "refused: " + opened.status().message() + advice));
+  }
+  const Uuid uuid = opened->header.uuid;
+  const std::string export_id = ExportIdHex(opened->header.export_id);
+  // A device being given a new instance of the uuid (auto-create): the store
+  // refuses an instance that exists, with the precise reason, by itself.
+  if (InUse(uuid) && store_->Load(uuid).status().code() == Code::kNotFound)
+    return reply(Error(ResultCode::kConflict, "instance " + uuid.ToString() + " is being created on this host for "
+                                                  "an attached device; detach it and wipe it before importing"));
+  const ExportBundle& b = opened->bundle;
+  ImportRequest ir;
+  ir.meta.uuid = uuid;
+  ir.meta.tpm_version = b.tpm_version;
+  ir.meta.created = b.created;
+  ir.meta.auto_created = b.auto_created;
+  ir.meta.ek_public = b.ek_public;
+  ir.blobs[BlobKind::kPermanent] = b.permanent;
+  if (b.savestate) ir.blobs[BlobKind::kSavestate] = *b.savestate;
+  if (b.volatile_blob) ir.blobs[BlobKind::kVolatile] = *b.volatile_blob;
+  ir.suspend = b.suspend;
+  ir.export_id = export_id;
+  ir.peer = opened->peer;
+  Status st = store_->Import(ir);
+  if (st.code() == Code::kAlreadyExists) {
+    if (st.message().rfind("export ", 0) == 0)
+      return reply(Error(ResultCode::kConflict, st.message() + "; this file is a replayed or stale copy"));
+    return reply(Error(ResultCode::kConflict, "instance " + uuid.ToString() +
+                                                  " exists on this host; wipe it first if the imported one replaces it"));
+  }
+  if (!st.ok()) return reply(FromStatus(st, uuid));
+  instances_->Forget(uuid);
+  VEVENT_INFO(kImported, AdminCtx(uuid), "vtpmctl import{}: instance imported from host {} (export {}, file {}){}",
+              By(req.requester), opened->peer, export_id, req.path,
+              b.suspend ? "; the domain restored from its save image resumes the TPM" : "; it powers on fresh");
+  reply(Ok({{"uuid", uuid.ToString()}, {"peer", opened->peer}, {"path", req.path}, {"export_id", export_id},
+            {"exported_at", opened->header.created}, {"suspended", b.suspend.has_value()}}));
 }
 
 }  // namespace vtpm

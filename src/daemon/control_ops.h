@@ -12,6 +12,7 @@
 #include "backend/backend.h"
 #include "daemon/config.h"
 #include "daemon/control_server.h"
+#include "store/migration.h"
 #include "store/store.h"
 #include "tpm/instance_manager.h"
 
@@ -42,6 +43,12 @@ class ControlOps {
   void Backup(const ControlRequest& req, ControlServer::Reply reply);
   // Drops the TPM state captured when the instance's domain suspended.
   void Discard(const ControlRequest& req, ControlServer::Reply reply);
+  // Migration between hosts (design §6d).
+  void HostKey(ControlServer::Reply reply);
+  void Export(const ControlRequest& req, ControlServer::Reply reply);
+  void Import(const ControlRequest& req, ControlServer::Reply reply);
+  // This host's migration identity, made and stored on first use.
+  Result<HostIdentity> Identity();
 
   // Waits (polling on the loop) until `dev` has unmapped the guest's page.
   void AwaitClosed(std::shared_ptr<Device> dev, EventLoop::Clock::time_point deadline,

@@ -8,17 +8,20 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<Verb, const char*>, 9> kVerbs = {{
+constexpr std::array<std::pair<Verb, const char*>, 12> kVerbs = {{
     {Verb::kList, "list"}, {Verb::kShow, "show"}, {Verb::kCreate, "create"}, {Verb::kStatus, "status"},
     {Verb::kWipe, "wipe"}, {Verb::kClear, "clear"}, {Verb::kPrune, "prune"}, {Verb::kBackup, "backup"},
-    {Verb::kDiscard, "discard"},
+    {Verb::kDiscard, "discard"}, {Verb::kHostKey, "host-key"}, {Verb::kExport, "export"}, {Verb::kImport, "import"},
 }};
 
 Status Bad(const std::string& what) { return Status(Code::kInvalidArgument, what); }
 
 bool NeedsUuid(Verb v) {
-  return v == Verb::kShow || v == Verb::kCreate || v == Verb::kWipe || v == Verb::kClear || v == Verb::kDiscard;
+  return v == Verb::kShow || v == Verb::kCreate || v == Verb::kWipe || v == Verb::kClear || v == Verb::kDiscard ||
+         v == Verb::kExport;
 }
+
+bool NeedsPath(Verb v) { return v == Verb::kBackup || v == Verb::kExport || v == Verb::kImport; }
 
 // Parses a line into a JSON object; kInvalidArgument if it is not one.
 Result<json> ParseObject(std::string_view line, const char* what, size_t max) {
@@ -69,7 +72,8 @@ std::string EncodeRequest(const ControlRequest& req) {
   if (req.verb == Verb::kCreate) j["tpm"] = req.tpm_version;
   if (req.verb == Verb::kWipe) j["force"] = req.force;
   if (req.verb == Verb::kPrune) j["idle_for_seconds"] = req.idle_for_seconds;
-  if (req.verb == Verb::kBackup) j["path"] = req.path;
+  if (NeedsPath(req.verb)) j["path"] = req.path;
+  if (req.verb == Verb::kExport) j["peer"] = req.peer;
   return j.dump() + "\n";
 }
 
@@ -121,12 +125,20 @@ Result<ControlRequest> ParseRequest(std::string_view line) {
     req.idle_for_seconds = d->get<int64_t>();
     if (req.idle_for_seconds <= 0) return Bad("\"idle_for_seconds\" must be positive");
   }
-  if (req.verb == Verb::kBackup) {
+  if (NeedsPath(req.verb)) {
     auto p = j.find("path");
-    if (p == j.end() || !p->is_string()) return Bad("backup needs a \"path\" string");
+    if (p == j.end() || !p->is_string()) return Bad(name + " needs a \"path\" string");
     req.path = p->get<std::string>();
     if (req.path.empty() || req.path[0] != '/' || req.path.find('\0') != std::string::npos)
-      return Bad("the backup path must be absolute");
+      return Bad("the " + name + " path must be absolute");
+  }
+  if (req.verb == Verb::kExport) {
+    auto p = j.find("peer");
+    if (p == j.end() || !p->is_string()) return Bad("export needs a \"peer\" string");
+    req.peer = p->get<std::string>();
+    if (req.peer.empty() || req.peer.size() > 64 || req.peer[0] == '.' ||
+        req.peer.find_first_of(std::string("/\0", 2)) != std::string::npos)
+      return Bad("the peer must be a file name in the peers directory");
   }
   return req;
 }

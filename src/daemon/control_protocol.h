@@ -37,17 +37,18 @@ enum class ResultCode : int {
 };
 const char* ResultName(ResultCode c);
 
-enum class Verb { kList, kShow, kCreate, kStatus, kWipe, kClear, kPrune, kBackup, kDiscard };
+enum class Verb { kList, kShow, kCreate, kStatus, kWipe, kClear, kPrune, kBackup, kDiscard, kHostKey, kExport, kImport };
 const char* VerbName(Verb v);
 
 struct ControlRequest {
   int version = kControlVersion;
   Verb verb = Verb::kList;
-  std::optional<Uuid> uuid;          // show, create, wipe, clear
+  std::optional<Uuid> uuid;          // show, create, wipe, clear, discard, export
   std::string tpm_version = "1.2";   // create
   bool force = false;                // wipe
   int64_t idle_for_seconds = 0;      // prune
-  std::string path;                  // backup: absolute
+  std::string path;                  // backup, export, import: absolute
+  std::string peer;                  // export: the receiving host's name in the peers directory
   // Who asked, for the daemon's log: "uid 0 pid 1234 (vtpmctl)". Set by
   // ControlServer from the connection's SO_PEERCRED; never on the wire.
   std::string requester;

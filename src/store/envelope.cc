@@ -13,7 +13,7 @@ bool KnownKind(uint8_t k) {
   switch (SealedKind(k)) {
     case SealedKind::kPermanent: case SealedKind::kSavestate: case SealedKind::kVolatile:
     case SealedKind::kDataKey: case SealedKind::kRecord: case SealedKind::kVolatileFile:
-    case SealedKind::kKeyCheck: case SealedKind::kSuspend:
+    case SealedKind::kKeyCheck: case SealedKind::kSuspend: case SealedKind::kHostKeys:
       return true;
   }
   return false;
@@ -49,6 +49,7 @@ const char* SealedKindName(SealedKind k) {
     case SealedKind::kVolatileFile: return "volatile copy";
     case SealedKind::kKeyCheck: return "master key check";
     case SealedKind::kSuspend: return "suspend capture";
+    case SealedKind::kHostKeys: return "host migration keys";
   }
   return "unknown item";
 }

@@ -28,6 +28,7 @@ enum class SealedKind : uint8_t {
   kVolatileFile = 18,  // runtime-directory volatile copy
   kKeyCheck = 19,      // proves the master key opens this store
   kSuspend = 20,       // state captured when the domain suspended (design §6)
+  kHostKeys = 21,      // this host's migration keys, sealed by the master key (design §6d)
 };
 const char* SealedKindName(SealedKind k);
 

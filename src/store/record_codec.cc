@@ -2,28 +2,12 @@
 
 #include <algorithm>
 
+#include "store/byte_reader.h"
+
 namespace vtpm {
 namespace {
 
-// Bounds-checked sequential reader.
-class Reader {
- public:
-  explicit Reader(ByteView b) : b_(b) {}
-  bool Take(size_t n, ByteView* out) {
-    if (b_.size() - pos_ < n) return false;
-    *out = b_.subspan(pos_, n);
-    pos_ += n;
-    return true;
-  }
-  bool U16(uint16_t* v) { ByteView s; if (!Take(2, &s)) return false; *v = LoadBe16(s.data()); return true; }
-  bool U32(uint32_t* v) { ByteView s; if (!Take(4, &s)) return false; *v = LoadBe32(s.data()); return true; }
-  bool U64(uint64_t* v) { ByteView s; if (!Take(8, &s)) return false; *v = LoadBe64(s.data()); return true; }
-  bool done() const { return pos_ == b_.size(); }
-
- private:
-  ByteView b_;
-  size_t pos_ = 0;
-};
+using Reader = ByteReader;
 
 Status Truncated(const char* what) {
   return Status(Code::kCorruption, std::string(what) + " is truncated or has trailing bytes");

@@ -52,6 +52,24 @@ Status ReplaceFile(const std::string& path, ByteView data) {
   return Status::Ok();
 }
 
+Status WriteNewFileDurably(const std::string& path, ByteView data) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) {
+    if (errno == EEXIST) return Status(Code::kAlreadyExists, path + " already exists");
+    return Status::FromErrno(errno, "creating " + path);
+  }
+  Status st = PwriteAll(fd.get(), data, 0, path);
+  if (st.ok() && ::fsync(fd.get()) != 0) st = Status::FromErrno(errno, "fsync " + path);
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == 0 ? "/" : slash == std::string::npos ? "." : path.substr(0, slash);
+  if (st.ok()) {
+    UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!d || ::fsync(d.get()) != 0) st = Status::FromErrno(errno, "fsync " + dir);
+  }
+  if (!st.ok()) ::unlink(path.c_str());
+  return st;
+}
+
 Status OverwriteRecord(const std::string& path, ByteView data) {
   if (data.size() > kMaxInPlaceRecord) return ReplaceFile(path, data);
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));

@@ -40,6 +40,11 @@ inline constexpr size_t kMaxInPlaceRecord = 512;
 // or `data` is larger than the limit, it goes through ReplaceFile().
 Status OverwriteRecord(const std::string& path, ByteView data);
 
+// Creates `path` (mode 0600; kAlreadyExists if it exists), writes `data`,
+// fsyncs it and its directory: on success the file survives a host crash.
+// A failure removes what it created.
+Status WriteNewFileDurably(const std::string& path, ByteView data);
+
 // The whole file, or nullopt if it does not exist.
 Result<std::optional<Bytes>> ReadFileIfPresent(const std::string& path);
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <ctime>
 #include <future>
 
@@ -119,47 +120,75 @@ std::string SqliteStore::RespondedPath(const Uuid& uuid) const {
   return settings_.runtime_dir + "/" + uuid.ToString() + ".responded";
 }
 
-Status SqliteStore::Create(const InstanceMeta& meta, const std::map<BlobKind, Bytes>& blobs) {
-  const Uuid& uuid = meta.uuid;
+Result<SqliteStore::SealedInstance> SqliteStore::SealNew(const Uuid& uuid, const std::map<BlobKind, Bytes>& blobs,
+                                                         const std::optional<SuspendCapture>& suspend) {
   if (!blobs.count(BlobKind::kPermanent))
     return Status(Code::kInvalidArgument, "instance " + uuid.ToString() + ": created without a permanent blob");
-  ASSIGN_OR_RETURN(SecretBytes key, SecretBytes::Random(kAeadKeyBytes));
-  ASSIGN_OR_RETURN(Bytes wrapped, SealEnvelope(master_, uuid, SealedKind::kDataKey, 0, key.view()));
-  std::vector<std::pair<BlobKind, Bytes>> sealed;
+  if (suspend && !blobs.count(BlobKind::kVolatile))
+    return Status(Code::kInvalidArgument, "instance " + uuid.ToString() + ": a suspend capture needs its volatile state");
+  SealedInstance out;
+  ASSIGN_OR_RETURN(out.key, SecretBytes::Random(kAeadKeyBytes));
+  ASSIGN_OR_RETURN(out.wrapped, SealEnvelope(master_, uuid, SealedKind::kDataKey, 0, out.key.view()));
   for (const auto& [kind, plain] : blobs) {
-    ASSIGN_OR_RETURN(Bytes s, SealEnvelope(key, uuid, SealedKind(kind), 1, plain));
-    sealed.emplace_back(kind, std::move(s));
+    ASSIGN_OR_RETURN(Bytes sealed, SealEnvelope(out.key, uuid, SealedKind(kind), 1, plain));
+    out.sealed.emplace_back(SealedKind(kind), std::move(sealed));
   }
-  // Through the store thread, so concurrent creates share a group's fsync.
-  auto apply = [this, &uuid, &meta, &wrapped, &sealed]() -> Result<uint64_t> {
-    ASSIGN_OR_RETURN(Stmt * exists, Query("SELECT 1 FROM instances WHERE uuid=?"));
-    ASSIGN_OR_RETURN(bool row, exists->Bind(1, U(uuid)).Step());
-    exists->Reset();
-    if (row) return Status(Code::kAlreadyExists, "instance " + uuid.ToString() + " already exists");
-    const int64_t now = Now();
-    ASSIGN_OR_RETURN(Stmt * ins, Query("INSERT INTO instances(uuid, tpm_version, created, last_attached,"
-                                       " last_written, auto_created, ek_public, data_key, generation)"
-                                       " VALUES(?, ?, ?, ?, ?, ?, ?, ?, 1)"));
-    RETURN_IF_ERROR(ins->Bind(1, U(uuid)).Bind(2, meta.tpm_version).Bind(3, meta.created ? meta.created : now)
-                        .Bind(4, meta.last_attached).Bind(5, now).Bind(6, int64_t(meta.auto_created))
-                        .Bind(7, meta.ek_public).Bind(8, wrapped).Run());
-    for (const auto& [kind, s] : sealed) {
-      ASSIGN_OR_RETURN(Stmt * b, Query("INSERT INTO blobs(uuid, kind, sealed) VALUES(?, ?, ?)"));
-      RETURN_IF_ERROR(b->Bind(1, U(uuid)).Bind(2, int64_t(kind)).Bind(3, s).Run());
-    }
-    return uint64_t(1);
-  };
+  if (suspend) {
+    ASSIGN_OR_RETURN(Bytes sealed, SealEnvelope(out.key, uuid, SealedKind::kSuspend, 1, EncodeSuspend(*suspend)));
+    out.sealed.emplace_back(SealedKind::kSuspend, std::move(sealed));
+  }
+  return out;
+}
+
+// Inside a transaction: the instance row (generation 1) and its sealed blobs.
+Status SqliteStore::InsertNewLocked(const InstanceMeta& meta, const SealedInstance& sealed) {
+  const Uuid& uuid = meta.uuid;
+  ASSIGN_OR_RETURN(Stmt * exists, Query("SELECT 1 FROM instances WHERE uuid=?"));
+  ASSIGN_OR_RETURN(bool row, exists->Bind(1, U(uuid)).Step());
+  exists->Reset();
+  if (row) return Status(Code::kAlreadyExists, "instance " + uuid.ToString() + " already exists");
+  const int64_t now = Now();
+  ASSIGN_OR_RETURN(Stmt * ins, Query("INSERT INTO instances(uuid, tpm_version, created, last_attached,"
+                                     " last_written, auto_created, ek_public, data_key, generation)"
+                                     " VALUES(?, ?, ?, ?, ?, ?, ?, ?, 1)"));
+  RETURN_IF_ERROR(ins->Bind(1, U(uuid)).Bind(2, meta.tpm_version).Bind(3, meta.created ? meta.created : now)
+                      .Bind(4, meta.last_attached).Bind(5, now).Bind(6, int64_t(meta.auto_created))
+                      .Bind(7, meta.ek_public).Bind(8, sealed.wrapped).Run());
+  for (const auto& [kind, blob] : sealed.sealed) {
+    ASSIGN_OR_RETURN(Stmt * b, Query("INSERT INTO blobs(uuid, kind, sealed) VALUES(?, ?, ?)"));
+    RETURN_IF_ERROR(b->Bind(1, U(uuid)).Bind(2, int64_t(kind)).Bind(3, blob).Run());
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> SqliteStore::RunOnStoreThread(std::function<Result<uint64_t>()> apply) {
   std::promise<Result<uint64_t>> p;
   auto f = p.get_future();
-  Enqueue(Job{apply, [&p](Result<uint64_t> r) { p.set_value(std::move(r)); }});
-  Result<uint64_t> r = f.get();
+  Enqueue(Job{std::move(apply), [&p](Result<uint64_t> r) { p.set_value(std::move(r)); }});
+  return f.get();
+}
+
+// Runs `insert` as a job of the store thread (a group's transaction), then
+// caches the new instance's data key.
+Status SqliteStore::CommitNew(const Uuid& uuid, SealedInstance& sealed, const char* what,
+                              const std::function<Status()>& insert) {
+  Result<uint64_t> r = RunOnStoreThread([&insert]() -> Result<uint64_t> {
+    RETURN_IF_ERROR(insert());
+    return uint64_t(1);
+  });
   if (!r.ok()) {
     if (r.status().code() == Code::kAlreadyExists) return r.status();
-    return InstanceError(uuid, r.status().Annotate("creating: "));
+    return InstanceError(uuid, r.status().Annotate(what));
   }
   std::lock_guard<std::mutex> k(keys_mu_);
-  data_keys_.Put(uuid, std::move(key));
+  data_keys_.Put(uuid, std::move(sealed.key));
   return Status::Ok();
+}
+
+Status SqliteStore::Create(const InstanceMeta& meta, const std::map<BlobKind, Bytes>& blobs) {
+  ASSIGN_OR_RETURN(SealedInstance sealed, SealNew(meta.uuid, blobs, std::nullopt));
+  // Through the store thread, so concurrent creates share a group's fsync.
+  return CommitNew(meta.uuid, sealed, "creating: ", [&] { return InsertNewLocked(meta, sealed); });
 }
 
 Result<LoadedInstance> SqliteStore::Load(const Uuid& uuid) {
@@ -404,20 +433,26 @@ void SqliteStore::RunGroup(std::vector<Job>& group) {
     if (group[i].done) group[i].done(std::move(results[i]));
 }
 
-Status SqliteStore::Wipe(const Uuid& uuid) {
+// Inside a transaction: the instance row (its sealed data key), blobs and record.
+Status SqliteStore::DeleteInstanceLocked(const Uuid& uuid) {
+  ASSIGN_OR_RETURN(Stmt * d, Query("DELETE FROM instances WHERE uuid=?"));
+  RETURN_IF_ERROR(d->Bind(1, U(uuid)).Run());
+  if (db_.Changes() == 0) return NoInstance(uuid);
+  ASSIGN_OR_RETURN(Stmt * b, Query("DELETE FROM blobs WHERE uuid=?"));
+  RETURN_IF_ERROR(b->Bind(1, U(uuid)).Run());
+  ASSIGN_OR_RETURN(Stmt * r, Query("DELETE FROM records WHERE uuid=?"));
+  return r->Bind(1, U(uuid)).Run();
+}
+
+// Runs `body` in one transaction under db_mu_, then forgets the data key,
+// truncates the WAL (old page images of the instance stay there until a
+// TRUNCATE checkpoint) and removes the runtime files.
+Status SqliteStore::Shred(const Uuid& uuid, const std::function<Status()>& body) {
   {
     std::lock_guard<std::mutex> l(db_mu_);
     RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
-    Status st = [&]() -> Status {
-      ASSIGN_OR_RETURN(Stmt * d, Query("DELETE FROM instances WHERE uuid=?"));
-      RETURN_IF_ERROR(d->Bind(1, U(uuid)).Run());
-      if (db_.Changes() == 0) return NoInstance(uuid);
-      ASSIGN_OR_RETURN(Stmt * b, Query("DELETE FROM blobs WHERE uuid=?"));
-      RETURN_IF_ERROR(b->Bind(1, U(uuid)).Run());
-      ASSIGN_OR_RETURN(Stmt * r, Query("DELETE FROM records WHERE uuid=?"));
-      RETURN_IF_ERROR(r->Bind(1, U(uuid)).Run());
-      return db_.Exec("COMMIT");
-    }();
+    Status st = body();
+    if (st.ok()) st = db_.Exec("COMMIT");
     if (!st.ok()) {
       (void)Rollback();
       return st;
@@ -426,10 +461,149 @@ Status SqliteStore::Wipe(const Uuid& uuid) {
       std::lock_guard<std::mutex> k(keys_mu_);
       data_keys_.Erase(uuid);
     }
-    // Old page images of the instance stay in the WAL until a TRUNCATE checkpoint.
     RETURN_IF_ERROR(db_.Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
   }
   return DropRuntimeCopies(uuid);
+}
+
+Status SqliteStore::Wipe(const Uuid& uuid) {
+  return Shred(uuid, [&] { return DeleteInstanceLocked(uuid); });
+}
+
+namespace {
+
+std::string MovedKey(const Uuid& uuid) { return "moved:" + uuid.ToString(); }
+std::string ImportedKey(const std::string& export_id) { return "imported:" + export_id; }
+
+// meta values of tombstones and import records: fields joined by '\n'
+// (peer names, times and hex ids hold none).
+Bytes JoinFields(const std::vector<std::string>& fields) {
+  std::string text;
+  for (const std::string& f : fields) text += (text.empty() ? "" : "\n") + f;
+  return Bytes(text.begin(), text.end());
+}
+
+std::vector<std::string> SplitFields(const Bytes& value) {
+  std::vector<std::string> out(1);
+  for (uint8_t c : value) {
+    if (c == '\n') out.emplace_back();
+    else out.back().push_back(char(c));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string UtcTime(int64_t t) {
+  time_t tt = time_t(t);
+  struct tm tm {};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+Result<std::optional<MovedInstance>> FindMoved(Store& store, const Uuid& uuid) {
+  ASSIGN_OR_RETURN(std::vector<MovedInstance> moved, store.ListMoved());
+  for (const MovedInstance& m : moved)
+    if (m.uuid == uuid) return std::optional<MovedInstance>(m);
+  return std::optional<MovedInstance>();
+}
+
+std::string MovedRefusal(const MovedInstance& m) {
+  return "instance " + m.uuid.ToString() + " moved to host " + m.peer + " at " + UtcTime(m.moved_at) +
+         " (vtpmctl export)";
+}
+
+// Inside a transaction: the meta value under `key`, if any.
+Result<std::optional<Bytes>> SqliteStore::MetaLocked(const std::string& key) {
+  ASSIGN_OR_RETURN(Stmt * q, Query("SELECT value FROM meta WHERE key=?"));
+  ASSIGN_OR_RETURN(bool row, q->Bind(1, key).Step());
+  std::optional<Bytes> out;
+  if (row) out = q->Blob(0);
+  q->Reset();
+  return out;
+}
+
+Status SqliteStore::PutMetaLocked(const std::string& key, const Bytes& value) {
+  ASSIGN_OR_RETURN(Stmt * s, Query("INSERT INTO meta(key, value) VALUES(?, ?)"
+                                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value"));
+  return s->Bind(1, key).Bind(2, value).Run();
+}
+
+Result<SecretBytes> SqliteStore::HostKeys(const std::function<Result<SecretBytes>()>& make) {
+  std::lock_guard<std::mutex> l(db_mu_);
+  ASSIGN_OR_RETURN(std::optional<Bytes> stored, MetaLocked("host_keys"));
+  if (stored) {
+    auto secret = OpenEnvelopeSecret(master_, Uuid{}, SealedKind::kHostKeys, *stored);
+    if (!secret.ok()) return secret.status().Annotate("host migration keys: ");
+    return secret;
+  }
+  ASSIGN_OR_RETURN(SecretBytes secret, make());
+  ASSIGN_OR_RETURN(Bytes sealed, SealEnvelope(master_, Uuid{}, SealedKind::kHostKeys, 0, secret.view()));
+  RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  Status st = PutMetaLocked("host_keys", sealed);
+  if (st.ok()) st = db_.Exec("COMMIT");
+  if (!st.ok()) {
+    (void)Rollback();
+    return st.Annotate("storing the host migration keys: ");
+  }
+  return secret;
+}
+
+Status SqliteStore::Import(const ImportRequest& req) {
+  const Uuid& uuid = req.meta.uuid;
+  ASSIGN_OR_RETURN(SealedInstance sealed, SealNew(uuid, req.blobs, req.suspend));
+  return CommitNew(uuid, sealed, "importing: ", [&]() -> Status {
+    ASSIGN_OR_RETURN(std::optional<Bytes> before, MetaLocked(ImportedKey(req.export_id)));
+    if (before) {
+      auto f = SplitFields(*before);
+      return Status(Code::kAlreadyExists, "export " + req.export_id + " from " + f[0] + " was already imported at " +
+                                              (f.size() > 1 ? UtcTime(std::atoll(f[1].c_str())) : "?"));
+    }
+    ASSIGN_OR_RETURN(Stmt * d, Query("DELETE FROM meta WHERE key=?"));  // moving back: the tombstone goes
+    RETURN_IF_ERROR(d->Bind(1, MovedKey(uuid)).Run());
+    RETURN_IF_ERROR(InsertNewLocked(req.meta, sealed));
+    return PutMetaLocked(ImportedKey(req.export_id), JoinFields({req.peer, std::to_string(Now())}));
+  });
+}
+
+// Tombstone and deletion in one transaction: a crash leaves either the
+// instance or its tombstone, never neither (a silent re-create) nor both.
+Status SqliteStore::MarkMoved(const MovedInstance& moved, uint64_t expected_generation) {
+  const Uuid& uuid = moved.uuid;
+  return Shred(uuid, [&]() -> Status {
+    ASSIGN_OR_RETURN(Stmt * g, Query("SELECT generation FROM instances WHERE uuid=?"));
+    ASSIGN_OR_RETURN(bool row, g->Bind(1, U(uuid)).Step());
+    const uint64_t current = row ? uint64_t(g->Int(0)) : 0;
+    g->Reset();
+    if (!row) return NoInstance(uuid);
+    if (current != expected_generation)
+      return Status(Code::kFailedPrecondition, "instance " + uuid.ToString() + " changed while it was exported");
+    RETURN_IF_ERROR(PutMetaLocked(MovedKey(uuid), JoinFields({moved.peer, std::to_string(moved.moved_at),
+                                                              moved.export_id})));
+    return DeleteInstanceLocked(uuid);
+  });
+}
+
+Result<std::vector<MovedInstance>> SqliteStore::ListMoved() {
+  std::lock_guard<std::mutex> l(db_mu_);
+  ASSIGN_OR_RETURN(Stmt * q, Query("SELECT key, value FROM meta WHERE key LIKE 'moved:%' ORDER BY key"));
+  std::vector<MovedInstance> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    const std::string key = q->Text(0);
+    auto uuid = Uuid::Parse(key.substr(6));
+    auto f = SplitFields(q->Blob(1));
+    if (!uuid.ok() || f.size() != 3) {
+      q->Reset();
+      return Status(Code::kCorruption, "meta table holds a malformed tombstone '" + key + "'");
+    }
+    out.push_back(MovedInstance{*uuid, f[0], std::atoll(f[1].c_str()), f[2]});
+  }
+  q->Reset();
+  return out;
 }
 
 Status SqliteStore::DropRuntimeCopies(const Uuid& uuid) {

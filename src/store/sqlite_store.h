@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "store/dir_lock.h"
+#include "store/envelope.h"
 #include "store/key_cache.h"
 #include "store/secret_bytes.h"
 #include "store/sqlite_db.h"
@@ -50,6 +51,10 @@ class SqliteStore final : public Store {
   Status Wipe(const Uuid& uuid) override;
   Result<std::vector<InstanceMeta>> List() override;
   Status Backup(const std::string& path) override;
+  Result<SecretBytes> HostKeys(const std::function<Result<SecretBytes>()>& make) override;
+  Status Import(const ImportRequest& req) override;
+  Status MarkMoved(const MovedInstance& moved, uint64_t expected_generation) override;
+  Result<std::vector<MovedInstance>> ListMoved() override;
   Status SaveVolatile(const Uuid& uuid, const VolatileCopy& copy) override;
   Status DropRuntimeCopies(const Uuid& uuid) override;
   Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) override;
@@ -62,6 +67,23 @@ class SqliteStore final : public Store {
     std::function<Result<uint64_t>()> apply;  // runs inside a transaction, db_mu_ held
     std::function<void(Result<uint64_t>)> done;
   };
+  // A new instance's data key (wrapped by the master key) and its sealed
+  // items at generation 1.
+  struct SealedInstance {
+    SecretBytes key;
+    Bytes wrapped;
+    std::vector<std::pair<SealedKind, Bytes>> sealed;
+  };
+  Result<SealedInstance> SealNew(const Uuid& uuid, const std::map<BlobKind, Bytes>& blobs,
+                                 const std::optional<SuspendCapture>& suspend);
+  Status InsertNewLocked(const InstanceMeta& meta, const SealedInstance& sealed);
+  Status CommitNew(const Uuid& uuid, SealedInstance& sealed, const char* what, const std::function<Status()>& insert);
+  Status DeleteInstanceLocked(const Uuid& uuid);
+  Status Shred(const Uuid& uuid, const std::function<Status()>& body);
+  Result<std::optional<Bytes>> MetaLocked(const std::string& key);
+  Status PutMetaLocked(const std::string& key, const Bytes& value);
+  // Runs `apply` as a job of the store thread (a group's transaction) and waits.
+  Result<uint64_t> RunOnStoreThread(std::function<Result<uint64_t>()> apply);
   void Enqueue(Job job);
   void ThreadMain();
   void RunGroup(std::vector<Job>& group);

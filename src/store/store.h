@@ -20,6 +20,7 @@
 #include "common/bytes.h"
 #include "common/status.h"
 #include "common/uuid.h"
+#include "store/secret_bytes.h"
 
 namespace vtpm {
 
@@ -101,6 +102,24 @@ struct StoreStatus {
   uint64_t commits = 0, commit_groups = 0;  // since open
 };
 
+// An instance `vtpmctl export` moved to another host (design §6d): its
+// tombstone, kept in the meta table after the instance was wiped.
+struct MovedInstance {
+  Uuid uuid;
+  std::string peer;       // the receiving host's name in the peers directory
+  int64_t moved_at = 0;   // unix seconds
+  std::string export_id;  // hex
+};
+
+// An instance arriving from another host (`vtpmctl import`, design §6d).
+struct ImportRequest {
+  InstanceMeta meta;                  // uuid, tpm_version, created, auto_created, ek_public
+  std::map<BlobKind, Bytes> blobs;    // kPermanent required
+  std::optional<SuspendCapture> suspend;  // needs blobs[kVolatile]
+  std::string export_id;              // hex; recorded as imported:<id> in the same transaction
+  std::string peer;                   // the sender's name
+};
+
 struct CommitRequest {
   Uuid uuid;
   std::map<BlobKind, Bytes> write;
@@ -144,6 +163,21 @@ class Store {
   // Online copy through SQLite's backup API; `path` must not exist.
   virtual Status Backup(const std::string& path) = 0;
 
+  // Migration between hosts (design §6d).
+  // This host's migration key secret, sealed by the master key in the meta
+  // table (kind kHostKeys, nil uuid); made by `make` and stored on first use.
+  virtual Result<SecretBytes> HostKeys(const std::function<Result<SecretBytes>()>& make) = 0;
+  // One durable transaction: the instance (generation 1, a fresh data key),
+  // its blobs and capture, the imported:<export id> record, and removal of
+  // this host's own tombstone of the uuid (moving back). kAlreadyExists when
+  // the export id was imported before or the uuid exists.
+  virtual Status Import(const ImportRequest& req) = 0;
+  // One durable transaction: the tombstone, then the instance's rows deleted
+  // as Wipe does (kFailedPrecondition unless the generation is still
+  // `expected_generation`); then the WAL checkpoint and the runtime files.
+  virtual Status MarkMoved(const MovedInstance& moved, uint64_t expected_generation) = 0;
+  virtual Result<std::vector<MovedInstance>> ListMoved() = 0;  // sorted by uuid
+
   // Writes `copy` atomically (whole old or whole new file for a daemon
   // killed at any point; ReplaceFile() in runtime_file.h) to the instance's
   // file in the runtime directory, encrypted and bound to uuid and generation.
@@ -163,6 +197,14 @@ class Store {
   virtual Result<std::optional<RespondedMark>> LoadResponded(const Uuid& uuid) = 0;
   virtual Result<StoreStatus> GetStatus() = 0;
 };
+
+// "instance U moved to host P at T (vtpmctl export)": why a device or a
+// create of a moved instance is refused.
+std::string MovedRefusal(const MovedInstance& m);
+// The tombstone of `uuid` (Store::ListMoved), if `vtpmctl export` moved it away.
+Result<std::optional<MovedInstance>> FindMoved(Store& store, const Uuid& uuid);
+// "2026-12-03 22:48:18 UTC"
+std::string UtcTime(int64_t unix_seconds);
 
 // Design §6 rule: a volatile copy is used only on the same host boot, for the
 // same domain (domid, and handle when both are known), and for the permanent

@@ -12,15 +12,6 @@ GuestCtx AdminCtx(const Uuid& uuid) { return GuestCtx{-1, -1, uuid.ToString()}; 
 
 std::string HandleText(const DomainHandle& h) { return Uuid{h}.ToString(); }
 
-std::string UtcText(int64_t unix_seconds) {
-  time_t t = time_t(unix_seconds);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
-
 // The copy was written for this very domain (its handle, when both are known).
 bool SameDomain(const VolatileCopy& copy, const GuestCtx& ctx, const std::optional<DomainHandle>& handle) {
   return int64_t(copy.domid) == ctx.domid && (!copy.handle || !handle || *copy.handle == *handle);
@@ -126,7 +117,7 @@ std::optional<VolatileCopy> InstanceManager::FromCapture(const GuestCtx& ctx, co
                                                          const LoadedInstance& loaded) {
   const SuspendCapture& cap = *loaded.suspend;
   const std::string what = fmt::format("the TPM state captured when domain {} (handle {}) suspended at {}", cap.domid,
-                                       HandleText(cap.handle), UtcText(cap.captured_at));
+                                       HandleText(cap.handle), UtcTime(cap.captured_at));
   if (!opts_.resume_by_handle) {
     VEVENT_INFO(kCaptureDropped, ctx, "dropping {} ([engine] resume = \"never\"); powering on fresh", what);
     return std::nullopt;
@@ -154,7 +145,7 @@ std::optional<VolatileCopy> InstanceManager::FromCapture(const GuestCtx& ctx, co
   v.sequence = cap.sequence;
   v.generation = loaded.generation;
   VEVENT_INFO(kRestored, ctx, "resuming the TPM as domain {} left it when it suspended at {} (command {}): a restore",
-              cap.domid, UtcText(cap.captured_at), cap.sequence);
+              cap.domid, UtcTime(cap.captured_at), cap.sequence);
   return v;
 }
 
@@ -241,6 +232,9 @@ Result<std::shared_ptr<Engine>> InstanceManager::Connect(const Uuid& uuid, const
     return std::shared_ptr<Engine>(inst);
   }
   if (loaded.status().code() != Code::kNotFound) return loaded.status();
+  // Moved to another host (vtpmctl export): never silently re-created here.
+  ASSIGN_OR_RETURN(std::optional<MovedInstance> moved, FindMoved(store_, uuid));
+  if (moved) return Status(Code::kFailedPrecondition, MovedRefusal(*moved));
   if (!opts_.auto_create)
     return Status(Code::kNotFound, "no vTPM instance " + uuid.ToString() +
                                        " and auto_create is off (vtpmctl create)");
@@ -336,6 +330,9 @@ void InstanceManager::Create(const Uuid& uuid, std::function<void(Result<Instanc
   if (existing.ok())
     return done(Status(Code::kAlreadyExists, "instance " + uuid.ToString() + " exists"));
   if (existing.status().code() != Code::kNotFound) return done(existing.status());
+  auto moved = FindMoved(store_, uuid);
+  if (!moved.ok()) return done(moved.status());
+  if (*moved) return done(Status(Code::kAlreadyExists, MovedRefusal(**moved) + "; import it back from that host"));
   Manufacture(uuid, false, AdminCtx(uuid), [done = std::move(done)](Result<LoadedInstance> r) {
     if (!r.ok()) return done(r.status());
     done(std::move(r->meta));

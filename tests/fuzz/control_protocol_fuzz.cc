@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     line.pop_back();
     auto again = vtpm::ParseRequest(line);
     if (!again.ok() || again->verb != req->verb || again->uuid != req->uuid || again->force != req->force ||
-        again->idle_for_seconds != req->idle_for_seconds || again->path != req->path)
+        again->idle_for_seconds != req->idle_for_seconds || again->path != req->path || again->peer != req->peer)
       abort();
   } else if (req.status().message().empty()) {
     abort();  // every refusal carries a sentence

@@ -493,7 +493,8 @@ TEST(DaemonOpsFiles, HelpAndManPagesListTheSameOptions) {
   };
   for (const Prog& p : {Prog{VTPM_DAEMON_PATH, "man/vtpmmgrd.8", {}},
                         Prog{VTPM_CTL_PATH, "man/vtpmctl.8",
-                             {"list", "show", "create", "status", "wipe", "clear", "prune", "backup", "restore", "discard"}}}) {
+                             {"list", "show", "create", "status", "wipe", "clear", "prune", "backup", "restore", "discard",
+                              "host-key", "export", "import"}}}) {
     std::set<std::string> help;
     std::vector<std::vector<std::string>> calls = {{p.bin, "--help"}};
     for (auto& s : p.subcommands) calls.push_back({p.bin, s, "--help"});
@@ -533,6 +534,7 @@ TEST(DaemonOpsFiles, TheExampleConfigHoldsEveryKeyWithItsDefault) {
   EXPECT_EQ(c.engine, d.engine);
   EXPECT_EQ(c.worker_path, d.worker_path);
   EXPECT_EQ(c.startup, d.startup);
+  EXPECT_EQ(c.peers_dir, d.peers_dir);
   // Every key set in the example is documented in vtpmmgrd.conf(5), and
   // every key the page documents is in the example.
   std::string page = ReadFile(std::string(VTPM_SOURCE_DIR) + "/man/vtpmmgrd.conf.5");

@@ -209,8 +209,17 @@ TEST(VtpmctlCompletion, CompletesVerbsOptionsAndFiles) {
     EXPECT_TRUE(r.ok());
     return r.ok() ? r->output : std::string();
   };
-  EXPECT_EQ(complete("vtpmctl "), "list show create status wipe clear prune backup restore\n"
-                                  "complete -F _vtpmctl vtpmctl\n");
+  EXPECT_EQ(complete("vtpmctl "),
+            "list show create status wipe clear prune backup restore discard host-key export import\n"
+            "complete -F _vtpmctl vtpmctl\n");
+  EXPECT_EQ(complete("vtpmctl h").substr(0, 9), "host-key\n");
+  EXPECT_EQ(complete("vtpmctl export 6b1f0e2a-4c3d-4e5f-8a9b-0c1d2e3f4a5b --t").substr(0, 5), "--to\n");
+  EXPECT_NE(complete("vtpmctl import " VTPM_SOURCE_DIR "/READ").find(VTPM_SOURCE_DIR "/README.md"),
+            std::string::npos);
+  // export: the instance, then the file to write.
+  EXPECT_NE(complete("vtpmctl export 6b1f0e2a-4c3d-4e5f-8a9b-0c1d2e3f4a5b --to b " VTPM_SOURCE_DIR "/READ")
+                .find(VTPM_SOURCE_DIR "/README.md"),
+            std::string::npos);
   EXPECT_EQ(complete("vtpmctl --json s").substr(0, 12), "show status\n");
   EXPECT_EQ(complete("vtpmctl -s /run/x.sock re").substr(0, 8), "restore\n");
   EXPECT_EQ(complete("vtpmctl wipe --f").substr(0, 8), "--force\n");

@@ -116,7 +116,7 @@ TEST(ConfigMeaning, UnknownLogLevelIsRefusedWithTheLevels) {
 TEST(ConfigMeaning, KeyOutsideAnySectionIsNamedAsSuch) {
   ExpectRefused("log_level = \"debug\"\n[daemon]\n", "1",
                 {"key 'log_level' outside any section", "it belongs in [daemon]"});
-  ExpectRefused("colour = 1\n", "1", {"key 'colour' outside any section", "[daemon], [engine], [host_tpm], [xen]"});
+  ExpectRefused("colour = 1\n", "1", {"key 'colour' outside any section", "[daemon], [engine], [host_tpm], [migration], [xen]"});
   ExpectRefused("[nosuch]\n", "1", {"unknown section [nosuch]", "[daemon], [engine]"});
   ExpectRefused("[xen]\nbackend_dom = 1\n", "2", {"unknown key 'backend_dom' in [xen]", "backend_domid"});
 }

@@ -44,6 +44,12 @@ class FaultyStore final : public Store {
   Status Wipe(const Uuid& u) override { return real_->Wipe(u); }
   Result<std::vector<InstanceMeta>> List() override { return real_->List(); }
   Status Backup(const std::string& p) override { return real_->Backup(p); }
+  Result<SecretBytes> HostKeys(const std::function<Result<SecretBytes>()>& make) override {
+    return real_->HostKeys(make);
+  }
+  Status Import(const ImportRequest& r) override { return real_->Import(r); }
+  Status MarkMoved(const MovedInstance& m, uint64_t g) override { return real_->MarkMoved(m, g); }
+  Result<std::vector<MovedInstance>> ListMoved() override { return real_->ListMoved(); }
   Status SaveVolatile(const Uuid& u, const VolatileCopy& c) override {
     return real_->SaveVolatile(u, c);
   }

@@ -10,8 +10,10 @@
 namespace vtpm::sim {
 
 DaemonProcess::DaemonProcess(SimHost& host, DaemonOptions opts) : host_(host), opts_(std::move(opts)) {
-  config_path_ = host_.dir() + "/vtpmmgrd.conf";
-  log_path_ = host_.dir() + "/vtpmmgrd.log";
+  base_ = opts_.name.empty() ? host_.dir() : host_.dir() + "/" + opts_.name;
+  mkdir(base_.c_str(), 0700);
+  config_path_ = base_ + "/vtpmmgrd.conf";
+  log_path_ = base_ + "/vtpmmgrd.log";
 }
 
 DaemonProcess::~DaemonProcess() { Kill(); }
@@ -27,7 +29,7 @@ Result<ChildProcess> DaemonProcess::Spawn(std::vector<std::string> args) {
       c << "[engine]\nkind = \"" << opts_.engine << "\"\n";
     c << opts_.extra_config;
   }
-  auto ns = NotifySocket::Bind(host_.dir() + "/notify-" + std::to_string(++starts_) + ".sock");
+  auto ns = NotifySocket::Bind(base_ + "/notify-" + std::to_string(++starts_) + ".sock");
   if (!ns.ok()) return ns.status();
   notify_ = std::move(ns).value();
 

@@ -23,6 +23,11 @@ struct DaemonOptions {
   std::string daemon_config;          // more [daemon] keys (e.g. "journal_socket = \"...\"\n")
   std::vector<std::string> env;       // more environment ("WATCHDOG_USEC=200000")
   std::vector<std::string> wrapper;   // argv run in front of the daemon's ("setpriv", ...)
+  // Empty: config, log, state and runtime dirs directly under the host's
+  // dir. Else under <host dir>/<name>: another daemon with its own state
+  // (a second "host" in migration tests; run one daemon at a time when
+  // devices exist, since both would serve them).
+  std::string name;
 };
 
 class DaemonProcess {
@@ -48,8 +53,8 @@ class DaemonProcess {
   NotifySocket* notify() { return notify_.get(); }
   const std::string& config_path() const { return config_path_; }
   const std::string& log_path() const { return log_path_; }
-  std::string state_dir() const { return host_.dir() + "/state"; }
-  std::string runtime_dir() const { return host_.dir() + "/run"; }
+  std::string state_dir() const { return base_ + "/state"; }
+  std::string runtime_dir() const { return base_ + "/run"; }
   // The daemon's stderr so far.
   std::string Log() const;
 
@@ -57,7 +62,7 @@ class DaemonProcess {
   Result<ChildProcess> Spawn(std::vector<std::string> args);
   SimHost& host_;
   DaemonOptions opts_;
-  std::string config_path_, log_path_;
+  std::string base_, config_path_, log_path_;
   std::unique_ptr<NotifySocket> notify_;
   ChildProcess child_;
   int starts_ = 0;
