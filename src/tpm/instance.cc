@@ -73,20 +73,26 @@ void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume
   req.volatile_copy = volatile_;
   req.expected_generation = generation_;
   phase_ = Phase::kStarting;
+  CommitOnLoop(std::move(req), [](Instance& self, Result<uint64_t> gen) {
+    if (self.phase_ != Phase::kStarting || self.worker_) return;  // powered off meanwhile
+    if (!gen.ok()) {
+      self.phase_ = Phase::kWaiting;
+      return self.FailPowerOn(gen.status().Annotate("dropping the suspend capture"));
+    }
+    self.generation_ = *gen;
+    self.holds_capture_ = false;
+    self.SaveVolatileCopy(std::nullopt);
+    self.StartWorker();
+  });
+}
+
+void Instance::CommitOnLoop(CommitRequest req, std::function<void(Instance&, Result<uint64_t>)> then) {
   std::weak_ptr<Instance> weak = weak_from_this();
   EventLoop* loop = &loop_;
-  store_.Commit(std::move(req), [weak, loop](Result<uint64_t> gen) {
-    loop->Post([weak, gen] {
-      auto self = weak.lock();
-      if (!self || self->phase_ != Phase::kStarting || self->worker_) return;  // powered off meanwhile
-      if (!gen.ok()) {
-        self->phase_ = Phase::kWaiting;
-        return self->FailPowerOn(gen.status().Annotate("dropping the suspend capture"));
-      }
-      self->generation_ = *gen;
-      self->holds_capture_ = false;
-      self->SaveVolatileCopy(std::nullopt);
-      self->StartWorker();
+  store_.Commit(std::move(req), [weak, loop, then = std::move(then)](Result<uint64_t> gen) {
+    // Store thread: hop back to the loop.
+    loop->Post([weak, gen, then] {
+      if (auto self = weak.lock()) then(*self, gen);
     });
   });
 }
@@ -271,13 +277,7 @@ void Instance::RunCapture() {
   req.suspend->sequence = sequence_;
   req.expected_generation = generation_;
   phase_ = Phase::kCommitting;
-  std::weak_ptr<Instance> weak = weak_from_this();
-  EventLoop* loop = &loop_;
-  store_.Commit(std::move(req), [weak, loop](Result<uint64_t> gen) {
-    loop->Post([weak, gen] {
-      if (auto self = weak.lock()) self->OnCaptured(gen);
-    });
-  });
+  CommitOnLoop(std::move(req), [](Instance& self, Result<uint64_t> gen) { self.OnCaptured(gen); });
 }
 
 void Instance::OnCaptured(Result<uint64_t> generation) {
@@ -405,13 +405,8 @@ void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord>
   req.record = record;
   req.expected_generation = generation_;
   phase_ = Phase::kCommitting;
-  std::weak_ptr<Instance> weak = weak_from_this();
-  EventLoop* loop = &loop_;
-  store_.Commit(std::move(req), [weak, loop, reply, record, then](Result<uint64_t> gen) {
-    // Store thread: hop back to the loop.
-    loop->Post([weak, gen, reply, record, then] {
-      if (auto self = weak.lock()) self->OnCommitted(gen, reply, record, then);
-    });
+  CommitOnLoop(std::move(req), [reply, record, then](Instance& self, Result<uint64_t> gen) {
+    self.OnCommitted(gen, reply, record, then);
   });
 }
 

@@ -146,6 +146,8 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
                    std::optional<CommandRecord> record, std::function<void(bool committed)> then);
   void SaveVolatileCopy(const std::optional<CommandRecord>& record);
+  // Store::Commit, then `then` on the loop thread unless the instance is gone.
+  void CommitOnLoop(CommitRequest req, std::function<void(Instance&, Result<uint64_t>)> then);
   void RunCapture();
   void OnCaptured(Result<uint64_t> generation);
   // The in-flight op's answer, which belongs to command `sequence`;
