@@ -188,7 +188,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
                   "command_deadline_ms", "admin_deadline_ms"}},
       {"xen", {"backend_domid", "allow_any_locality"}},
       {"host_tpm", {"tcti", "srk_handle", "persist_srk", "pcr_policy"}},
-      {"engine", {"kind", "worker_path", "startup", "resume"}},
+      {"engine", {"kind", "worker_path", "startup", "resume", "worker_uid_base"}},
       {"migration", {"peers_dir"}},
   };
 #ifdef VTPM_TEST_BUILD
@@ -216,6 +216,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("engine", "worker_path", c.worker_path));
   RETURN_IF_ERROR(r.Get("engine", "startup", c.startup));
   RETURN_IF_ERROR(r.Get("engine", "resume", c.resume));
+  RETURN_IF_ERROR(r.Get("engine", "worker_uid_base", c.worker_uid_base));
   RETURN_IF_ERROR(r.Get("migration", "peers_dir", c.peers_dir));
 
   // A bad value names the line of its key (or only the file for a default).
@@ -241,6 +242,10 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
 #endif
   if (c.resume != "handle" && c.resume != "never")
     return bad("engine", "resume", "must be \"handle\" or \"never\", not \"" + c.resume + "\"");
+  if (c.worker_uid_base < kWorkerUidBaseMin || c.worker_uid_base > kWorkerUidBaseMax)
+    return bad("engine", "worker_uid_base",
+               "must be from 65536 to 2147418112 (0x7fff0000), so that its 65536 uids lie above 16-bit uids and "
+               "below 2^31, not " + std::to_string(c.worker_uid_base));
   if (c.startup != "clear" && c.startup != "none")
     return bad("engine", "startup", "must be \"clear\" or \"none\", not \"" + c.startup + "\"");
   if (!c.worker_path.empty() && !IsAbsolutePath(c.worker_path))

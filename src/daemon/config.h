@@ -26,6 +26,10 @@ inline constexpr uint32_t kMaxBackendDomid = 0x7fef;
 // authorisation cannot persist there).
 inline constexpr uint32_t kSrkHandleFirst = 0x81000000;
 inline constexpr uint32_t kSrkHandleLast = 0x817fffff;
+// [engine] worker_uid_base: 65536 uids above the 16-bit range and below 2^31
+// (uid_t is compared as signed in places).
+inline constexpr uint32_t kWorkerUidBaseMin = 0x10000;
+inline constexpr uint32_t kWorkerUidBaseMax = 0x7fff0000;
 
 struct Config {
   // [daemon]
@@ -54,6 +58,8 @@ struct Config {
   // handle: a domain whose handle equals that of the domain that suspended
   // resumes the state captured then | never: every new domain powers on fresh.
   std::string resume = "handle";
+  // First of the 65536 uids the workers run under, one each (design §2 "Identities").
+  uint32_t worker_uid_base = 0x7a700000;
   // [migration]
   // One file per trusted host, named after it, holding its `vtpmctl host-key` line.
   std::string peers_dir = "/etc/vtpmmgrd/peers";

@@ -161,7 +161,7 @@ int RunDaemon(const Config& cfg) {
     }
     InstanceManagerOptions io;
     io.worker.path = *worker;
-    std::tie(io.worker.uid, io.worker.gid) = ResolveWorkerUser();
+    io.worker.identities = WorkerIdentities::Create(cfg.worker_uid_base, kWorkerUidCount, ResolveWorkerGroup());
     io.auto_create = cfg.auto_create;
     io.startup_clear = cfg.startup == "clear";
     io.resume_by_handle = cfg.resume == "handle";

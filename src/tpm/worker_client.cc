@@ -1,7 +1,7 @@
 #include "tpm/worker_client.h"
 
 #include <fcntl.h>
-#include <pwd.h>
+#include <grp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -13,12 +13,11 @@
 
 namespace vtpm {
 
-std::pair<uid_t, gid_t> ResolveWorkerUser() {
+gid_t ResolveWorkerGroup() {
   std::vector<char> buf(16384);
-  struct passwd pw, *found = nullptr;
-  if (getpwnam_r("vtpm", &pw, buf.data(), buf.size(), &found) == 0 && found)
-    return {found->pw_uid, found->pw_gid};
-  return {65534, 65534};
+  struct group gr, *found = nullptr;
+  if (getgrnam_r("vtpm", &gr, buf.data(), buf.size(), &found) == 0 && found) return found->gr_gid;
+  return 65534;
 }
 
 Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop,
@@ -31,9 +30,16 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop,
   int flags = fcntl(theirs.get(), F_GETFL);
   if (flags < 0 || fcntl(theirs.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
     return Status::FromErrno(errno, "worker socket flags");
+  WorkerIdentities::Lease identity;
+  uid_t uid = opts.uid;
+  gid_t gid = opts.gid;
+  if (opts.identities) {
+    ASSIGN_OR_RETURN(identity, opts.identities->Acquire());
+    uid = identity.uid();
+    gid = identity.gid();
+  }
   SpawnOptions spawn;
-  spawn.argv = {opts.path, "--fd=3", "--uid=" + std::to_string(opts.uid),
-                "--gid=" + std::to_string(opts.gid)};
+  spawn.argv = {opts.path, "--fd=3", "--uid=" + std::to_string(uid), "--gid=" + std::to_string(gid)};
 #ifdef VTPM_TEST_BUILD
   if (opts.test_commands) spawn.argv.push_back("--test-commands");
 #endif
@@ -44,15 +50,17 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop,
 #endif
   spawn.fd_map = {{theirs.get(), 3}};
   ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(spawn));
-  std::unique_ptr<WorkerClient> client(new WorkerClient(loop, std::move(child), std::move(mine)));
+  std::unique_ptr<WorkerClient> client(
+      new WorkerClient(loop, std::move(child), std::move(mine), std::move(identity), uid));
   WorkerClient* self = client.get();
   RETURN_IF_ERROR(loop.Add(self->socket_.get(), EPOLLIN | EPOLLRDHUP,
                            [self](uint32_t ev) { self->OnEvents(ev); }));
   return client;
 }
 
-WorkerClient::WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket)
-    : loop_(loop), child_(std::move(child)), socket_(std::move(socket)) {}
+WorkerClient::WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket, WorkerIdentities::Lease identity,
+                           uid_t uid)
+    : loop_(loop), child_(std::move(child)), identity_(std::move(identity)), uid_(uid), socket_(std::move(socket)) {}
 
 WorkerClient::~WorkerClient() {
   *alive_token_ = false;
@@ -77,10 +85,13 @@ void WorkerClient::Kill() {
 void WorkerClient::Reap(std::chrono::milliseconds grace) {
   if (!child_.running()) return;
   // A worker that closed its socket is exiting; `grace` lets it report how.
-  // The loop never waits for it (design §2 "Worker protocol").
+  // The loop never waits for it (design §2 "Worker protocol"). Its uid is
+  // free again only once it is reaped.
   std::weak_ptr<bool> token = alive_token_;
-  ReapInBackground(loop_, std::move(child_), grace, [this, token](int ws) {
+  auto identity = std::make_shared<WorkerIdentities::Lease>(std::move(identity_));
+  ReapInBackground(loop_, std::move(child_), grace, [this, token, identity](int ws) {
     if (auto t = token.lock(); t && *t) exit_status_ = ws;
+    *identity = WorkerIdentities::Lease();
   });
 }
 

@@ -23,23 +23,27 @@
 #include "common/child_process.h"
 #include "common/event_loop.h"
 #include "common/unique_fd.h"
+#include "tpm/worker_identity.h"
 #include "tpm/worker_protocol.h"
 
 namespace vtpm {
 
 struct WorkerOptions {
   std::string path;            // the vtpm-worker executable
-  uid_t uid = 65534;           // identity the worker drops to (see ResolveWorkerUser)
+  // Where each worker's own uid comes from (design §2 "Identities"). Without
+  // a pool every worker drops to uid/gid below (tests and benchmarks only).
+  std::shared_ptr<WorkerIdentities> identities;
+  uid_t uid = 65534;
   gid_t gid = 65534;
 #ifdef VTPM_TEST_BUILD
   bool test_commands = false;  // pass --test-commands (sandbox tests only)
 #endif
 };
 
-// The `vtpm` system user (systemd/vtpmmgrd-sysusers.conf); when it does not
-// exist, nobody/nogroup (65534). Call before the worker needs it: it reads
-// the user database.
-std::pair<uid_t, gid_t> ResolveWorkerUser();
+// The `vtpm` system group (systemd/vtpmmgrd-sysusers.conf), which every
+// worker joins and which owns nothing; when it does not exist, nogroup
+// (65534). Call before the worker needs it: it reads the group database.
+gid_t ResolveWorkerGroup();
 
 class WorkerClient {
  public:
@@ -56,6 +60,8 @@ class WorkerClient {
   bool alive() const { return socket_.valid(); }
   // The worker's pid while this client owns it: -1 once it is being reaped.
   pid_t pid() const { return child_.pid(); }
+  // The uid the worker runs under once sandboxed.
+  uid_t uid() const { return uid_; }
   // How the last worker process ended (a wait status), once it has been
   // reaped - which happens on the loop after the failure was reported.
   std::optional<int> exit_status() const { return exit_status_; }
@@ -67,7 +73,7 @@ class WorkerClient {
   void Kill();
 
  private:
-  WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket);
+  WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket, WorkerIdentities::Lease identity, uid_t uid);
   void OnEvents(uint32_t events);
   bool FlushOutput();
   void Fail(Status st);
@@ -77,6 +83,8 @@ class WorkerClient {
 
   EventLoop& loop_;
   ChildProcess child_;
+  WorkerIdentities::Lease identity_;  // the worker's uid, returned once it is reaped
+  uid_t uid_;
   UniqueFd socket_;
   FrameReader reader_;
   size_t received_ = 0;

@@ -86,7 +86,7 @@ Result<std::vector<double>> MeasureWorkerStarts(const std::string& worker_path, 
   ASSIGN_OR_RETURN(auto loop, EventLoop::Create());
   WorkerOptions wo;
   wo.path = worker_path;
-  std::tie(wo.uid, wo.gid) = ResolveWorkerUser();
+  wo.identities = WorkerIdentities::Create(0x7a600000, kWorkerUidCount, ResolveWorkerGroup());
   std::vector<double> out;
   for (int i = 0; i < n; ++i) {
     const auto t0 = Clock::now();

@@ -8,13 +8,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "backend_test_util.h"
+#include "fault_util.h"
 
 namespace vtpm::sim {
 namespace {
+
+using namespace std::chrono_literals;
 
 bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
@@ -155,6 +161,44 @@ TEST_F(DaemonSafetyTest, TheRunningDaemonIsNotDumpable) {
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_FALSE(reads_exe_link(daemon_->pid())) << "the daemon is dumpable";
   EXPECT_TRUE(daemon_->running());
+}
+
+// Design §2 "Identities": the worker of each attached guest runs under a uid
+// of its own from [engine] worker_uid_base (all four ids dropped), in
+// seccomp filter mode, with no_new_privs and no capability left.
+TEST_F(DaemonSafetyTest, EachGuestsWorkerRunsSandboxedUnderAUidOfItsOwn) {
+  StartLibtpmsDaemon();
+  ASSERT_FALSE(HasFatalFailure());
+  constexpr int kGuests = 3;
+  for (int i = 0; i < kGuests; ++i) {
+    CreateDomain(uint32_t(60 + i), FaultUuid(0x1d000000, uint32_t(i)));
+    GuestFrontend& g = Guest(uint32_t(60 + i));
+    ASSERT_TRUE(g.Connect().ok());
+    auto r = g.Transmit(tpm12::PcrRead(0), 30s);
+    ASSERT_TRUE(r.ok() && tpm12::ResponseCode(*r) == tpm12::kSuccess);
+  }
+  std::vector<pid_t> workers = ChildPids(daemon().pid());
+  ASSERT_EQ(workers.size(), size_t(kGuests)) << "one worker per attached guest";
+  std::set<uint64_t> uids;
+  for (pid_t w : workers) {
+    std::map<std::string, std::string> f;
+    for (const std::string& l : ReadLines("/proc/" + std::to_string(w) + "/status")) {
+      auto colon = l.find(':');
+      if (colon == std::string::npos) continue;
+      const size_t value = l.find_first_not_of(" \t", colon + 1);
+      f[l.substr(0, colon)] = value == std::string::npos ? "" : l.substr(value);
+    }
+    const std::string uid = f["Uid"].substr(0, f["Uid"].find('\t'));
+    EXPECT_EQ(f["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid) << "worker " << w;
+    const uint64_t u = std::stoull(uid);
+    EXPECT_GE(u, 0x7a700000u) << "worker " << w << " outside [engine] worker_uid_base's range";
+    EXPECT_LT(u, 0x7a700000u + 65536u) << "worker " << w;
+    EXPECT_EQ(f["Seccomp"], "2") << "worker " << w;
+    EXPECT_EQ(f["NoNewPrivs"], "1") << "worker " << w;
+    EXPECT_EQ(f["CapEff"], "0000000000000000") << "worker " << w;
+    uids.insert(u);
+  }
+  EXPECT_EQ(uids.size(), size_t(kGuests)) << "two workers share a uid";
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ pcr_policy = [0, 7]
 [engine]
 kind = "scripted"
 scripted_slow_uuids = ["0d3f6a1c-8b2e-4c55-9a7e-1f2e3d4c5b6a"]
+worker_uid_base = 0x60000000
 )",
                        "t.conf");
   ASSERT_TRUE(c.ok()) << c.status().message();
@@ -41,6 +42,7 @@ scripted_slow_uuids = ["0d3f6a1c-8b2e-4c55-9a7e-1f2e3d4c5b6a"]
   EXPECT_EQ(c->pcr_policy, (std::vector<uint32_t>{0, 7}));
   EXPECT_EQ(c->engine, "scripted");
   EXPECT_EQ(c->scripted_slow_uuids.size(), 1u);
+  EXPECT_EQ(c->worker_uid_base, 0x60000000u);
 }
 
 TEST(Config, ErrorsNameTheLine) {
@@ -86,6 +88,17 @@ TEST(ConfigMeaning, SrkHandleOutsideThePersistentOwnerRangeIsRefused) {
   ExpectRefused("[host_tpm]\nsrk_handle = 0x81800000\n", "2", {"srk_handle"});  // the platform's range
   for (const char* ok : {"0x81000000", "0x81000001", "0x817fffff"})
     EXPECT_TRUE(ParseConfig(std::string("[host_tpm]\nsrk_handle = ") + ok + "\n", "v.conf").ok()) << ok;
+}
+
+// Design §2 "Identities": 65536 uids above the 16-bit range and below 2^31.
+TEST(ConfigMeaning, WorkerUidRangeOutsideItsBoundsIsRefused) {
+  EXPECT_EQ(ParseConfig("", "v.conf")->worker_uid_base, 0x7a700000u);
+  ExpectRefused("[engine]\nworker_uid_base = 1000\n", "2",
+                {"[engine] worker_uid_base", "65536 to 2147418112", "not 1000"});
+  ExpectRefused("[engine]\nworker_uid_base = 0x7fff0001\n", "2", {"worker_uid_base", "not 2147418113"});
+  ExpectRefused("[engine]\nworker_uid_base = 0xfffffffe\n", "2", {"worker_uid_base"});
+  for (const char* ok : {"65536", "0x7a700000", "0x7fff0000"})
+    EXPECT_TRUE(ParseConfig(std::string("[engine]\nworker_uid_base = ") + ok + "\n", "v.conf").ok()) << ok;
 }
 
 TEST(ConfigMeaning, RepeatedPcrIsRefused) {

@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "tpm/sandbox.h"
 #include "worker_test_util.h"
 
 namespace vtpm {
@@ -257,9 +258,11 @@ TEST_F(WorkerTest, SandboxIsInPlace) {
   EXPECT_EQ(fields["NoNewPrivs"], "1");
   EXPECT_EQ(fields["Seccomp"], "2");
   if (geteuid() == 0) {
-    auto [uid, gid] = ResolveWorkerUser();
-    EXPECT_EQ(fields["Uid"].substr(0, fields["Uid"].find_first_of(" \t")), std::to_string(uid));
-    EXPECT_EQ(fields["Gid"].substr(0, fields["Gid"].find_first_of(" \t")), std::to_string(gid));
+    // real, effective, saved and filesystem ids all dropped
+    const std::string uid = std::to_string(w->uid()), gid = std::to_string(ResolveWorkerGroup());
+    EXPECT_EQ(fields["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid);
+    EXPECT_EQ(fields["Gid"], gid + "\t" + gid + "\t" + gid + "\t" + gid);
+    EXPECT_GE(w->uid(), kTestWorkerUidBase);
     EXPECT_EQ(fields["Groups"], "");
   }
   std::set<std::string> fds;
@@ -451,6 +454,96 @@ TEST_F(WorkerTest, DestroyedClientsWorkerIsReapedFromTheLoop) {
   while (ProcessExists(pid) && std::chrono::steady_clock::now() < until)
     ASSERT_TRUE(loop_->RunOnce(std::chrono::milliseconds(10)).ok());
   EXPECT_FALSE(ProcessExists(pid)) << "zombie left behind";
+}
+
+// Design §2 "Identities": every live worker has a uid of its own, and a uid
+// is handed out again only once the worker that held it has been reaped.
+TEST_F(WorkerTest, EachWorkerRunsUnderAUidOfItsOwnHeldUntilItIsReaped) {
+  auto pool = WorkerIdentities::Create(kTestWorkerUidBase + 0x100, 2, ResolveWorkerGroup());
+  WorkerOptions o = TestWorkerOptions();
+  o.identities = pool;
+  auto a = WorkerClient::Start(*loop_, o);
+  auto b = WorkerClient::Start(*loop_, o);
+  ASSERT_TRUE(a.ok() && b.ok());
+  Call(**a, InitRequest());
+  Call(**b, InitRequest());
+  EXPECT_NE((*a)->uid(), (*b)->uid());
+  if (geteuid() == 0) {
+    for (WorkerClient* w : {a->get(), b->get()}) {
+      std::string uid = ProcStatus(w->pid())["Uid"];
+      EXPECT_EQ(uid.substr(0, uid.find('\t')), std::to_string(w->uid()));
+    }
+  }
+  auto third = WorkerClient::Start(*loop_, o);
+  ASSERT_FALSE(third.ok()) << "a third worker shares a uid with a live one";
+  EXPECT_EQ(third.status().code(), Code::kBusy) << third.status().ToString();
+
+  const pid_t pid = (*a)->pid();
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  a->reset();  // SIGKILL, reaped from the loop
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (pool->in_use() == 2 && std::chrono::steady_clock::now() < until) {
+    EXPECT_TRUE(ProcessExists(pid)) << "reaped but its uid still held";
+    ASSERT_TRUE(loop_->RunOnce(std::chrono::milliseconds(10)).ok());
+  }
+  ASSERT_EQ(pool->in_use(), 1u);
+  EXPECT_FALSE(ProcessExists(pid)) << "its uid was returned before it was reaped";
+  auto again = WorkerClient::Start(*loop_, o);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_NE((*again)->uid(), (*b)->uid());
+}
+
+// What a uid of its own buys: a sandboxed process cannot signal a process
+// of another uid, nor the root that started it; two processes under one uid
+// can (which shows the probe can see a difference).
+TEST(SandboxIdentityTest, ASandboxedProcessCannotSignalOneUnderAnotherUid) {
+  if (geteuid() != 0) GTEST_SKIP() << "changing uids needs root";
+  // Starts a sandboxed process under `uid` that waits to be killed.
+  auto target = [](uid_t uid) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      SandboxOptions so;
+      so.keep_fd = dup(STDERR_FILENO);
+      so.uid = uid;
+      so.gid = 65534;
+      if (so.keep_fd < 0 || !DropPrivileges(so).ok()) _exit(1);
+      for (;;) pause();
+    }
+    return pid;
+  };
+  // errno of kill(victim, 0) from a sandboxed process under `uid` (0: allowed).
+  auto probe = [](uid_t uid, pid_t victim) {
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(p[0]);
+      SandboxOptions so;
+      so.keep_fd = p[1];
+      so.uid = uid;
+      so.gid = 65534;
+      if (!DropPrivileges(so).ok()) _exit(1);
+      int err = kill(victim, 0) == 0 ? 0 : errno;
+      if (write(p[1], &err, sizeof err) != sizeof err) _exit(1);
+      _exit(0);
+    }
+    close(p[1]);
+    int err = -1;
+    if (read(p[0], &err, sizeof err) != sizeof err) err = -1;
+    close(p[0]);
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    return err;
+  };
+  const uid_t u1 = kTestWorkerUidBase + 0x200, u2 = kTestWorkerUidBase + 0x201;
+  pid_t victim = target(u1);
+  ASSERT_GT(victim, 0);
+  EXPECT_EQ(probe(u2, victim), EPERM) << "a process under another uid could signal the worker";
+  EXPECT_EQ(probe(u2, getpid()), EPERM) << "a sandboxed process could signal root";
+  EXPECT_EQ(probe(u1, victim), 0) << "the probe cannot tell";
+  kill(victim, SIGKILL);
+  int ws = 0;
+  waitpid(victim, &ws, 0);
 }
 
 }  // namespace

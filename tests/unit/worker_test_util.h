@@ -12,12 +12,17 @@
 
 namespace vtpm::testing {
 
+// Where the unit tests' workers take their uids from (not the daemon's default).
+inline constexpr uid_t kTestWorkerUidBase = 0x7a600000;
+
+// Workers of one test process share a uid pool, so each live worker's uid is
+// distinct, as in the daemon.
 inline WorkerOptions TestWorkerOptions(bool test_commands = false) {
+  static const std::shared_ptr<WorkerIdentities> pool =
+      WorkerIdentities::Create(kTestWorkerUidBase, kWorkerUidCount, ResolveWorkerGroup());
   WorkerOptions o;
   o.path = VTPM_WORKER_PATH;
-  auto [uid, gid] = ResolveWorkerUser();
-  o.uid = uid;
-  o.gid = gid;
+  o.identities = pool;
   o.test_commands = test_commands;
   return o;
 }
