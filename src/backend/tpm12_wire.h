@@ -10,6 +10,7 @@ namespace vtpm::tpm12 {
 
 inline constexpr size_t kHeaderSize = 10;
 inline constexpr uint16_t kTagRspCommand = 0x00C4;
+inline constexpr uint16_t kTagRspAuth2Command = 0x00C6;  // RSP_AUTH1 is 0x00C5
 
 // TPM_RESULT values (TPM 1.2 main spec part 2, TPM_BASE = 0).
 inline constexpr uint32_t kFail = 0x09;
@@ -22,5 +23,9 @@ Bytes ErrorResponse(uint32_t rc);
 
 // paramSize of a packet, or 0 if shorter than a header.
 uint32_t ParamSize(ByteView packet);
+
+// Whether `packet` carries a response tag (RSP_COMMAND, RSP_AUTH1_COMMAND or
+// RSP_AUTH2_COMMAND): a command never does (its tags are 0x00C1-0x00C3).
+bool HasResponseTag(ByteView packet);
 
 }  // namespace vtpm::tpm12

@@ -48,6 +48,7 @@ void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume
   permanent_ = std::move(loaded.permanent);
   savestate_ = std::move(loaded.savestate);
   generation_ = loaded.generation;
+  volatile_saved_ = false;
   sequence_ = loaded.last_record ? loaded.last_record->sequence : 0;
   last_record_ = std::move(loaded.last_record);
   if (resume) {
@@ -153,7 +154,7 @@ void Instance::OnInit(Result<WorkerReply> reply) {
     queue_.push_front(std::move(startup));
   }
   auto keep = shared_from_this();
-  CommitThen(*reply, std::nullopt, [this](bool) {
+  CommitThen(*reply, std::nullopt, [this](Kept) {
     phase_ = Phase::kReady;
     Pump();
   });
@@ -225,7 +226,14 @@ void Instance::SaveRespondedMark(uint64_t sequence) {
 }
 
 std::optional<Bytes> Instance::Recall(const Op& op) const {
-  if (!op.found || !last_record_) return std::nullopt;
+  if (!op.found) return std::nullopt;
+  // A command that kept nothing has no record; its response in the page is
+  // still one (no command carries a response tag).
+  if (tpm12::HasResponseTag(op.command) && !(last_record_ && op.command == last_record_->response)) {
+    VLOG_INFO(ctx_, "the page holds a response without FINISH: finishing it");
+    return op.command;
+  }
+  if (!last_record_) return std::nullopt;
   const CommandRecord& r = *last_record_;
   if (op.command == r.response) {
     VLOG_INFO(ctx_, "the page holds the response of command {} without FINISH: finishing it", r.sequence);
@@ -344,7 +352,11 @@ void Instance::Pump() {
   queue_.pop_front();
   phase_ = Phase::kRunning;
   if (in_flight_->capture) return RunCapture();
-  if (auto recalled = Recall(*in_flight_)) return Deliver(std::move(*recalled), last_record_->sequence, false);
+  if (auto recalled = Recall(*in_flight_)) {
+    std::optional<uint64_t> seq;
+    if (last_record_) seq = last_record_->sequence;
+    return Deliver(std::move(*recalled), seq, false);
+  }
   WorkerRequest req;
   req.type = WorkerMsg::kExecute;
   req.command = in_flight_->command;
@@ -368,11 +380,12 @@ void Instance::OnReply(uint64_t id, Result<WorkerReply> reply) {
   record.response = reply->response;
   // Volatile state is worth resuming from once the TPM has run a command.
   started_ = true;
-  CommitThen(*reply, record, [this, guest, record](bool in_store) {
+  CommitThen(*reply, record, [this, guest, record](Kept kept) {
     if (guest) CrashPoint("state-saved");
+    if (kept == Kept::kNothing) return Deliver(record.response, std::nullopt, false);
     sequence_ = record.sequence;
     last_record_ = record;
-    Deliver(record.response, record.sequence, in_store);
+    Deliver(record.response, record.sequence, kept == Kept::kStore);
   });
 }
 
@@ -386,11 +399,16 @@ bool Instance::ChangesState(const WorkerReply& reply) const {
 }
 
 void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
-                          std::function<void(bool committed)> then) {
+                          std::function<void(Kept)> then) {
   if (!ChangesState(reply)) {
+    // A command after which the TPM is byte for byte what the volatile copy
+    // holds writes nothing: run again after a daemon restart, it gives the
+    // guest an equivalent answer from the same state (design §3 "Exactly once").
+    if (record && started_ && volatile_saved_ && volatile_ && reply.volatile_state == *volatile_)
+      return then(Kept::kNothing);
     if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
     SaveVolatileCopy(record);
-    then(false);
+    then(Kept::kVolatileCopy);
     return;
   }
   CommitRequest req;
@@ -411,7 +429,7 @@ void Instance::CommitThen(const WorkerReply& reply, std::optional<CommandRecord>
 }
 
 void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
-                           std::optional<CommandRecord> record, std::function<void(bool committed)> then) {
+                           std::optional<CommandRecord> record, std::function<void(Kept)> then) {
   if (phase_ != Phase::kCommitting) return;  // powered off meanwhile
   if (!generation.ok()) {
     Status why = generation.status().Annotate("committing TPM state");
@@ -428,10 +446,11 @@ void Instance::OnCommitted(Result<uint64_t> generation, const WorkerReply& reply
   if (started_ && !reply.volatile_state.empty()) volatile_ = reply.volatile_state;
   phase_ = Phase::kRunning;
   SaveVolatileCopy(record);
-  then(true);
+  then(Kept::kStore);
 }
 
 void Instance::SaveVolatileCopy(const std::optional<CommandRecord>& record) {
+  volatile_saved_ = false;
   if (ctx_.domid < 0 || !volatile_) return;
   VolatileCopy copy;
   copy.blob = *volatile_;
@@ -442,10 +461,11 @@ void Instance::SaveVolatileCopy(const std::optional<CommandRecord>& record) {
   copy.generation = generation_;
   copy.record = record ? record : last_record_;
   Status st = store_.SaveVolatile(uuid_, copy);
+  volatile_saved_ = st.ok();
   if (!st.ok()) VLOG_WARN(ctx_, "saving volatile state failed: {}", st.ToString());
 }
 
-void Instance::Deliver(Bytes response, uint64_t sequence, bool in_store) {
+void Instance::Deliver(Bytes response, std::optional<uint64_t> sequence, bool in_store) {
   auto keep = shared_from_this();
   start_failures_ = 0;
   phase_ = Phase::kReady;
@@ -461,13 +481,13 @@ void Instance::Deliver(Bytes response, uint64_t sequence, bool in_store) {
       responding_.reset();
       delivered = true;
     } else if (op.admin_done) {
-      SaveRespondedMark(sequence);
+      if (sequence) SaveRespondedMark(*sequence);
       op.admin_done(std::move(response));
       delivered = true;
     }
-    if (delivered && in_store) {
-      Status st = store_.MarkDelivered(uuid_, sequence);
-      if (!st.ok()) VLOG_WARN(ctx_, "marking command {} delivered failed: {}", sequence, st.ToString());
+    if (delivered && in_store && sequence) {
+      Status st = store_.MarkDelivered(uuid_, *sequence);
+      if (!st.ok()) VLOG_WARN(ctx_, "marking command {} delivered failed: {}", *sequence, st.ToString());
     }
   }
   if (phase_ == Phase::kReady) Pump();

@@ -139,20 +139,27 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // permanent blob unchanged (at TPM_Init, for one), which needs no commit -
   // and a commit without a record would outdate the volatile copy.
   bool ChangesState(const WorkerReply& reply) const;
-  // Commits `reply`'s changes when ChangesState(), else only saves the
-  // volatile copy; then calls `then(committed)` on the loop.
-  void CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record,
-                  std::function<void(bool committed)> then);
+  // Where a command's effects, and its record, were kept.
+  enum class Kept {
+    kNothing,       // it left the TPM as it was: nothing written (design §3)
+    kVolatileCopy,  // the runtime directory's volatile copy
+    kStore,         // a store commit
+  };
+  // Commits `reply`'s changes when ChangesState(), else saves the volatile
+  // copy unless `record`'s command left the volatile state as the copy holds
+  // it; then calls `then(kept)` on the loop.
+  void CommitThen(const WorkerReply& reply, std::optional<CommandRecord> record, std::function<void(Kept)> then);
   void OnCommitted(Result<uint64_t> generation, const WorkerReply& reply,
-                   std::optional<CommandRecord> record, std::function<void(bool committed)> then);
+                   std::optional<CommandRecord> record, std::function<void(Kept)> then);
   void SaveVolatileCopy(const std::optional<CommandRecord>& record);
   // Store::Commit, then `then` on the loop thread unless the instance is gone.
   void CommitOnLoop(CommitRequest req, std::function<void(Instance&, Result<uint64_t>)> then);
   void RunCapture();
   void OnCaptured(Result<uint64_t> generation);
-  // The in-flight op's answer, which belongs to command `sequence`;
+  // The in-flight op's answer, which belongs to recorded command `sequence`
+  // (none: a command that kept nothing, which leaves no responded mark);
   // `in_store` if that command's record is in the store.
-  void Deliver(Bytes response, uint64_t sequence, bool in_store);
+  void Deliver(Bytes response, std::optional<uint64_t> sequence, bool in_store);
   // For a found op: the recorded response to send instead of running it.
   std::optional<Bytes> Recall(const Op& op) const;
   void SaveRespondedMark(uint64_t sequence);
@@ -179,6 +186,7 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   Bytes permanent_;
   std::optional<Bytes> savestate_;
   std::optional<Bytes> volatile_;  // after the last delivered command
+  bool volatile_saved_ = false;    // the runtime directory's copy holds volatile_
   uint64_t generation_ = 0;
   uint64_t sequence_ = 0;
   std::optional<CommandRecord> last_record_;  // of command sequence_, if known

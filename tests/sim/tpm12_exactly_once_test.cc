@@ -7,8 +7,12 @@
 // new, identical command are told apart only by the responded mark.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
+#include <filesystem>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "backend_test_util.h"
@@ -47,7 +51,45 @@ class ExactlyOnceTest : public BackendSimTest, public ::testing::WithParamInterf
     Status st = daemon_->Start();
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
+  // Sends `command` from `g`, which waits (like Linux, for the command's
+  // duration) across a crash of the daemon; a daemon that died meanwhile is
+  // restarted, and its log kept in crashed_log_.
+  Result<Bytes> TransmitAcrossCrash(GuestFrontend& g, const Bytes& command) {
+    auto reply = std::async(std::launch::async, [&] { return g.Transmit(command, 90s); });
+    while (daemon().running()) {
+      if (reply.wait_for(20ms) == std::future_status::ready) {
+        std::this_thread::sleep_for(300ms);  // a crash right after FINISH races with the guest
+        break;
+      }
+    }
+    if (!daemon().running()) {
+      crashed_ = true;
+      crashed_log_ = daemon().Log();
+      StartLibtpmsDaemon();
+      if (HasFatalFailure()) ADD_FAILURE() << "restart failed";
+    }
+    return reply.get();
+  }
+  // The restarted daemon re-adopted the device and logged what it found;
+  // the crashed one saw no worker fault.
+  void ExpectRestartSaid(const CrashCase& c) {
+    const std::string log = daemon().Log();
+    EXPECT_NE(log.find("re-adopted connected device"), std::string::npos) << log;
+    if (*c.restart_says) {
+      EXPECT_NE(log.find(c.restart_says), std::string::npos) << log;
+    }
+    EXPECT_EQ(crashed_log_.find("TPM worker fault"), std::string::npos) << crashed_log_;
+  }
+  bool crashed_ = false;
+  std::string crashed_log_;
 };
+
+std::string CrashPointName(const ::testing::TestParamInfo<CrashCase>& param) {
+  std::string n = param.param.point;
+  for (auto& ch : n)
+    if (ch == '-') ch = '_';
+  return n;
+}
 
 TEST_P(ExactlyOnceTest, DaemonKilledOnAnExtendsPathAppliesItOnce) {
 #ifndef VTPM_TEST_HOOKS
@@ -66,25 +108,10 @@ TEST_P(ExactlyOnceTest, DaemonKilledOnAnExtendsPathAppliesItOnce) {
   GuestFrontend& g = Guest(40);
   ASSERT_TRUE(g.Connect().ok());
   int answered = 0;
-  bool crashed = false;
-  std::string crashed_log;
-  while (!crashed) {
+  while (!crashed_) {
     ASSERT_LT(answered, 6) << "the daemon never reached crash point " << c.point;
-    // The guest waits (like Linux, for the command's duration) across the crash.
-    auto reply = std::async(std::launch::async, [&] { return g.Transmit(extend, 90s); });
-    while (daemon().running()) {
-      if (reply.wait_for(20ms) == std::future_status::ready) {
-        std::this_thread::sleep_for(300ms);  // a crash right after FINISH races with the guest
-        break;
-      }
-    }
-    if (!daemon().running()) {
-      crashed = true;
-      crashed_log = daemon().Log();
-      StartLibtpmsDaemon();
-      ASSERT_FALSE(HasFatalFailure());
-    }
-    auto r = reply.get();
+    auto r = TransmitAcrossCrash(g, extend);
+    ASSERT_FALSE(HasFailure());
     ASSERT_TRUE(r.ok()) << "extend " << answered << ": " << r.status().ToString() << "\n" << daemon().Log();
     ASSERT_EQ(tpm12::ResponseCode(*r), tpm12::kSuccess);
     ++answered;
@@ -102,12 +129,7 @@ TEST_P(ExactlyOnceTest, DaemonKilledOnAnExtendsPathAppliesItOnce) {
   EXPECT_EQ(*value, Fold(answered, digest))
       << "PCR 12 does not hold exactly " << answered << " extends (crash at " << c.point << ")";
   EXPECT_NE(*value, Fold(answered + 1, digest)) << "an extend was applied twice";
-  const std::string log = daemon().Log();
-  EXPECT_NE(log.find("re-adopted connected device"), std::string::npos) << log;
-  if (*c.restart_says) {
-    EXPECT_NE(log.find(c.restart_says), std::string::npos) << log;
-  }
-  EXPECT_EQ(crashed_log.find("TPM worker fault"), std::string::npos) << crashed_log;
+  ExpectRestartSaid(c);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -122,12 +144,97 @@ INSTANTIATE_TEST_SUITE_P(
         CrashCase{"response-marked", "holds the response of command"},
         // Answered: the guest already has it; its next (identical) command is new.
         CrashCase{"finished", ""}),
-    [](const ::testing::TestParamInfo<CrashCase>& param) {
-      std::string n = param.param.point;
-      for (auto& ch : n)
-        if (ch == '-') ch = '_';
-      return n;
-    });
+    CrashPointName);
+
+// The same for a command that leaves the TPM as it was (TPM_PCRRead): it
+// has no record and writes no file, so what a restarted daemon finds in the
+// page is either the command, which it runs again from the same state, or
+// its response, which it finishes. Either way the guest gets one good answer.
+class ExactlyOnceReadTest : public ExactlyOnceTest {};
+
+TEST_P(ExactlyOnceReadTest, DaemonKilledOnAReadsPathAnswersItOnce) {
+#ifndef VTPM_TEST_HOOKS
+  GTEST_SKIP() << "crash points need -DVTPM_TEST_HOOKS=ON (the sanitizer test build)";
+#endif
+  const CrashCase& c = GetParam();
+  tpm12::PcrValue digest;
+  digest.fill(0x5A);
+  // The frontend's own commands at connect, the extend, then reads: the
+  // crash comes on the path of the second read.
+  StartCrashingDaemon(std::string(c.point) + ":5");
+  ASSERT_FALSE(HasFatalFailure());
+  CreateDomain(41, kUuid);
+  GuestFrontend& g = Guest(41);
+  ASSERT_TRUE(g.Connect().ok());
+  auto ext = g.Transmit(tpm12::PcrExtend(12, digest), 30s);
+  ASSERT_TRUE(ext.ok() && tpm12::ResponseCode(*ext) == tpm12::kSuccess);
+  for (int reads = 0; !crashed_; ++reads) {
+    ASSERT_LT(reads, 6) << "the daemon never reached crash point " << c.point;
+    // Each read another PCR, so that no response equals an earlier one.
+    const uint32_t pcr = uint32_t(12 + reads);
+    auto r = TransmitAcrossCrash(g, tpm12::PcrRead(pcr));
+    ASSERT_FALSE(HasFailure());
+    ASSERT_TRUE(r.ok()) << "read " << reads << ": " << r.status().ToString() << "\n" << daemon().Log();
+    ASSERT_EQ(tpm12::ResponseCode(*r), tpm12::kSuccess) << "read " << reads << "\n" << daemon().Log();
+    auto value = tpm12::PcrFromResponse(*r);
+    ASSERT_TRUE(value.has_value());
+    EXPECT_EQ(*value, pcr == 12 ? Fold(1, digest) : tpm12::PcrValue{}) << "read " << reads;
+  }
+  ExpectRestartSaid(c);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EachStep, ExactlyOnceReadTest,
+    ::testing::Values(CrashCase{"command-executed", "command found in the page after the restart is new"},
+                      // Nothing was saved: the read runs again.
+                      CrashCase{"state-saved", "command found in the page after the restart is new"},
+                      CrashCase{"response-written", "the page holds a response without FINISH"},
+                      // No mark is written for a read: the same as above.
+                      CrashCase{"response-marked", "the page holds a response without FINISH"},
+                      CrashCase{"finished", ""}),
+    CrashPointName);
+
+// Issue 16, item 3: a command that changes no TPM state writes no file.
+// Every file of the runtime and state directories keeps its inode, size
+// and modification time across reads; an extend rewrites the volatile copy.
+TEST_F(BackendSimTest, CommandsThatLeaveTheTpmAsItWasWriteNoFile) {
+  StartLibtpmsDaemon();
+  ASSERT_FALSE(HasFatalFailure());
+  CreateDomain(42, kUuid);
+  GuestFrontend& g = Guest(42);
+  ASSERT_TRUE(g.Connect().ok());
+  tpm12::PcrValue digest;
+  digest.fill(0x11);
+  auto ok = [&](const Bytes& cmd) {
+    auto r = g.Transmit(cmd, 30s);
+    return r.ok() && tpm12::ResponseCode(*r) == tpm12::kSuccess;
+  };
+  ASSERT_TRUE(ok(tpm12::PcrExtend(12, digest)));
+  ASSERT_TRUE(ok(tpm12::PcrRead(12)));  // libtpms settles its volatile state on the first read
+  using Snapshot = std::map<std::string, std::tuple<ino_t, off_t, int64_t>>;
+  auto snapshot = [&] {
+    Snapshot out;
+    for (const std::string& dir : {daemon().runtime_dir(), daemon().state_dir()})
+      for (auto& e : std::filesystem::directory_iterator(dir)) {
+        struct stat st {};
+        if (!e.is_regular_file() || ::stat(e.path().c_str(), &st) != 0) continue;
+        out[e.path()] = {st.st_ino, st.st_size, int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+      }
+    return out;
+  };
+  const Snapshot before = snapshot();
+  ASSERT_FALSE(before.empty());
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(ok(tpm12::PcrRead(uint32_t(i % 24))));
+    ASSERT_TRUE(ok(tpm12::GetCapabilityProperty(0x115)));  // TPM_CAP_PROP_MAX_AUTHSESS
+  }
+  EXPECT_EQ(snapshot(), before) << "a command that changed nothing wrote a file";
+  ASSERT_TRUE(ok(tpm12::PcrExtend(12, digest)));
+  EXPECT_NE(snapshot(), before) << "the check cannot tell: an extend wrote nothing either";
+  auto r = g.Transmit(tpm12::PcrRead(12), 30s);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(tpm12::PcrFromResponse(*r), Fold(2, digest));
+}
 
 }  // namespace
 }  // namespace vtpm::sim
