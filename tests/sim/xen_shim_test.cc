@@ -171,15 +171,23 @@ TEST_F(XenShimTest, BindingReleasedByProcessDeathCanBeRebound) {
   auto port = guest.AllocUnbound(0);
   ASSERT_TRUE(port.ok());
   LineProcess first = StartPeer();
-  ASSERT_EQ(Ask(first, "bind 5 " + std::to_string(*port)).rfind("ok ", 0), 0u);
+  auto bound = Ask(first, "bind 5 " + std::to_string(*port));
+  ASSERT_EQ(bound.rfind("ok ", 0), 0u) << bound;
+  // The guest's notify has resolved (and remembers) the first binder.
+  ASSERT_TRUE(guest.Notify(*port).ok());
+  EXPECT_EQ(Ask(first, "wait 2000"), "event " + bound.substr(3));
   LineProcess second = StartPeer();
   EXPECT_EQ(Ask(second, "bind 5 " + std::to_string(*port)), "err " + std::to_string(EINVAL));
 
   first.child().Kill();  // SIGKILL: no unbind, like a crashed daemon
   auto rebound = Ask(second, "bind 5 " + std::to_string(*port));
   ASSERT_EQ(rebound.rfind("ok ", 0), 0u) << rebound;
+  // The rebind rewrote the port record: the guest's next notify goes to the
+  // second binder, not to what it remembered.
   ASSERT_TRUE(guest.Notify(*port).ok());
   EXPECT_EQ(Ask(second, "wait 2000"), "event " + rebound.substr(3));
+  EXPECT_EQ(Ask(second, "notify " + rebound.substr(3)), "ok");
+  EXPECT_TRUE(GuestNotified(guest, 2000));
 }
 
 TEST_F(XenShimTest, OpenFailsLikeAHostWithoutXenWhenNoSimDir) {

@@ -260,7 +260,7 @@ Result<uint32_t> EvtchnEndpoint::AllocUnbound(uint32_t remote_domid) {
   r.remote = remote_domid;
   r.owner = Endpoint{sock_path_, ProcessId::Self(), port};
   RETURN_IF_ERROR(StoreRecord(RecordPath(dir_, domid_, port), r));
-  ports_[port] = Port{true, remote_domid, 0, false, {}, {}};
+  ports_[port] = Port{true, remote_domid, 0, false, {}, {}, {}, {}};
   return port;
 }
 
@@ -283,32 +283,46 @@ Result<uint32_t> EvtchnEndpoint::BindInterdomain(uint32_t remote_domid, uint32_t
   if (local >= kMaxPorts) return Status(Code::kBusy, "bind_interdomain: no free port", ENOSPC);
   rec->peer = Endpoint{sock_path_, ProcessId::Self(), local};
   RETURN_IF_ERROR(StoreRecord(path, *rec));
-  ports_[local] = Port{false, remote_domid, remote_port, false, {}, {}};
+  ports_[local] = Port{false, remote_domid, remote_port, false, {}, {}, {}, {}};
   return local;
 }
 
+// A notify costs one stat(2) of the port record and an atomic bit set (plus
+// a datagram when the bit was clear), about what the hypercall costs on Xen.
+// The record is read, under the lock, only when it changed since the last
+// notify: a bind, unbind or rebind by a restarted process rewrites it. A
+// receiver that died without unbinding leaves the record as it was; its
+// notifications go to its orphaned bits and a socket nobody reads, that
+// is, they are dropped, as before.
 Status EvtchnEndpoint::Notify(uint32_t local_port) {
   auto it = ports_.find(local_port);
   if (it == ports_.end())
     return Status(Code::kInvalidArgument, "notify: port not bound to this handle", ENOTCONN);
   Port& p = it->second;
-  std::optional<PortRecord> rec;
-  {
-    DirLock lock(dir_ + "/evtchn/lock");
-    rec = p.owner ? LoadRecord(RecordPath(dir_, domid_, local_port))
-                  : LoadRecord(RecordPath(dir_, p.remote_domid, p.remote_port));
+  const std::string path =
+      p.owner ? RecordPath(dir_, domid_, local_port) : RecordPath(dir_, p.remote_domid, p.remote_port);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Status::Ok();  // other end closed: dropped
+  const RecordStamp stamp{st.st_ino, int64_t(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec, st.st_size};
+  if (p.resolved_at != stamp) {
+    std::optional<PortRecord> rec;
+    {
+      DirLock lock(dir_ + "/evtchn/lock");
+      rec = LoadRecord(path);
+    }
+    p.notify_to.reset();
+    if (rec && p.owner) {
+      if (rec->peer && rec->peer->proc.Alive()) p.notify_to.emplace(rec->peer->sock, rec->peer->port);
+    } else if (rec && rec->peer && rec->peer->sock == sock_path_ && rec->owner.proc.Alive()) {
+      p.notify_to.emplace(rec->owner.sock, rec->owner.port);  // only while this handle is still the bound peer
+    }
+    p.resolved_at = stamp;
   }
-  if (!rec) return Status::Ok();  // other end closed: dropped
-  const Endpoint* to = nullptr;
-  if (p.owner) {
-    if (rec->peer && rec->peer->proc.Alive()) to = &*rec->peer;
-  } else if (rec->peer && rec->peer->sock == sock_path_ && rec->owner.proc.Alive()) {
-    to = &rec->owner;  // only while this handle is still the bound peer
-  }
-  if (to == nullptr) return Status::Ok();
-  PendingBits* bits = PeerBits(p, to->sock);
+  if (!p.notify_to) return Status::Ok();
+  const auto& [sock, port] = *p.notify_to;
+  PendingBits* bits = PeerBits(p, sock);
   if (bits == nullptr) return Status::Ok();  // receiver closed meanwhile
-  if (!bits->TestAndSet(to->port)) SendWakeup(sock_.get(), to->sock);
+  if (!bits->TestAndSet(port)) SendWakeup(sock_.get(), sock);
   return Status::Ok();
 }
 

@@ -54,7 +54,9 @@
 //    finds the receiver's queue full is not needed, since the queue already
 //    wakes it. Notifications on a pending port coalesce into one, as on Xen;
 //  - notify on a port whose other end is unbound or dead is dropped (lost),
-//    and the call still succeeds;
+//    and the call still succeeds. It costs a stat(2) of the port record and a
+//    bit set, like one hypercall: the record is read again (under the lock)
+//    only when it changed since the handle's last notify on that port;
 //  - bind_interdomain fails with EINVAL unless the remote port exists, was
 //    allocated for the binding domain and is unbound; ESRCH is never used;
 //  - a delivered port is masked until unmask() and its pending bit cleared;
@@ -197,6 +199,14 @@ class EvtchnEndpoint {
   void set_auto_mask(bool on) { auto_mask_ = on; }
 
  private:
+  // Identity of one version of a port record file: a rewrite renames a new
+  // file into place, so any change gives another (inode, ctime, size).
+  struct RecordStamp {
+    ino_t ino = 0;
+    int64_t ctime_ns = 0;
+    off_t size = 0;
+    bool operator==(const RecordStamp&) const = default;
+  };
   struct Port {
     bool owner = false;          // allocated here (record file is ours)
     uint32_t remote_domid = 0;
@@ -204,6 +214,11 @@ class EvtchnEndpoint {
     bool masked = false;
     std::string peer_sock;   // the other end's handle, while mapped:
     PendingBits peer_bits;   // its pending bits, unmapped with the port
+    // Where notify delivers, resolved from the record (and the liveness of
+    // the processes it names) when the record had stamp `resolved_at`; the
+    // next notify resolves again only if the record changed. nullopt: drop.
+    std::optional<RecordStamp> resolved_at;
+    std::optional<std::pair<std::string, uint32_t>> notify_to;  // socket, port
   };
   EvtchnEndpoint() = default;
   void WakeSelf();
