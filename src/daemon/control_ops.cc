@@ -59,14 +59,18 @@ std::string By(const std::string& requester) { return requester.empty() ? "" : "
 
 json TimeOrNull(int64_t t) { return t ? json(t) : json(nullptr); }
 
+// The last attach or, when later, the last guest command seen by this
+// daemon (in memory): design §8.
+int64_t LastUsedAt(const InstanceMeta& m, int64_t last_command) {
+  return std::max({m.created, m.last_attached, last_command});
+}
+
 json MovedJson(const MovedInstance& m) {
   return {{"peer", m.peer}, {"moved_at", m.moved_at}, {"export_id", m.export_id}};
 }
 
 }  // namespace
 
-// The last attach (in the store) or, when later, the last guest command seen
-// by this daemon (in memory): design §8.
 GuestCtx ControlOps::AdminCtx(const Uuid& uuid) const {
   if (auto dev = backend_.FindByUuid(uuid)) return dev->ctx();
   GuestCtx c;
@@ -75,7 +79,18 @@ GuestCtx ControlOps::AdminCtx(const Uuid& uuid) const {
 }
 
 int64_t ControlOps::LastUsed(const InstanceMeta& m) const {
-  return std::max({m.created, m.last_attached, instances_ ? instances_->LastCommand(m.uuid) : 0});
+  return LastUsedAt(m, instances_ ? instances_->LastCommand(m.uuid) : 0);
+}
+
+void ControlOps::OffLoop(std::function<ControlResponse()> work, Reply done) {
+  std::weak_ptr<bool> alive = alive_;
+  EventLoop* loop = &loop_;
+  work_.Run([work = std::move(work), done = std::move(done), alive, loop] {
+    auto response = std::make_shared<ControlResponse>(work());
+    loop->Post([done, response, alive] {
+      if (auto a = alive.lock(); a && *a) done(std::move(*response));
+    });
+  });
 }
 
 // The domain's name is the toolstack's /local/domain/<domid>/name; null when absent.
@@ -121,42 +136,53 @@ bool ControlOps::InUse(const Uuid& uuid) const {
 }
 
 void ControlOps::List(Reply reply) {
-  std::map<std::string, DeviceInfo> devices;
-  for (const DeviceInfo& d : backend_.List())
-    if (!d.uuid.empty() && !d.refused) devices.emplace(d.uuid, d);
-  auto attached = [&](const std::string& uuid) -> json {
-    auto it = devices.find(uuid);
-    if (it == devices.end()) return nullptr;
-    return Attachment(it->second.domid, it->second.devid, it->second.connected);
+  // What only the loop may read (devices, xenstore, powered instances), taken
+  // now; the store is read and the answer built on work_.
+  struct Attached {
+    json attachment;
+    bool connected;
   };
-  json rows = json::array();
-  if (store_) {
-    auto metas = store_->List();
-    if (!metas.ok()) return reply(Error(ResultCode::kFailed, metas.status().message() + "; check the store"));
-    for (const InstanceMeta& m : *metas) {
-      std::string u = m.uuid.ToString();
-      rows.push_back({{"uuid", u}, {"tpm_version", m.tpm_version}, {"attached", attached(u)},
-                      {"suspended", m.suspended}, {"created", m.created}, {"last_used", LastUsed(m)},
-                      {"last_command", TimeOrNull(instances_ ? instances_->LastCommand(m.uuid) : 0)},
-                      {"size_bytes", m.size_bytes}, {"auto_created", m.auto_created}});
-      devices.erase(u);
+  std::map<std::string, Attached> devices;
+  for (const DeviceInfo& d : backend_.List())
+    if (!d.uuid.empty() && !d.refused) devices.emplace(d.uuid, Attached{Attachment(d.domid, d.devid, d.connected), d.connected});
+  std::map<Uuid, int64_t> last_commands;
+  if (instances_) last_commands = instances_->LastCommands();
+  OffLoop([store = store_, devices = std::move(devices), last_commands = std::move(last_commands)]() mutable {
+    auto attached = [&](const std::string& uuid) -> json {
+      auto it = devices.find(uuid);
+      return it == devices.end() ? json(nullptr) : it->second.attachment;
+    };
+    json rows = json::array();
+    if (store) {
+      auto metas = store->List();
+      if (!metas.ok()) return Error(ResultCode::kFailed, metas.status().message() + "; check the store");
+      for (const InstanceMeta& m : *metas) {
+        std::string u = m.uuid.ToString();
+        auto cmd = last_commands.find(m.uuid);
+        const int64_t last_command = cmd == last_commands.end() ? 0 : cmd->second;
+        rows.push_back({{"uuid", u}, {"tpm_version", m.tpm_version}, {"attached", attached(u)},
+                        {"suspended", m.suspended}, {"created", m.created}, {"last_used", LastUsedAt(m, last_command)},
+                        {"last_command", TimeOrNull(last_command)},
+                        {"size_bytes", m.size_bytes}, {"auto_created", m.auto_created}});
+        devices.erase(u);
+      }
+      auto moved = store->ListMoved();
+      if (!moved.ok()) return Error(ResultCode::kFailed, moved.status().message() + "; check the store");
+      for (const MovedInstance& m : *moved)
+        rows.push_back({{"uuid", m.uuid.ToString()}, {"tpm_version", nullptr}, {"attached", attached(m.uuid.ToString())},
+                        {"moved", MovedJson(m)}, {"created", nullptr}, {"last_used", nullptr},
+                        {"last_command", nullptr}, {"size_bytes", nullptr}, {"auto_created", nullptr}});
     }
-    auto moved = store_->ListMoved();
-    if (!moved.ok()) return reply(Error(ResultCode::kFailed, moved.status().message() + "; check the store"));
-    for (const MovedInstance& m : *moved)
-      rows.push_back({{"uuid", m.uuid.ToString()}, {"tpm_version", nullptr}, {"attached", attached(m.uuid.ToString())},
-                      {"moved", MovedJson(m)}, {"created", nullptr}, {"last_used", nullptr},
-                      {"last_command", nullptr}, {"size_bytes", nullptr}, {"auto_created", nullptr}});
-  }
-  // Devices without a stored instance: connected ones (being created, or a
-  // test build's scripted engine). A closed one, such as the device that
-  // wipe --force closed, has no TPM to list.
-  for (auto& [u, d] : devices)
-    if (!store_ || d.connected)
-      rows.push_back({{"uuid", u}, {"tpm_version", nullptr}, {"attached", attached(u)}, {"created", nullptr},
-                      {"last_used", nullptr}, {"last_command", nullptr}, {"size_bytes", nullptr},
-                      {"auto_created", nullptr}});
-  reply(Ok({{"instances", rows}}));
+    // Devices without a stored instance: connected ones (being created, or a
+    // test build's scripted engine). A closed one, such as the device that
+    // wipe --force closed, has no TPM to list.
+    for (auto& [u, d] : devices)
+      if (!store || d.connected)
+        rows.push_back({{"uuid", u}, {"tpm_version", nullptr}, {"attached", d.attachment}, {"created", nullptr},
+                        {"last_used", nullptr}, {"last_command", nullptr}, {"size_bytes", nullptr},
+                        {"auto_created", nullptr}});
+    return Ok({{"instances", rows}});
+  }, std::move(reply));
 }
 
 void ControlOps::Show(const Uuid& uuid, Reply reply) {
@@ -368,13 +394,14 @@ void ControlOps::Prune(const ControlRequest& req, Reply reply) {
 }
 
 void ControlOps::Backup(const ControlRequest& req, Reply reply) {
-  const std::string& path = req.path;
-  Status st = store_->Backup(path);
-  if (st.code() == Code::kAlreadyExists)
-    return reply(Error(ResultCode::kConflict, path + " already exists; choose a new file name"));
-  if (!st.ok()) return reply(Error(ResultCode::kFailed, st.message() + "; check that the directory exists and has room"));
-  LOG_INFO("vtpmctl backup{}: store copied to {}", By(req.requester), path);
-  reply(Ok({{"path", path}}));
+  OffLoop([store = store_, path = req.path, by = By(req.requester)] {
+    Status st = store->Backup(path);
+    if (st.code() == Code::kAlreadyExists)
+      return Error(ResultCode::kConflict, path + " already exists; choose a new file name");
+    if (!st.ok()) return Error(ResultCode::kFailed, st.message() + "; check that the directory exists and has room");
+    LOG_INFO("vtpmctl backup{}: store copied to {}", by, path);
+    return Ok({{"path", path}});
+  }, std::move(reply));
 }
 
 Result<HostIdentity> ControlOps::Identity() {

@@ -1,15 +1,18 @@
 // ControlOps: what each vtpmctl verb does in the daemon (vtpmctl(8)).
 //
-// Runs on the event-loop thread. Store calls are synchronous and short;
-// InstanceManager operations (create, clear, PCR reads) and the wait for a
-// guest to close its frontend (wipe --force) complete asynchronously, so the
-// loop keeps serving guests meanwhile.
+// Runs on the event-loop thread. Store calls are synchronous and short,
+// except those whose length grows with the store: list and backup read the
+// store on a WorkThread of their own, from what the loop handed them, and
+// answer from the loop. InstanceManager operations (create, clear, PCR
+// reads) and the wait for a guest to close its frontend (wipe --force)
+// complete asynchronously. Either way the loop keeps serving guests meanwhile.
 #pragma once
 
 #include <chrono>
 #include <memory>
 
 #include "backend/backend.h"
+#include "common/work_thread.h"
 #include "daemon/config.h"
 #include "daemon/control_server.h"
 #include "store/migration.h"
@@ -58,6 +61,9 @@ class ControlOps {
   // devid) while one is attached, else the uuid alone.
   GuestCtx AdminCtx(const Uuid& uuid) const;
   int64_t LastUsed(const InstanceMeta& m) const;
+  // Runs `work` on work_ and then `done` with its result on the loop, unless
+  // this ControlOps is gone by then.
+  void OffLoop(std::function<ControlResponse()> work, ControlServer::Reply done);
   nlohmann::json Attachment(uint32_t domid, uint32_t devid, bool connected) const;
   // Whether a device holds `uuid` or its instance is powered.
   bool InUse(const Uuid& uuid) const;
@@ -68,6 +74,7 @@ class ControlOps {
   InstanceManager* instances_;
   const Config& cfg_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  WorkThread work_;  // last: joined before the members its jobs use go
 };
 
 }  // namespace vtpm

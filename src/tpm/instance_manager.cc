@@ -265,6 +265,12 @@ int64_t InstanceManager::LastCommand(const Uuid& uuid) const {
   return t;
 }
 
+std::map<Uuid, int64_t> InstanceManager::LastCommands() const {
+  std::map<Uuid, int64_t> out = last_command_;
+  for (const auto& [uuid, inst] : instances_) out[uuid] = std::max(out[uuid], inst->last_command());
+  return out;
+}
+
 void InstanceManager::Release(const Uuid& uuid, const GuestCtx& ctx) {
   auto inst = Running(uuid);
   if (!inst || inst->ctx().domid != ctx.domid) return;

@@ -76,6 +76,9 @@ class InstanceManager final : public EngineProvider {
   // Unix time of the last guest command to `uuid` since this daemon started,
   // 0 if none (design §8: in memory only, no disk write per command).
   int64_t LastCommand(const Uuid& uuid) const;
+  // LastCommand() of every instance that has run a command since the daemon
+  // started (the others: 0), for a caller off the loop thread.
+  std::map<Uuid, int64_t> LastCommands() const;
   // Drops what is remembered of `uuid` (vtpmctl wipe, prune).
   void Forget(const Uuid& uuid) { last_command_.erase(uuid); }
 

@@ -110,6 +110,7 @@ class Bench {
   // bench_scale.cc
   Status BulkInsert();
   Status MeasureScale();
+  Status MeasureCommandsDuringList();
 
   // bench_load_memory.cc
   Status MeasureLoad();

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "bench/bench.h"
+#include "bench/expect_success.h"
 #include "bench/inprocess.h"
 #include "common/child_process.h"
 #include "common/uuid.h"
@@ -104,10 +105,56 @@ Status Bench::MeasureScale() {
   }
   Note(kScale, "  of which: vtpmctl --json list (no table formatting), median", Us(Med(json_lists)));
   Note(kScale, "  of which: the store's List() alone (in-process, daemon stopped)", Us(store_list_));
+  RETURN_IF_ERROR(MeasureCommandsDuringList());
   uint64_t bytes = 0;
   for (const auto& e : std::filesystem::directory_iterator(daemon_->state_dir()))
     if (e.is_regular_file() && e.path().filename().string().rfind("vtpm.db", 0) == 0) bytes += e.file_size();
   Note(kScale, "store bytes per instance (vtpm.db + WAL) / " + n, FormatNumber(double(bytes) / double(registered_)));
+  return Status::Ok();
+}
+
+// Issue 16, item 4: the first guest's TPM_PCRRead round trips, idle and
+// while vtpmctl list runs back to back, as median / longest.
+Status Bench::MeasureCommandsDuringList() {
+  BenchGuest& g = *guests_.front();
+  const Bytes read = tpm12::PcrRead(10);
+  auto round_trip = [&]() -> Result<double> {
+    const auto t0 = Clock::now();
+    ASSIGN_OR_RETURN(Bytes rsp, g.Transact(read));
+    RETURN_IF_ERROR(ExpectSuccess(rsp, "TPM_PCRRead"));
+    return Seconds(Clock::now() - t0);
+  };
+  std::vector<double> idle, during;
+  for (int i = 0; i < 300; ++i) {
+    ASSIGN_OR_RETURN(double s, round_trip());
+    idle.push_back(s);
+  }
+  std::atomic<bool> listing{true};
+  Status lister_status;
+  std::thread lister([&] {
+    for (int i = 0; i < o_.samples && lister_status.ok(); ++i) {
+      auto out = Ctl({"list"});
+      if (!out.ok()) lister_status = out.status();
+      else if (out->exit_code != 0) lister_status = Status(Code::kInternal, "vtpmctl list: " + out->output);
+    }
+    listing = false;
+  });
+  Status guest_status;
+  while (listing && guest_status.ok()) {
+    auto s = round_trip();
+    if (s.ok()) during.push_back(*s);
+    else guest_status = s.status();
+  }
+  lister.join();
+  RETURN_IF_ERROR(lister_status);
+  RETURN_IF_ERROR(guest_status);
+  auto longest = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
+  Note(kScale,
+       "a guest's TPM_PCRRead round trip while vtpmctl list runs back to back (" + std::to_string(during.size()) +
+           " commands): median / longest",
+       Us(Med(during)) + " / " + Us(longest(during)));
+  Note(kScale, "  the same with the control socket idle (300 commands): median / longest",
+       Us(Med(idle)) + " / " + Us(longest(idle)));
   return Status::Ok();
 }
 
