@@ -59,6 +59,9 @@ struct ControlResponse {
   ResultCode result = ResultCode::kOk;
   std::string error;  // empty on success
   nlohmann::json data = nlohmann::json::object();
+  // EncodeResponse() of the fields above when already made (off the event
+  // loop, for a large answer); the server then sends it as it is.
+  std::string encoded;
 };
 
 // Serialisation: one line, '\n' included.

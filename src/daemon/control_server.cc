@@ -157,18 +157,18 @@ void ControlServer::OnReadable(int fd) {
       if (auto a = alive.lock(); !a || !*a) return;
       auto found = conns_.find(fd);
       if (found == conns_.end() || found->second.get() != conn) return;  // closed meanwhile
-      Respond(fd, rsp);
+      Respond(fd, std::move(rsp));
     });
     return;
   }
 }
 
-void ControlServer::Respond(int fd, const ControlResponse& rsp) {
+void ControlServer::Respond(int fd, ControlResponse rsp) {
   auto it = conns_.find(fd);
   if (it == conns_.end()) return;
   Conn& c = *it->second;
   c.answered = true;
-  c.out = EncodeResponse(rsp);
+  c.out = rsp.encoded.empty() ? EncodeResponse(rsp) : std::move(rsp.encoded);
   c.written = 0;
   loop_.CancelTimer(c.deadline);
   // A client that never reads cannot hold the slot forever.

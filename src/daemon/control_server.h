@@ -37,7 +37,7 @@ class ControlServer {
   ControlServer(EventLoop& loop, UniqueFd fd, std::string path, Handler handler);
   void OnAccept();
   void OnReadable(int fd);
-  void Respond(int fd, const ControlResponse& rsp);
+  void Respond(int fd, ControlResponse rsp);
   void OnWritable(int fd);
   void Close(int fd);
 
