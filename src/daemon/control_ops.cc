@@ -254,6 +254,8 @@ void ControlOps::Create(const ControlRequest& req, Reply reply) {
 }
 
 void ControlOps::StatusVerb(Reply reply) {
+  // The device counts are the loop's; the store's figures and the host
+  // TPM's PCRs (a hardware TPM answers in milliseconds) are read on work_.
   size_t known = backend_.List().size();
   json data = {{"version", "vtpmmgrd 0.1.0"},
                {"engine", cfg_.engine},
@@ -261,17 +263,18 @@ void ControlOps::StatusVerb(Reply reply) {
                {"devices", {{"known", known}, {"connected", backend_.connected_count()}}},
                {"store", nullptr},
                {"host_tpm", nullptr}};
-  if (store_) {
-    auto st = store_->GetStatus();
-    if (!st.ok()) return reply(Error(ResultCode::kFailed, st.status().message() + "; check the host TPM and the store"));
+  if (!store_) return reply(Ok(std::move(data)));
+  OffLoop([store = store_, data = std::move(data), pcr_policy = cfg_.pcr_policy]() mutable {
+    auto st = store->GetStatus();
+    if (!st.ok()) return Error(ResultCode::kFailed, st.status().message() + "; check the host TPM and the store");
     json pcrs = json::array();
     for (auto& [i, v] : st->pcr_values) pcrs.push_back({{"index", i}, {"sha256", Hex(v.data(), v.size())}});
     data["store"] = {{"path", st->db_path}, {"runtime_dir", st->runtime_dir}, {"instances", st->instances},
                      {"size_bytes", st->db_bytes}, {"commits", st->commits}, {"commit_groups", st->commit_groups}};
     data["host_tpm"] = {{"transport", st->host_tpm_transport}, {"key_protection", st->key_protection},
-                        {"pcr_policy", cfg_.pcr_policy}, {"pcrs", pcrs}};
-  }
-  reply(Ok(std::move(data)));
+                        {"pcr_policy", pcr_policy}, {"pcrs", pcrs}};
+    return Ok(std::move(data));
+  }, std::move(reply));
 }
 
 Status ControlOps::WipeNow(const Uuid& uuid, const GuestCtx& ctx, const std::string& by) {

@@ -367,6 +367,12 @@ Status SqliteStore::TouchAttached(const Uuid& uuid) {
   return Status::Ok();
 }
 
+void SqliteStore::YieldToCommits() {
+  std::unique_lock<std::mutex> l(q_mu_);
+  const uint64_t target = groups_ + (in_group_ ? 1 : 0) + (queue_.empty() ? 0 : 1);
+  group_done_cv_.wait(l, [&] { return groups_ >= target || stopping_; });
+}
+
 void SqliteStore::ThreadMain() {
   for (;;) {
     std::vector<Job> group;
@@ -378,6 +384,7 @@ void SqliteStore::ThreadMain() {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      in_group_ = true;
     }
     RunGroup(group);
   }
@@ -426,7 +433,9 @@ void SqliteStore::RunGroup(std::vector<Job>& group) {
     std::lock_guard<std::mutex> l(q_mu_);
     commits_ += group.size();
     ++groups_;
+    in_group_ = false;
   }
+  group_done_cv_.notify_all();
   for (size_t i = 0; i < group.size(); ++i)
     if (group[i].done) group[i].done(std::move(results[i]));
 }
@@ -478,41 +487,86 @@ Status SqliteStore::DropRuntimeCopies(const Uuid& uuid) {
 
 static_assert(int(SealedKind::kSuspend) == 20, "List() names the suspend capture's kind");
 
+// Reads kListChunk rows per hold of db_mu_, resuming after the last uuid
+// read, and lets the commits waiting meanwhile run between two chunks, so
+// that the store thread's commits (every guest's state change) wait for one
+// chunk, not for the whole table (design §6b). Each row is
+// consistent; the list is not one snapshot of the table.
 Result<std::vector<InstanceMeta>> SqliteStore::List() {
-  std::lock_guard<std::mutex> l(db_mu_);
+  std::vector<InstanceMeta> out;
+  Bytes after;  // x'' sorts before every uuid
+  for (;;) {
+    Result<size_t> rows = Status(Code::kInternal, "not read");
+    {
+      std::lock_guard<std::mutex> l(db_mu_);
+      rows = ListChunkLocked(&after, &out);
+    }
+    if (!rows.ok()) return rows.status();
+    if (*rows < kListChunk) return out;
+    YieldToCommits();
+  }
+}
+
+Result<size_t> SqliteStore::ListChunkLocked(Bytes* after, std::vector<InstanceMeta>* out) {
   ASSIGN_OR_RETURN(Stmt * q, Query(
       "SELECT i.uuid, i.tpm_version, i.created, i.last_attached, i.last_written, i.auto_created, i.ek_public,"
       " length(i.data_key)"
       " + (SELECT coalesce(sum(length(b.sealed)), 0) FROM blobs b WHERE b.uuid = i.uuid)"
       " + (SELECT coalesce(sum(length(r.sealed)), 0) FROM records r WHERE r.uuid = i.uuid),"
       " EXISTS(SELECT 1 FROM blobs s WHERE s.uuid = i.uuid AND s.kind = 20)"  // SealedKind::kSuspend
-      " FROM instances i ORDER BY i.uuid"));
-  std::vector<InstanceMeta> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
+      " FROM instances i WHERE i.uuid > ? ORDER BY i.uuid LIMIT ?"));
+  q->Bind(1, *after).Bind(2, int64_t(kListChunk));
+  size_t rows = 0;
+  for (;; ++rows) {
+    Result<bool> row = q->Step();
+    if (!row.ok()) {
+      q->Reset();
+      return row.status();
+    }
+    if (!*row) break;
     InstanceMeta m;
     Bytes u = q->Blob(0);
-    if (u.size() != m.uuid.bytes.size()) return Status(Code::kCorruption, "instances table holds a malformed uuid");
+    if (u.size() != m.uuid.bytes.size()) {
+      q->Reset();
+      return Status(Code::kCorruption, "instances table holds a malformed uuid");
+    }
     std::copy(u.begin(), u.end(), m.uuid.bytes.begin());
     ReadMetaColumns(*q, 1, &m);
     m.size_bytes = uint64_t(q->Int(7));
     m.suspended = q->Int(8) != 0;
-    out.push_back(std::move(m));
+    *after = std::move(u);
+    out->push_back(std::move(m));
   }
   q->Reset();
-  return out;
+  return rows;
 }
 
+// Copies kBackupPagesPerStep pages per hold of db_mu_, for the reason List()
+// reads in chunks. Commits made between steps go through this same
+// connection, and SQLite applies them to the copy as well, so the backup is
+// the database as it stands when the last step ends.
 Status SqliteStore::Backup(const std::string& path) {
   if (::access(path.c_str(), F_OK) == 0)
     return Status(Code::kAlreadyExists, "backup target " + path + " already exists");
   ASSIGN_OR_RETURN(Db dest, Db::Open(path, ""));
-  std::lock_guard<std::mutex> l(db_mu_);
-  sqlite3_backup* b = sqlite3_backup_init(dest.get(), "main", db_.get(), "main");
+  sqlite3_backup* b = nullptr;
+  {
+    std::lock_guard<std::mutex> l(db_mu_);
+    b = sqlite3_backup_init(dest.get(), "main", db_.get(), "main");
+  }
   if (!b) return SqliteStatus(sqlite3_extended_errcode(dest.get()), "starting backup to " + path, dest.get());
-  int rc = sqlite3_backup_step(b, -1);
-  sqlite3_backup_finish(b);
+  int rc = SQLITE_OK;
+  while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+    {
+      std::lock_guard<std::mutex> l(db_mu_);
+      rc = sqlite3_backup_step(b, kBackupPagesPerStep);
+    }
+    if (rc != SQLITE_DONE) YieldToCommits();
+  }
+  {
+    std::lock_guard<std::mutex> l(db_mu_);
+    sqlite3_backup_finish(b);
+  }
   if (rc != SQLITE_DONE) return SqliteStatus(rc, "backup to " + path);
   return Status::Ok();
 }

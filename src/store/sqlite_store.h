@@ -86,9 +86,16 @@ class SqliteStore final : public Store {
   Result<uint64_t> RunOnStoreThread(std::function<Result<uint64_t>()> apply);
   void Enqueue(Job job);
   void ThreadMain();
+  // For a long reader (List, Backup) between two holds of db_mu_: waits until
+  // the groups queued or running now have committed. std::mutex is not fair:
+  // a reader that took it back at once could starve the store thread.
+  void YieldToCommits();
   void RunGroup(std::vector<Job>& group);
   Status RunAlone(Job& job, Result<uint64_t>* out);
   Result<LoadedInstance> LoadLocked(const Uuid& uuid);
+  // List()'s rows after uuid `*after`, at most kListChunk, appended to `out`;
+  // moves `*after` to the last one read. Returns how many were read.
+  Result<size_t> ListChunkLocked(Bytes* after, std::vector<InstanceMeta>* out);
   Result<uint64_t> ApplyCommit(const CommitRequest& req);
   Result<Stmt*> Query(const char* sql);  // cached prepared statement, reset
   Result<SecretBytes> DataKeyLocked(const Uuid& uuid);
@@ -96,6 +103,10 @@ class SqliteStore final : public Store {
   Status Rollback();
   std::string VolatilePath(const Uuid& uuid) const;
   std::string RespondedPath(const Uuid& uuid) const;
+
+  // List() and Backup() take db_mu_ for this much at a time (design §6b).
+  static constexpr size_t kListChunk = 256;
+  static constexpr int kBackupPagesPerStep = 128;
 
   SqliteStoreSettings settings_;
   DirLock lock_;
@@ -114,6 +125,8 @@ class SqliteStore final : public Store {
   std::deque<Job> queue_;
   bool stopping_ = false;
   uint64_t commits_ = 0, groups_ = 0;  // under q_mu_
+  bool in_group_ = false;              // under q_mu_: a group taken from queue_ is running
+  std::condition_variable group_done_cv_;
   std::thread thread_;
 };
 

@@ -195,6 +195,8 @@ class Store {
   virtual Status SaveResponded(const Uuid& uuid, const RespondedMark& mark) = 0;
   // nullopt if absent; kCorruption if malformed.
   virtual Result<std::optional<RespondedMark>> LoadResponded(const Uuid& uuid) = 0;
+  // Reads the host TPM's policy PCRs, which nothing else does after start-up:
+  // callers on more than one thread must not call it concurrently.
   virtual Result<StoreStatus> GetStatus() = 0;
 };
 

@@ -25,6 +25,7 @@
 #include "bench/bench_guest.h"
 #include "bench/bench_report.h"
 #include "bench/swtpm12.h"
+#include "guest/frontend.h"
 #include "common/status.h"
 #include "harness/daemon_process.h"
 #include "host_tpm_swtpm.h"
@@ -34,6 +35,10 @@
 #include "toolstack/toolstack.h"
 
 namespace vtpm::bench {
+
+// The NV phases' guests and their WRITEDEFINE index.
+inline constexpr uint32_t kNvDomid = 2, kNvListDomid = 3;
+inline constexpr uint32_t kNvIndex = 0x00011101, kNvBytes = 256;
 
 // Report sections, in print order.
 inline constexpr char kPerCommand[] = "Per command, one guest, closed loop";
@@ -106,6 +111,10 @@ class Bench {
   Status MeasureManufacture();
   Status MeasureCommands();
   Status MeasureNv();
+  // A new domain `domid` whose guest owns its TPM and defined kNvIndex
+  // (WRITEDEFINE). libtpms answers TPM_MAXNVWRITES after 64 writes without
+  // authorization, so each phase that writes takes a guest of its own.
+  Result<std::unique_ptr<sim::GuestFrontend>> NvGuest(uint32_t domid);
 
   // bench_scale.cc
   Status BulkInsert();
@@ -114,6 +123,7 @@ class Bench {
 
   // bench_load_memory.cc
   Status MeasureLoad();
+  Status MeasureScaling();
   Status MeasureMemory();
 
   Options o_;

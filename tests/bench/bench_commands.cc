@@ -26,9 +26,6 @@
 namespace vtpm::bench {
 namespace {
 
-constexpr uint32_t kNvDomid = 2;
-constexpr uint32_t kNvIndex = 0x00011101, kNvBytes = 256;
-
 // Each remote command's figures: round trips, and CPU per command for each
 // group of processes (e.g. {daemon}, {workers}).
 struct Remote {
@@ -149,28 +146,31 @@ Status Bench::MeasureCommands() {
   return Status::Ok();
 }
 
-Status Bench::MeasureNv() {
+Result<std::unique_ptr<sim::GuestFrontend>> Bench::NvGuest(uint32_t domid) {
   const std::string uuid = sim::RandomUuid();
-  auto r = ts_->Create(kNvDomid, {{0u, uuid}});
+  auto r = ts_->Create(domid, {{0u, uuid}});
   if (!r.status.ok()) return r.status.Annotate(r.Report());
   sim::FrontendOptions fo;
-  fo.domid = kNvDomid;
+  fo.domid = domid;
   ASSIGN_OR_RETURN(auto guest, sim::GuestFrontend::Create(fo));
   RETURN_IF_ERROR(guest->Connect());
-  {
-    // The guest takes ownership (on an nvLocked TPM, TPM_NV_DefineSpace
-    // needs the owner) and defines a WRITEDEFINE index: written without
-    // authorization until a zero-length write locks it.
-    ASSIGN_OR_RETURN(auto server, sim::TpmSocketServer::Start(*guest, host_->dir() + "/nv-guest.sock"));
-    ASSIGN_OR_RETURN(auto tcsd, sim::TcsdInstance::Start(server->path()));
-    for (std::vector<std::string> argv :
-         {std::vector<std::string>{"tpm_takeownership", "-y", "-z"},
-          std::vector<std::string>{"tpm_nvdefine", "-y", "-i", std::to_string(kNvIndex), "-s",
-                                   std::to_string(kNvBytes), "-p", "WRITEDEFINE"}}) {
-      ASSIGN_OR_RETURN(auto out, tcsd->Run(argv));
-      if (out.exit_code != 0) return Status(Code::kInternal, argv[0] + " failed: " + out.output);
-    }
+  // The guest takes ownership (on an nvLocked TPM, TPM_NV_DefineSpace
+  // needs the owner) and defines a WRITEDEFINE index: written without
+  // authorization until a zero-length write locks it.
+  ASSIGN_OR_RETURN(auto server, sim::TpmSocketServer::Start(*guest, host_->dir() + "/nv-guest.sock"));
+  ASSIGN_OR_RETURN(auto tcsd, sim::TcsdInstance::Start(server->path()));
+  for (std::vector<std::string> argv :
+       {std::vector<std::string>{"tpm_takeownership", "-y", "-z"},
+        std::vector<std::string>{"tpm_nvdefine", "-y", "-i", std::to_string(kNvIndex), "-s",
+                                 std::to_string(kNvBytes), "-p", "WRITEDEFINE"}}) {
+    ASSIGN_OR_RETURN(auto out, tcsd->Run(argv));
+    if (out.exit_code != 0) return Status(Code::kInternal, argv[0] + " failed: " + out.output);
   }
+  return guest;
+}
+
+Status Bench::MeasureNv() {
+  ASSIGN_OR_RETURN(auto guest, NvGuest(kNvDomid));
   ASSIGN_OR_RETURN(Bytes def, swtpm12_->Transact(NvDefineSpaceNoAuth(kNvIndex, kNvBytes, kNvPerWriteDefine)));
   RETURN_IF_ERROR(ExpectSuccess(def, "swtpm NV_DefineSpace"));
   Bytes data(kNvBytes);

@@ -2,7 +2,9 @@
 // load (each of o_.guests guests at 20 commands/s) and throughput in closed
 // loop, then the memory of the daemon and of one worker vs swtpm 1.2.
 // Needs AttachLoadGuests (at least the largest o_.guests guests attached).
+#include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench/bench.h"
@@ -54,6 +56,39 @@ Status Bench::MeasureLoad() {
              ")",
          FormatNumber(double(closed.answered) / closed.seconds));
   }
+  return MeasureScaling();
+}
+
+// Issue 16, item 5: the closed loop of the largest guest count with the
+// daemon and its workers confined to one CPU, then to two; the guests'
+// driver stays free to run on every CPU.
+Status Bench::MeasureScaling() {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  if (cpus < 2) {
+    Note(kLoad, "closed loop at 1 and 2 CPUs", "not measured: this machine has one CPU");
+    return Status::Ok();
+  }
+  const uint32_t count = *std::max_element(o_.guests.begin(), o_.guests.end());
+  std::vector<BenchGuest*> gs;
+  for (uint32_t i = 0; i < count && i < guests_.size(); ++i) gs.push_back(guests_[i].get());
+  double rate[2] = {0, 0};
+  for (unsigned n : {1u, 2u}) {
+    std::vector<pid_t> pids = ChildrenNamed(daemon_->pid(), "vtpm-worker");
+    pids.push_back(daemon_->pid());
+    RETURN_IF_ERROR(PinToFirstCpus(pids, n));
+    auto closed = RunClosedLoop(gs, o_.load_seconds / 2, o_.load_seconds / 10);
+    Status unpinned = PinToFirstCpus(pids, cpus);
+    if (!closed.ok()) return closed.status();
+    RETURN_IF_ERROR(unpinned);
+    RETURN_IF_ERROR(LoadErrors(*closed));
+    rate[n - 1] = double(closed->answered) / closed->seconds;
+    Note(kLoad,
+         std::to_string(gs.size()) + " guests, closed loop, daemon and workers on " + std::to_string(n) +
+             " CPU" + (n > 1 ? "s" : "") + ": commands/s (the guests' driver used " +
+             FormatNumber(closed->driver_cpu / closed->seconds * 100) + "% of one CPU)",
+         FormatNumber(rate[n - 1]));
+  }
+  Note(kLoad, "  scaling, 2 CPUs / 1 CPU", Ratio(rate[1], rate[0]));
   return Status::Ok();
 }
 

@@ -1,7 +1,10 @@
 #include "bench/proc_stats.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <fstream>
 #include <sstream>
@@ -92,6 +95,28 @@ std::vector<pid_t> ChildrenNamed(pid_t parent, const std::string& comm) {
   }
   ::closedir(d);
   return out;
+}
+
+Status PinToFirstCpus(const std::vector<pid_t>& pids, unsigned cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (unsigned c = 0; c < cpus; ++c) CPU_SET(c, &set);
+  for (pid_t pid : pids) {
+    const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return Status::FromErrno(errno, "opendir " + dir);
+    Status st;
+    while (dirent* e = ::readdir(d)) {
+      char* end = nullptr;
+      long tid = std::strtol(e->d_name, &end, 10);
+      if (tid <= 0 || *end) continue;
+      if (::sched_setaffinity(pid_t(tid), sizeof(set), &set) != 0 && errno != ESRCH)
+        st = Status::FromErrno(errno, "sched_setaffinity of thread " + std::to_string(tid));
+    }
+    ::closedir(d);
+    RETURN_IF_ERROR(st);
+  }
+  return Status::Ok();
 }
 
 std::string LoadAverage() {

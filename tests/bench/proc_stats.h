@@ -26,6 +26,10 @@ Result<uint64_t> PrivateKib(pid_t pid);
 // Live children of `parent` whose command name (/proc/<pid>/comm) is `comm`.
 std::vector<pid_t> ChildrenNamed(pid_t parent, const std::string& comm);
 
+// Confines every thread of each of `pids` (/proc/<pid>/task) to CPUs 0 ..
+// cpus - 1 (sched_setaffinity); threads started later inherit it.
+Status PinToFirstCpus(const std::vector<pid_t>& pids, unsigned cpus);
+
 // The one-, five- and fifteen-minute load averages, as /proc/loadavg says.
 std::string LoadAverage();
 
