@@ -168,6 +168,7 @@ int RunDaemon(const Config& cfg) {
     io.command_deadline = cfg.command_deadline;
     io.admin_deadline = cfg.admin_deadline;
     io.boot_id = *boot_id;
+    io.start_slots = StartSlots::Create(loop, StartSlots::DefaultLimit());
     auto im = std::make_unique<InstanceManager>(loop, *store, io);
     instances = im.get();
     engines = std::move(im);

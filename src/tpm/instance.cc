@@ -109,6 +109,7 @@ void Instance::FailPowerOn(const Status& why) {
 void Instance::PowerOff() {
   if (phase_ == Phase::kOff) return;
   worker_.reset();
+  start_lease_.Reset();
   phase_ = Phase::kOff;
   // The device is gone: its callbacks are dropped, not called.
   FailAll(Status(Code::kUnavailable, "TPM powered off"), /*notify_guest=*/false);
@@ -116,6 +117,23 @@ void Instance::PowerOff() {
 
 void Instance::StartWorker() {
   phase_ = Phase::kStarting;
+  start_lease_.Reset();  // a start that faulted before kInit's reply gives its slot up
+  if (!cfg_.start_slots) return Spawn();
+  const uint64_t token = ++start_token_;
+  std::weak_ptr<Instance> weak = weak_from_this();
+  cfg_.start_slots->Acquire([weak, token](StartSlots::Lease lease) {
+    auto self = weak.lock();
+    // Powered off or restarted while it waited: the lease goes back.
+    if (!self || self->start_token_ != token || self->phase_ != Phase::kStarting) return;
+    self->start_lease_ = std::move(lease);
+    self->Spawn();
+  });
+  if (!start_lease_.held())
+    VLOG_DEBUG(ctx_, "waiting for a start-up slot ({} of {} in use, {} waiting)", cfg_.start_slots->held(),
+               cfg_.start_slots->limit(), cfg_.start_slots->waiting());
+}
+
+void Instance::Spawn() {
   auto client = WorkerClient::Start(loop_, cfg_.worker);
   if (!client.ok()) {
     // Report asynchronously: callers of PowerOn() must not be re-entered.
@@ -137,6 +155,7 @@ void Instance::StartWorker() {
 }
 
 void Instance::OnInit(Result<WorkerReply> reply) {
+  start_lease_.Reset();  // start-up is over, however it ended
   if (reply.ok() && reply->type != WorkerMsg::kReply)
     reply = Status(Code::kUnavailable, "worker refused to start: " + reply->message);
   if (!reply.ok()) return Fault(reply.status().Annotate("TPM_Init"));
@@ -500,6 +519,7 @@ void Instance::Fault(const Status& why) {
              why.ToString());
   if (++start_failures_ >= kMaxStartFailures) {
     worker_.reset();
+    start_lease_.Reset();
     phase_ = Phase::kBroken;
     broken_why_ = why.Annotate("TPM cannot start");
     retry_at_ = std::chrono::steady_clock::now() + kBrokenRetryDelay;

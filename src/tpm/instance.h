@@ -41,6 +41,7 @@
 #include "common/log.h"
 #include "store/store.h"
 #include "tpm/engine.h"
+#include "tpm/start_slots.h"
 #include "tpm/worker_client.h"
 
 namespace vtpm {
@@ -54,6 +55,8 @@ struct InstanceConfig {
   std::array<uint8_t, 16> boot_id{};
   // The domain's handle when the hypervisor told it; tags the volatile copy.
   std::optional<std::array<uint8_t, 16>> domain_handle;
+  // Bounds concurrent worker start-ups (tpm/start_slots.h); none: unbounded.
+  std::shared_ptr<StartSlots> start_slots;
 };
 
 class Instance final : public Engine, public std::enable_shared_from_this<Instance> {
@@ -131,7 +134,10 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   };
 
   Instance(EventLoop& loop, Store& store, InstanceConfig cfg, Uuid uuid, GuestCtx ctx);
+  // Starts a worker from the last committed state once a start-up slot is
+  // free (at once without StartSlots); commands queue meanwhile.
   void StartWorker();
+  void Spawn();
   void OnInit(Result<WorkerReply> reply);
   void Pump();
   void OnReply(uint64_t id, Result<WorkerReply> reply);
@@ -181,6 +187,8 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   GuestCtx ctx_;
   Phase phase_ = Phase::kWaiting;
   std::unique_ptr<WorkerClient> worker_;
+  StartSlots::Lease start_lease_;  // held from the worker's spawn to kInit's reply
+  uint64_t start_token_ = 0;       // which StartWorker() a slot is handed to
 
   // Last committed state: what a restarted worker starts from.
   Bytes permanent_;

@@ -56,6 +56,7 @@ InstanceConfig InstanceManager::MakeConfig(const std::optional<DomainHandle>& ha
   cfg.startup_clear = opts_.startup_clear;
   cfg.boot_id = opts_.boot_id;
   cfg.domain_handle = handle;
+  cfg.start_slots = opts_.start_slots;
   return cfg;
 }
 

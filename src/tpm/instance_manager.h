@@ -38,6 +38,7 @@ struct InstanceManagerOptions {
   // Worker start-up and each manufacturing step (RSA-2048 key generation).
   std::chrono::milliseconds admin_deadline{30000};
   std::array<uint8_t, 16> boot_id{};  // ReadBootId()
+  std::shared_ptr<StartSlots> start_slots;  // shared by every instance's worker start-ups
 };
 
 class InstanceManager final : public EngineProvider {

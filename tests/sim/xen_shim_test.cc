@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -130,6 +132,52 @@ TEST_F(XenShimTest, EachPendingPortIsDeliveredWithoutUnmaskingTheOthers) {
               (first == "event " + l2 && second == "event " + l1))
       << first << " / " << second;
   EXPECT_EQ(Ask(peer, "wait 100"), "timeout");
+}
+
+// A handle with ports in several words of the pending bits hands out the
+// pending unmasked ones round robin from the last delivered, skips masked
+// ones until they are unmasked, and says when none is left.
+TEST_F(XenShimTest, PendingPortsComeRoundRobinAndMaskedOnesWait) {
+  constexpr int kPorts = 150;  // local ports in three 64-bit words
+  EvtchnEndpoint guest = GuestEvtchn();
+  auto opened = EvtchnEndpoint::Open(host().sim_dir(), 0);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EvtchnEndpoint dom0 = std::move(opened).value();  // masks what it delivers, as the daemon's handle
+  std::vector<uint32_t> guest_port, local;
+  for (int i = 0; i < kPorts; ++i) {
+    auto g = guest.AllocUnbound(0);
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    auto l = dom0.BindInterdomain(kGuest, *g);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    guest_port.push_back(*g);
+    local.push_back(*l);
+  }
+  ASSERT_GT(*std::max_element(local.begin(), local.end()), 128u);
+  auto pending = [&]() -> std::optional<uint32_t> {
+    auto p = dom0.Pending(false);
+    if (p.ok()) return *p;
+    EXPECT_EQ(p.status().code(), Code::kBusy) << p.status().ToString();
+    return std::nullopt;
+  };
+  const std::vector<int> notified = {140, 3, 70, 100};
+  for (int i : notified) ASSERT_TRUE(guest.Notify(guest_port[size_t(i)]).ok());
+  std::vector<uint32_t> want;
+  for (int i : notified) want.push_back(local[size_t(i)]);
+  std::sort(want.begin(), want.end());
+  for (uint32_t w : want) EXPECT_EQ(pending(), std::optional<uint32_t>(w));
+  EXPECT_EQ(pending(), std::nullopt);
+
+  // Delivered ports stay masked: their next events wait for Unmask, and the
+  // round robin resumes after the last port delivered.
+  const uint32_t low = local[3], mid = local[70];
+  ASSERT_TRUE(guest.Notify(guest_port[3]).ok());
+  ASSERT_TRUE(guest.Notify(guest_port[70]).ok());
+  EXPECT_EQ(pending(), std::nullopt);
+  dom0.Unmask(low);
+  dom0.Unmask(mid);
+  EXPECT_EQ(pending(), std::optional<uint32_t>(std::min(low, mid)));  // wrapped round past the highest
+  EXPECT_EQ(pending(), std::optional<uint32_t>(std::max(low, mid)));
+  EXPECT_EQ(pending(), std::nullopt);
 }
 
 // Xen keeps one pending bit per port: a receiver that does not read loses no

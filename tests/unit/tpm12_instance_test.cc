@@ -95,8 +95,9 @@ class InstanceTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::make_unique<FaultyStore>(std::move(s).value());
   }
-  void StartManager(bool auto_create = true) {
+  void StartManager(bool auto_create = true, std::shared_ptr<StartSlots> slots = nullptr) {
     InstanceManagerOptions o;
+    o.start_slots = std::move(slots);
     o.worker = TestWorkerOptions();
     o.auto_create = auto_create;
     o.command_deadline = milliseconds(1500);
@@ -313,6 +314,46 @@ TEST_F(InstanceTest, UnknownUuidWithoutAutoCreateIsNotFound) {
   auto e = manager_->Connect(U(kUuidA), Ctx(5, kUuidA), std::nullopt);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), Code::kNotFound);
+}
+
+// With one start-up slot, the second instance's worker is not even spawned
+// until the first has answered kInit; its command waits and then runs. A
+// start powered off while it waits gives nothing back twice and blocks no one.
+TEST_F(InstanceTest, OneStartUpSlotStartsWorkersOneAtATime) {
+  auto slots = StartSlots::Create(*loop_, 1);
+  StartManager(true, slots);
+  for (auto [uuid, domid] : {std::pair{kUuidA, 5}, std::pair{kUuidB, 6}}) {  // manufactured, then off
+    auto e = Connect(uuid, domid);
+    ASSERT_TRUE(e);
+    Pcr(*e, 0);
+    manager_->Release(U(uuid), Ctx(domid, uuid));
+  }
+  EXPECT_EQ(slots->held(), 0u);
+  auto a = Connect(kUuidA, 7);
+  auto b = Connect(kUuidB, 8);
+  ASSERT_TRUE(a && b);
+  EXPECT_GT(WorkerPid(kUuidA), 0);
+  EXPECT_EQ(WorkerPid(kUuidB), -1) << "spawned while the only slot was held";
+  EXPECT_EQ(slots->waiting(), 1u);
+  std::optional<Bytes> out;
+  b->Execute(tpm12::PcrRead(0), 0, [&](Bytes r) { out = std::move(r); });
+  EXPECT_EQ(tpm12::ResponseCode(RunUntil(out)), tpm12::kSuccess);
+  EXPECT_GT(WorkerPid(kUuidB), 0);
+  EXPECT_EQ(Rc(*a, tpm12::PcrRead(0)), tpm12::kSuccess);
+  EXPECT_EQ(slots->held(), 0u);
+
+  // B waits behind A's start-up and is released before its turn.
+  manager_->Release(U(kUuidA), Ctx(7, kUuidA));
+  manager_->Release(U(kUuidB), Ctx(8, kUuidB));
+  auto a2 = Connect(kUuidA, 9);
+  auto b2 = Connect(kUuidB, 10);
+  ASSERT_TRUE(a2 && b2);
+  EXPECT_EQ(slots->waiting(), 1u);
+  manager_->Release(U(kUuidB), Ctx(10, kUuidB));
+  EXPECT_EQ(Rc(*a2, tpm12::PcrRead(0)), tpm12::kSuccess);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(loop_->RunOnce(milliseconds(10)).ok());
+  EXPECT_EQ(slots->held(), 0u);
+  EXPECT_EQ(slots->waiting(), 0u);
 }
 
 TEST_F(InstanceTest, PowerFollowsTheDomain) {

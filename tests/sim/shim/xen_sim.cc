@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -218,6 +219,11 @@ bool PendingBits::Test(uint32_t port) const {
   return (std::atomic_ref<uint64_t>(words_[port / 64]).load() & (uint64_t{1} << (port % 64))) != 0;
 }
 
+uint64_t PendingBits::Word(size_t i) const {
+  if (words_ == nullptr || i >= kMaxPorts / 64) return 0;
+  return std::atomic_ref<uint64_t>(words_[i]).load();
+}
+
 Result<EvtchnEndpoint> EvtchnEndpoint::Open(const std::string& sim_dir, uint32_t domid) {
   RETURN_IF_ERROR(InitSimDir(sim_dir));
   EvtchnEndpoint ep;
@@ -372,22 +378,34 @@ Result<uint32_t> EvtchnEndpoint::Pending(bool block) {
     return Errno("recv wakeup");
   }
   // Round robin: the first pending unmasked port after the last one delivered.
-  auto ready = [this](uint32_t port, const Port& p) { return !p.masked && bits_.Test(port); };
-  std::optional<uint32_t> out;
-  for (auto it = ports_.upper_bound(last_delivered_); it != ports_.end() && !out; ++it)
-    if (ready(it->first, it->second)) out = it->first;
-  for (auto it = ports_.begin(); it != ports_.end() && !out && it->first <= last_delivered_; ++it)
-    if (ready(it->first, it->second)) out = it->first;
+  std::optional<uint32_t> out = NextReady(last_delivered_);
   if (!out || !bits_.TestAndClear(*out)) return Status(Code::kBusy, "no unmasked event pending", EAGAIN);
   last_delivered_ = *out;
   if (auto_mask_) ports_[*out].masked = true;
   // Keep the fd readable while another unmasked port is pending.
-  for (const auto& [port, p] : ports_)
-    if (ready(port, p)) {
-      WakeSelf();
-      break;
-    }
+  if (NextReady(*out)) WakeSelf();
   return *out;
+}
+
+std::optional<uint32_t> EvtchnEndpoint::NextReady(uint32_t after) const {
+  if (ports_.empty()) return std::nullopt;
+  const size_t words = size_t(ports_.rbegin()->first) / 64 + 1;
+  const size_t start = (size_t(after) + 1) % (words * 64);
+  const uint64_t from_start = ~uint64_t{0} << (start % 64);
+  // Word of `start` from its bit on, the other words, then that word's
+  // bits before `start`.
+  for (size_t k = 0; k <= words; ++k) {
+    const size_t w = (start / 64 + k) % words;
+    uint64_t bits = bits_.Word(w);
+    if (k == 0) bits &= from_start;
+    if (k == words) bits &= ~from_start;
+    for (; bits != 0; bits &= bits - 1) {
+      const uint32_t port = uint32_t(w * 64 + size_t(std::countr_zero(bits)));
+      auto it = ports_.find(port);
+      if (it != ports_.end() && !it->second.masked) return port;
+    }
+  }
+  return std::nullopt;
 }
 
 void EvtchnEndpoint::Unmask(uint32_t local_port) {

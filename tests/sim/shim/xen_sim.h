@@ -166,6 +166,9 @@ class PendingBits {
   bool TestAndSet(uint32_t port);
   bool TestAndClear(uint32_t port);
   bool Test(uint32_t port) const;
+  // Bits of ports 64*i .. 64*i+63 (bit n: port 64*i+n), read atomically;
+  // 0 past kMaxPorts.
+  uint64_t Word(size_t i) const;
 
  private:
   uint64_t* words_ = nullptr;
@@ -222,6 +225,11 @@ class EvtchnEndpoint {
   };
   EvtchnEndpoint() = default;
   void WakeSelf();
+  // The first port after `after`, wrapping round once, that is bound here,
+  // unmasked and pending. Reads the pending bits a word at a time up to the
+  // highest bound port, so that a handle with many ports finds one in a few
+  // loads, as Xen's evtchn device hands out a queued port.
+  std::optional<uint32_t> NextReady(uint32_t after) const;
   // The pending bits of `sock`, the handle at the other end of `p`; nullptr
   // when that handle is closed.
   static PendingBits* PeerBits(Port& p, const std::string& sock);
