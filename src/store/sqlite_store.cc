@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <ctime>
@@ -336,19 +337,28 @@ Result<uint64_t> SqliteStore::CommitSync(CommitRequest req) {
 }
 
 Status SqliteStore::MarkDelivered(const Uuid& uuid, uint64_t sequence) {
-  // Queued: made durable with the next group. Losing the mark in a crash
-  // only makes a restarted daemon resend the recorded response.
-  Enqueue(Job{[this, uuid, sequence]() -> Result<uint64_t> {
-                ASSIGN_OR_RETURN(Stmt * s, Query("UPDATE records SET delivered=1 WHERE uuid=? AND sequence=?"));
-                RETURN_IF_ERROR(s->Bind(1, U(uuid)).Bind(2, int64_t(sequence)).Run());
-                return uint64_t(0);
-              },
-              [uuid, sequence](Result<uint64_t> r) {
-                if (!r.ok())
-                  LOG_WARN("instance {}: marking record {} delivered failed: {}", uuid.ToString(), sequence,
-                           r.status().message());
-              }});
+  std::lock_guard<std::mutex> l(q_mu_);
+  uint64_t& pending = delivered_[uuid];
+  pending = std::max(pending, sequence);
   return Status::Ok();
+}
+
+// The job that applies the delivered marks taken from delivered_; put first
+// in a group, before any commit that replaces a marked record.
+SqliteStore::Job SqliteStore::DeliveredJob(std::map<Uuid, uint64_t> marks) {
+  auto shared = std::make_shared<std::map<Uuid, uint64_t>>(std::move(marks));
+  return Job{[this, shared]() -> Result<uint64_t> {
+               for (const auto& [uuid, sequence] : *shared) {
+                 ASSIGN_OR_RETURN(Stmt * s, Query("UPDATE records SET delivered=1 WHERE uuid=? AND sequence=?"));
+                 RETURN_IF_ERROR(s->Bind(1, U(uuid)).Bind(2, int64_t(sequence)).Run());
+               }
+               return uint64_t(0);
+             },
+             [shared](Result<uint64_t> r) {
+               if (!r.ok())
+                 LOG_WARN("marking {} records delivered failed: {}", shared->size(), r.status().message());
+             },
+             /*counted=*/false};
 }
 
 Status SqliteStore::TouchAttached(const Uuid& uuid) {
@@ -379,7 +389,8 @@ void SqliteStore::ThreadMain() {
     {
       std::unique_lock<std::mutex> l(q_mu_);
       q_cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
+      if (queue_.empty() && delivered_.empty()) return;  // stopping and drained
+      if (!delivered_.empty()) group.push_back(DeliveredJob(std::exchange(delivered_, {})));
       while (!queue_.empty() && group.size() < settings_.max_group) {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -431,7 +442,7 @@ void SqliteStore::RunGroup(std::vector<Job>& group) {
   }
   {
     std::lock_guard<std::mutex> l(q_mu_);
-    commits_ += group.size();
+    commits_ += size_t(std::count_if(group.begin(), group.end(), [](const Job& j) { return j.counted; }));
     ++groups_;
     in_group_ = false;
   }

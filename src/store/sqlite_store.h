@@ -66,6 +66,7 @@ class SqliteStore final : public Store {
   struct Job {
     std::function<Result<uint64_t>()> apply;  // runs inside a transaction, db_mu_ held
     std::function<void(Result<uint64_t>)> done;
+    bool counted = true;  // in GetStatus()'s commits (not DeliveredJob)
   };
   // A new instance's data key (wrapped by the master key) and its sealed
   // items at generation 1.
@@ -85,6 +86,7 @@ class SqliteStore final : public Store {
   // Runs `apply` as a job of the store thread (a group's transaction) and waits.
   Result<uint64_t> RunOnStoreThread(std::function<Result<uint64_t>()> apply);
   void Enqueue(Job job);
+  Job DeliveredJob(std::map<Uuid, uint64_t> marks);
   void ThreadMain();
   // For a long reader (List, Backup) between two holds of db_mu_: waits until
   // the groups queued or running now have committed. std::mutex is not fair:
@@ -123,6 +125,8 @@ class SqliteStore final : public Store {
   std::mutex q_mu_;
   std::condition_variable q_cv_;
   std::deque<Job> queue_;
+  // MarkDelivered()'s marks not yet in a group: the newest sequence per uuid.
+  std::map<Uuid, uint64_t> delivered_;
   bool stopping_ = false;
   uint64_t commits_ = 0, groups_ = 0;  // under q_mu_
   bool in_group_ = false;              // under q_mu_: a group taken from queue_ is running

@@ -151,9 +151,11 @@ class Store {
   virtual void Commit(CommitRequest req, std::function<void(Result<uint64_t>)> done) = 0;
   // Synchronous variant, for tools and tests.
   virtual Result<uint64_t> CommitSync(CommitRequest req) = 0;
-  // These two are queued behind pending commits, made durable with the next
-  // group, and return at once (failures are logged): a lost delivered mark
-  // only makes a restarted daemon resend the recorded response.
+  // Return at once; failures are logged. MarkDelivered rides along with the
+  // next group committed for another reason (or the last one, at close): it
+  // never costs an fsync of its own, and a crash loses it, which only makes
+  // a restarted daemon resend the recorded response. TouchAttached is
+  // queued behind pending commits and made durable with the next group.
   virtual Status MarkDelivered(const Uuid& uuid, uint64_t sequence) = 0;
   virtual Status TouchAttached(const Uuid& uuid) = 0;
   // Deletes the data key, blobs, record and volatile copy (crypto-shred),

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -425,6 +426,41 @@ TEST_F(StoreTest, ListEndsWholeWhileCommitsKeepComing) {
   listing = false;
   writer.join();
   EXPECT_GT(commits.load(), 0);
+}
+
+// A delivered mark costs no group (no fsync) of its own: it is applied with
+// the next group committed for another reason, or with a last one at close.
+TEST_F(StoreTest, DeliveredMarksRideWithTheNextCommitAndAreWrittenAtClose) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  CreateOne(*s, U(1));
+  CreateOne(*s, U(2));
+  auto commit = [&](const Uuid& u, uint64_t gen, uint64_t seq) {
+    CommitRequest c;
+    c.uuid = u;
+    c.write[BlobKind::kSavestate] = Fill(16, uint8_t(seq));
+    c.record = CommandRecord{seq, Fill(32, 1), Fill(10, 2), false};
+    c.expected_generation = gen;
+    auto r = s->CommitSync(std::move(c));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+  };
+  auto groups = [&] { return s->GetStatus()->commit_groups; };
+  commit(U(1), 1, 5);
+  const uint64_t before = groups();
+  ASSERT_TRUE(s->MarkDelivered(U(1), 5).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(groups(), before) << "the mark committed a group of its own";
+  EXPECT_FALSE(s->Load(U(1))->last_record->delivered);
+  commit(U(2), 1, 1);  // another instance's commit carries the mark
+  EXPECT_EQ(groups(), before + 1);
+  EXPECT_TRUE(s->Load(U(1))->last_record->delivered);
+  EXPECT_FALSE(s->Load(U(2))->last_record->delivered);
+
+  ASSERT_TRUE(s->MarkDelivered(U(2), 1).ok());
+  s.reset();  // closing applies it
+  s = Open();
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->Load(U(2))->last_record->delivered);
 }
 
 // Backup() copies 128 pages per step and lets commits run between steps;
