@@ -153,9 +153,10 @@ class Store {
   virtual Result<uint64_t> CommitSync(CommitRequest req) = 0;
   // Return at once; failures are logged. MarkDelivered rides along with the
   // next group committed for another reason (or the last one, at close): it
-  // never costs an fsync of its own, and a crash loses it, which only makes
-  // a restarted daemon resend the recorded response. TouchAttached is
-  // queued behind pending commits and made durable with the next group.
+  // never costs an fsync of its own, and a crash may lose it. The flag is
+  // informational: exactly-once decides from the responded mark (design §3).
+  // TouchAttached is queued behind pending commits and made durable with
+  // the next group.
   virtual Status MarkDelivered(const Uuid& uuid, uint64_t sequence) = 0;
   virtual Status TouchAttached(const Uuid& uuid) = 0;
   // Deletes the data key, blobs, record and volatile copy (crypto-shred),
