@@ -27,6 +27,10 @@ struct BackendOptions {
   bool allow_any_locality = false;
   // How long a busy command may run on after the guest's CANCEL (its timeout_c).
   std::chrono::milliseconds cancel_grace{1000};
+  // Each instance's worker maps its guest's page and binds its event channel
+  // and serves it (design §3 "The worker serves its guest"); the backend
+  // maps nothing. Off: the backend serves the page (design §3).
+  bool worker_data_path = false;
 };
 
 struct DeviceInfo {

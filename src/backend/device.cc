@@ -244,8 +244,8 @@ bool Device::Reconcile() {
           return true;
         }
         if (bs != kConnected) WriteState(kConnected);
-        VEVENT_INFO(kAttached, ctx_, "connected (ring-ref {}, event-channel {}, local port {}){}", ring_ref_,
-                    remote_port_, port_.port(),
+        VEVENT_INFO(kAttached, ctx_, "connected (ring-ref {}, event-channel {}, {}){}", ring_ref_, remote_port_,
+                    linked_ ? std::string("served by the TPM's worker") : "local port " + std::to_string(port_.port()),
                     std::exchange(waiting_for_instance_, false) ? " after waiting for the instance" : "");
         OnNotify();  // the frontend's first notify may have been sent before we bound
       }
@@ -285,6 +285,21 @@ Status Device::Connect() {
   if (!port)
     return Status(Code::kInvalidArgument, "frontend event-channel '" + ec.value_or("") + "' is not a port number");
   const uint32_t ref_v = ref.value_or(0), port_v = port.value_or(0);
+  if (backend_.options().worker_data_path) {
+    // The instance's worker maps the page and binds the channel itself.
+    std::optional<DomainHandle> handle;
+    if (auto dom = backend_.DomainState(domid_, ctx_)) handle = dom->handle;
+    auto engine = backend_.engines().Connect(*uuid_, ctx_, handle);
+    if (!engine.ok()) return engine.status().Annotate("vTPM instance " + ctx_.uuid);
+    if (!(*engine)->AttachGuest(GuestLink{domid_, ref_v, port_v}, backend_.options().allow_any_locality))
+      return Status(Code::kFailedPrecondition, "the TPM engine cannot serve a guest page itself");
+    linked_ = true;
+    ring_ref_ = ref_v;
+    remote_port_ = port_v;
+    engine_ = *engine;
+    ++epoch_;
+    return {};
+  }
   ASSIGN_OR_RETURN(GrantMapping page, backend_.gnt().Map(domid_, ref_v));
   ASSIGN_OR_RETURN(BoundPort bound, backend_.evtchn().BindInterdomain(domid_, port_v));
   std::optional<DomainHandle> handle;
@@ -322,12 +337,16 @@ void Device::Disconnect() {
   if (busy_ && engine_) engine_->Abort();
   busy_ = false;
   ++epoch_;
-  backend_.UnregisterPort(port_.port());
+  const bool was_linked = std::exchange(linked_, false);
+  if (was_linked && engine_) engine_->DetachGuest();
+  if (port_.valid()) backend_.UnregisterPort(port_.port());
   port_ = BoundPort();
   page_ = GrantMapping();
   engine_.reset();
   backend_.engines().Disconnect(*uuid_, ctx_);
-  VEVENT_INFO(kDetached, ctx_, "disconnected (grant unmapped, event channel unbound)");
+  VEVENT_INFO(kDetached, ctx_, "disconnected ({})",
+              was_linked ? "the worker holding the page and the event channel is replaced"
+                         : "grant unmapped, event channel unbound");
 }
 
 void Device::WriteState(int s) {
@@ -367,7 +386,7 @@ void Device::Notify() {
 }
 
 void Device::OnNotify() {
-  if (!connected()) return;
+  if (!page_.valid()) return;  // not connected, or the worker serves the page
   PageHeader hdr = SnapshotHeader(page_.data());
   switch (PageState(hdr.state)) {
     case PageState::kSubmit:

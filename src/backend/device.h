@@ -47,7 +47,7 @@ class Device : public std::enable_shared_from_this<Device> {
 
   const GuestCtx& ctx() const { return ctx_; }
   const std::optional<Uuid>& uuid() const { return uuid_; }
-  bool connected() const { return page_.valid(); }
+  bool connected() const { return page_.valid() || linked_; }
   bool refused() const { return refused_; }
   std::optional<uint32_t> local_port() const;
   const std::string& be_path() const { return be_path_; }
@@ -95,6 +95,7 @@ class Device : public std::enable_shared_from_this<Device> {
   bool waiting_for_instance_ = false;  // Connect found the instance busy; retried
 
   // Connection (valid between Connect and Disconnect).
+  bool linked_ = false;  // the engine's worker serves the page (worker_data_path)
   GrantMapping page_;
   BoundPort port_;
   uint32_t ring_ref_ = 0, remote_port_ = 0;

@@ -194,6 +194,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
 #ifdef VTPM_TEST_BUILD
   keys["daemon"].insert("journal_socket");
   keys["engine"].insert({"scripted_delay_ms", "scripted_slow_uuids", "scripted_slow_delay_ms"});
+  keys["xen"].insert("data_path");
 #endif
   Reader r(root, source_name);
   RETURN_IF_ERROR(r.CheckKeys(keys));
@@ -230,6 +231,9 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("engine", "scripted_delay_ms", c.scripted_delay));
   RETURN_IF_ERROR(r.Get("engine", "scripted_slow_uuids", c.scripted_slow_uuids));
   RETURN_IF_ERROR(r.Get("engine", "scripted_slow_delay_ms", c.scripted_slow_delay));
+  RETURN_IF_ERROR(r.Get("xen", "data_path", c.data_path));
+  if (c.data_path != "daemon" && c.data_path != "worker")
+    return bad("xen", "data_path", "must be \"daemon\" or \"worker\", not \"" + c.data_path + "\"");
   if (c.journal_socket.empty() || c.journal_socket[0] != '/')
     return bad("daemon", "journal_socket", "must be an absolute path");
   if (c.engine != "libtpms" && c.engine != "scripted")

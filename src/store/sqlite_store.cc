@@ -1,5 +1,6 @@
 #include "store/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -470,6 +471,14 @@ Result<std::optional<VolatileCopy>> SqliteStore::LoadVolatile(const Uuid& uuid) 
 
 Status SqliteStore::SaveResponded(const Uuid& uuid, const RespondedMark& mark) {
   return OverwriteRecord(RespondedPath(uuid), EncodeResponded(mark));
+}
+
+Result<UniqueFd> SqliteStore::OpenRespondedForWorker(const Uuid& uuid, const RespondedMark& mark) {
+  const std::string path = RespondedPath(uuid);
+  RETURN_IF_ERROR(OverwriteRecord(path, EncodeResponded(mark)));
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return Status::FromErrno(errno, "opening " + path);
+  return fd;
 }
 
 Result<std::optional<RespondedMark>> SqliteStore::LoadResponded(const Uuid& uuid) {

@@ -60,6 +60,7 @@ class SqliteStore final : public Store {
   Result<std::optional<VolatileCopy>> LoadVolatile(const Uuid& uuid) override;
   Status SaveResponded(const Uuid& uuid, const RespondedMark& mark) override;
   Result<std::optional<RespondedMark>> LoadResponded(const Uuid& uuid) override;
+  Result<UniqueFd> OpenRespondedForWorker(const Uuid& uuid, const RespondedMark& mark) override;
   Result<StoreStatus> GetStatus() override;
 
  private:

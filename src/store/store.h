@@ -19,6 +19,7 @@
 
 #include "common/bytes.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "common/uuid.h"
 #include "store/secret_bytes.h"
 
@@ -198,6 +199,14 @@ class Store {
   virtual Status SaveResponded(const Uuid& uuid, const RespondedMark& mark) = 0;
   // nullopt if absent; kCorruption if malformed.
   virtual Result<std::optional<RespondedMark>> LoadResponded(const Uuid& uuid) = 0;
+  // Saves `mark`, then opens the mark's file for writing, for a worker that
+  // writes later marks itself (one pwrite of a record of the same size at
+  // offset 0, which OverwriteRecord also does in place). kFailedPrecondition
+  // where a store has no such file.
+  virtual Result<UniqueFd> OpenRespondedForWorker(const Uuid& uuid, const RespondedMark& mark) {
+    (void)uuid, (void)mark;
+    return Status(Code::kFailedPrecondition, "this store cannot hand its responded mark to a worker");
+  }
   // Reads the host TPM's policy PCRs, which nothing else does after start-up:
   // callers on more than one thread must not call it concurrently.
   virtual Result<StoreStatus> GetStatus() = 0;

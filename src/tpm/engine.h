@@ -13,6 +13,11 @@
 //    instead of running it again.
 //  - ResponseWritten() is called after the response from `done` is in the
 //    guest's page and before FINISH; the engine records that it was answered.
+//  - AttachGuest() hands the guest's page and event channel to the engine,
+//    whose worker then serves the guest itself (design §3 "The worker serves
+//    its guest"); the device then maps nothing and calls neither Execute()
+//    nor Abort(). DetachGuest() takes them back (the frontend closed or
+//    published a new ring): the page is unmapped once the worker is gone.
 //  - Engines are owned by an EngineProvider and shared with the device that
 //    uses them; the provider decides power-on/off (design §6).
 #pragma once
@@ -26,6 +31,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "common/uuid.h"
+#include "tpm/guest_channel.h"
 
 namespace vtpm {
 
@@ -38,6 +44,12 @@ class Engine {
     Execute(std::move(command), locality, std::move(done));
   }
   virtual void ResponseWritten() {}
+  // False when the engine cannot serve a guest by itself.
+  virtual bool AttachGuest(const GuestLink& link, bool any_locality) {
+    (void)link, (void)any_locality;
+    return false;
+  }
+  virtual void DetachGuest() {}
   virtual void Abort() = 0;
   virtual bool busy() const = 0;
 };

@@ -6,6 +6,7 @@
 
 #include "common/crash_point.h"
 #include "common/log_rate_limit.h"
+#include "store/record_codec.h"
 #include "tpm/tpm12.h"
 
 namespace vtpm {
@@ -40,7 +41,10 @@ std::shared_ptr<Instance> Instance::Make(EventLoop& loop, Store& store, Instance
 Instance::Instance(EventLoop& loop, Store& store, InstanceConfig cfg, Uuid uuid, GuestCtx ctx)
     : loop_(loop), store_(store), cfg_(std::move(cfg)), uuid_(uuid), ctx_(std::move(ctx)) {}
 
-Instance::~Instance() { worker_.reset(); }
+Instance::~Instance() {
+  worker_.reset();
+  if (guest_deadline_) loop_.CancelTimer(*guest_deadline_);
+}
 
 void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume, bool drop_capture) {
   if (phase_ != Phase::kWaiting) return;
@@ -109,6 +113,7 @@ void Instance::FailPowerOn(const Status& why) {
 void Instance::PowerOff() {
   if (phase_ == Phase::kOff) return;
   worker_.reset();
+  ForgetGuestCommand();
   start_lease_.Reset();
   phase_ = Phase::kOff;
   // The device is gone: its callbacks are dropped, not called.
@@ -134,7 +139,32 @@ void Instance::StartWorker() {
 }
 
 void Instance::Spawn() {
-  auto client = WorkerClient::Start(loop_, cfg_.worker);
+  Result<std::unique_ptr<WorkerClient>> client = Status(Code::kInternal, "not started");
+  if (guest_) {
+    // Workers write the mark: what the last one wrote is the truth.
+    auto written = store_.LoadResponded(uuid_);
+    if (written.ok() && *written && (*written)->boot_id == cfg_.boot_id &&
+        int64_t((*written)->domid) == ctx_.domid)
+      responded_ = std::max(responded_, (*written)->sequence);
+    RespondedMark mark;
+    mark.boot_id = cfg_.boot_id;
+    mark.domid = uint32_t(ctx_.domid);
+    mark.sequence = responded_;
+    auto mark_fd = store_.OpenRespondedForWorker(uuid_, mark);
+    if (mark_fd.ok()) {
+      WorkerGuest guest = *guest_;
+      guest.mark_fd = mark_fd->get();
+      guest.found = true;  // whatever the page holds is judged from the records first
+      std::weak_ptr<Instance> weak = weak_from_this();
+      client = WorkerClient::Start(loop_, cfg_.worker, &guest, [weak](WorkerReply frame) {
+        if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
+      });
+    } else {
+      client = mark_fd.status().Annotate("the responded mark for the worker");
+    }
+  } else {
+    client = WorkerClient::Start(loop_, cfg_.worker);
+  }
   if (!client.ok()) {
     // Report asynchronously: callers of PowerOn() must not be re-entered.
     std::weak_ptr<Instance> weak = weak_from_this();
@@ -161,6 +191,14 @@ void Instance::OnInit(Result<WorkerReply> reply) {
   if (!reply.ok()) return Fault(reply.status().Annotate("TPM_Init"));
   VLOG_DEBUG(ctx_, "worker {} started ({})", worker_->pid(),
              started_ ? "resumed volatile state" : "TPM_Init");
+  if (guest_) {
+    // The guest is served once the TPM is started: after the TPM_Startup
+    // queued below, before anything queued during the start.
+    Op serve;
+    serve.id = next_op_id_++;
+    serve.serve = true;
+    queue_.push_front(std::move(serve));
+  }
   if (!started_ && cfg_.startup_clear) {
     Op startup;
     startup.id = next_op_id_++;
@@ -172,6 +210,7 @@ void Instance::OnInit(Result<WorkerReply> reply) {
     };
     queue_.push_front(std::move(startup));
   }
+
   auto keep = shared_from_this();
   CommitThen(*reply, std::nullopt, [this](Kept) {
     phase_ = Phase::kReady;
@@ -267,6 +306,137 @@ std::optional<Bytes> Instance::Recall(const Op& op) const {
   }
   VLOG_INFO(ctx_, "command found in the page after the restart is new: running it");
   return std::nullopt;
+}
+
+bool Instance::AttachGuest(const GuestLink& link, bool any_locality) {
+  WorkerGuest guest;
+  guest.link = link;
+  guest.any_locality = any_locality;
+  guest_ = guest;
+  ReplaceWorker();
+  return true;
+}
+
+void Instance::DetachGuest() {
+  if (!guest_) return;
+  guest_.reset();
+  ReplaceWorker();
+}
+
+void Instance::ReplaceWorker() {
+  if (!worker_) return;  // none now: the next start reads guest_
+  if (phase_ == Phase::kStarting) {
+    // Still in kInit (or waiting for it): nothing of it has been used yet.
+    worker_.reset();
+    return StartWorker();
+  }
+  if (phase_ == Phase::kOff || phase_ == Phase::kBroken) return;
+  replace_worker_ = true;  // by Pump() once no command is in flight
+  Pump();
+}
+
+void Instance::OnGuestFrame(WorkerReply frame) {
+  auto keep = shared_from_this();
+  switch (frame.type) {
+    case WorkerMsg::kFailure:
+      // The worker died or broke the protocol while no request of ours was
+      // pending (it may have been running a guest command).
+      if (phase_ == Phase::kCommitting) {
+        // A guest command it ran is being committed: that goes on, and the
+        // next worker finds the command in the page and answers it from
+        // its record.
+        VLOG_ERROR(ctx_, "TPM worker lost while its command is committed: {}; starting another", frame.message);
+        replace_worker_ = true;
+        return;
+      }
+      return Fault(Status(Code::kUnavailable, frame.message));
+    case WorkerMsg::kGuestStarted: {
+      guest_running_ = std::move(frame.request);
+      std::weak_ptr<Instance> weak = weak_from_this();
+      if (guest_deadline_) loop_.CancelTimer(*guest_deadline_);
+      guest_deadline_ = loop_.AddTimer(cfg_.command_deadline, [weak] {
+        auto self = weak.lock();
+        if (!self) return;
+        self->guest_deadline_.reset();
+        self->Fault(Status(Code::kTimeout, "worker missed its deadline on a guest command"));
+      });
+      return;
+    }
+    case WorkerMsg::kGuestRejected:
+      last_command_ = int64_t(std::time(nullptr));
+      VLOG_GUEST_WARN(ctx_, "request refused without running it (length {}, nr_extra_pages {}): {}; answered {:#x}",
+                      frame.header_length, frame.nr_extra_pages, frame.message, frame.code);
+      return;
+    case WorkerMsg::kGuestFound: {
+      Op op;
+      op.guest = true;
+      op.found = true;
+      op.command = frame.request;
+      if (fail_digest_ && *fail_digest_ == Sha256(frame.request)) {
+        fail_digest_.reset();
+        VLOG_GUEST_WARN(ctx_, "the command the previous worker did not finish is answered TPM_FAIL");
+        return ReleaseGuest(frame.request, tpm12::ErrorResponse(tpm12::kFail), std::nullopt);
+      }
+      fail_digest_.reset();
+      if (phase_ == Phase::kReady || phase_ == Phase::kRunning) {
+        if (auto recalled = Recall(op)) {
+          std::optional<uint64_t> seq;
+          if (last_record_) seq = last_record_->sequence;
+          return ReleaseGuest(frame.request, std::move(*recalled), seq);
+        }
+      }
+      WorkerRequest run;
+      run.type = WorkerMsg::kRun;
+      worker_->Send(run);
+      return;
+    }
+    case WorkerMsg::kGuestExecuted: {
+      guest_running_.reset();
+      if (guest_deadline_) loop_.CancelTimer(*guest_deadline_);
+      guest_deadline_.reset();
+      ran_since_suspend_ = true;
+      last_command_ = int64_t(std::time(nullptr));
+      Op op;
+      op.id = next_op_id_++;
+      op.guest = true;
+      op.via_worker = true;
+      op.command = frame.request;
+      op.locality = frame.locality;
+      frame.type = WorkerMsg::kReply;
+      op.executed = std::move(frame);
+      if (in_flight_ && worker_ && worker_->busy()) {
+        // The worker ran the guest's command before the one of ours it
+        // holds: it is processed first, ours is answered after its release.
+        preempted_ = std::move(in_flight_);
+        in_flight_.reset();
+        phase_ = Phase::kReady;
+      }
+      queue_.push_front(std::move(op));
+      return Pump();
+    }
+    default:
+      return Fault(Status(Code::kCorruption, "unexpected guest frame"));
+  }
+}
+
+void Instance::ReleaseGuest(const Bytes& request, Bytes response, std::optional<uint64_t> sequence) {
+  if (!worker_ || !worker_->alive() || !worker_->guest_outstanding()) {
+    // The worker that ran it is gone; the request is still in the page,
+    // and the next worker finds it (design §3 "Worker faults").
+    if (tpm12::ResponseCode(response) != tpm12::kSuccess) fail_digest_ = Sha256(request);
+    return;
+  }
+  WorkerRequest rel;
+  rel.type = WorkerMsg::kRelease;
+  rel.command = std::move(response);
+  if (sequence) {
+    RespondedMark mark;
+    mark.boot_id = cfg_.boot_id;
+    mark.domid = uint32_t(ctx_.domid);
+    mark.sequence = *sequence;
+    rel.mark = EncodeResponded(mark);  // responded_ follows once a worker start reads it back
+  }
+  worker_->Send(rel);
 }
 
 void Instance::RunAdmin(Bytes command, bool physical_presence, AdminDone done) {
@@ -366,11 +536,36 @@ void Instance::Abort() {
 }
 
 void Instance::Pump() {
-  if (phase_ != Phase::kReady || in_flight_ || queue_.empty()) return;
+  if (phase_ != Phase::kReady || in_flight_) return;
+  if (replace_worker_ && !preempted_) {
+    replace_worker_ = false;
+    worker_.reset();
+    return StartWorker();
+  }
+  if (queue_.empty()) return;
   in_flight_ = std::move(queue_.front());
   queue_.pop_front();
   phase_ = Phase::kRunning;
   if (in_flight_->capture) return RunCapture();
+  if (in_flight_->serve) {
+    WorkerRequest serve;
+    serve.type = WorkerMsg::kServe;
+    const uint64_t serve_id = in_flight_->id;
+    worker_->Call(serve, cfg_.command_deadline, [this, serve_id](Result<WorkerReply> r) {
+      if (!in_flight_ || in_flight_->id != serve_id) return;
+      if (r.ok() && r->type != WorkerMsg::kReply) r = Status(Code::kUnavailable, "worker failed: " + r->message);
+      if (!r.ok()) return Fault(r.status().Annotate("starting to serve the guest"));
+      in_flight_.reset();
+      phase_ = Phase::kReady;
+      Pump();
+    });
+    return;
+  }
+  if (in_flight_->executed) {
+    WorkerReply executed = std::move(*in_flight_->executed);
+    in_flight_->executed.reset();
+    return Process(executed);
+  }
   if (auto recalled = Recall(*in_flight_)) {
     std::optional<uint64_t> seq;
     if (last_record_) seq = last_record_->sequence;
@@ -391,15 +586,19 @@ void Instance::OnReply(uint64_t id, Result<WorkerReply> reply) {
   if (reply.ok() && reply->type != WorkerMsg::kReply)
     reply = Status(Code::kUnavailable, "worker failed: " + reply->message);
   if (!reply.ok()) return Fault(reply.status());
+  Process(*reply);
+}
+
+void Instance::Process(const WorkerReply& reply) {
   const bool guest = in_flight_->guest;
   if (guest) CrashPoint("command-executed");
   CommandRecord record;
   record.sequence = sequence_ + 1;
   record.request_digest = Sha256(in_flight_->command);
-  record.response = reply->response;
+  record.response = reply.response;
   // Volatile state is worth resuming from once the TPM has run a command.
   started_ = true;
-  CommitThen(*reply, record, [this, guest, record](Kept kept) {
+  CommitThen(reply, record, [this, guest, record](Kept kept) {
     if (guest) CrashPoint("state-saved");
     if (kept == Kept::kNothing) return Deliver(record.response, std::nullopt, false);
     sequence_ = record.sequence;
@@ -492,7 +691,10 @@ void Instance::Deliver(Bytes response, std::optional<uint64_t> sequence, bool in
     Op op = std::move(*in_flight_);
     in_flight_.reset();
     bool delivered = false;
-    if (op.guest && op.guest_done) {
+    if (op.via_worker) {
+      ReleaseGuest(op.command, std::move(response), sequence);
+      delivered = true;
+    } else if (op.guest && op.guest_done) {
       // The device calls ResponseWritten() from inside guest_done once the
       // response is in the page; a dropped response leaves no mark.
       responding_ = sequence;
@@ -508,6 +710,13 @@ void Instance::Deliver(Bytes response, std::optional<uint64_t> sequence, bool in
       Status st = store_.MarkDelivered(uuid_, *sequence);
       if (!st.ok()) VLOG_WARN(ctx_, "marking command {} delivered failed: {}", *sequence, st.ToString());
     }
+  }
+  if (preempted_ && phase_ == Phase::kReady) {
+    // The daemon's command the guest's went before: its reply comes next.
+    in_flight_ = std::move(preempted_);
+    preempted_.reset();
+    phase_ = Phase::kRunning;
+    return;
   }
   if (phase_ == Phase::kReady) Pump();
 }
@@ -541,9 +750,12 @@ void Instance::RollBack(const Status& why) {
 
 void Instance::Restart(const Status& why) {
   worker_.reset();
-  if (in_flight_) {
-    Op op = std::move(*in_flight_);
-    in_flight_.reset();
+  replace_worker_ = false;
+  ForgetGuestCommand();
+  for (std::optional<Op>* slot : {&in_flight_, &preempted_}) {
+    if (!*slot) continue;
+    Op op = std::move(**slot);
+    slot->reset();
     FailOp(std::move(op), why);
   }
   if (phase_ == Phase::kOff) return;  // the failure callback powered us off
@@ -551,7 +763,18 @@ void Instance::Restart(const Status& why) {
   StartWorker();
 }
 
+void Instance::ForgetGuestCommand() {
+  if (guest_deadline_) loop_.CancelTimer(*guest_deadline_);
+  guest_deadline_.reset();
+  // The lost worker was running this request: the next worker answers it
+  // TPM_FAIL instead of running it again on the state it may have broken
+  // (design §3 "Worker faults").
+  if (guest_running_) fail_digest_ = Sha256(*guest_running_);
+  guest_running_.reset();
+}
+
 void Instance::FailOp(Op op, const Status& why, bool notify_guest) {
+  if (op.via_worker && notify_guest) ReleaseGuest(op.command, tpm12::ErrorResponse(tpm12::kFail), std::nullopt);
   if (op.guest && op.guest_done && notify_guest) op.guest_done(tpm12::ErrorResponse(tpm12::kFail));
   if (op.capture) capturing_ = false;
   if (op.admin_done) op.admin_done(why);
@@ -562,6 +785,8 @@ void Instance::FailAll(const Status& why, bool notify_guest) {
   std::deque<Op> ops;
   if (in_flight_) ops.push_back(std::move(*in_flight_));
   in_flight_.reset();
+  if (preempted_) ops.push_back(std::move(*preempted_));
+  preempted_.reset();
   for (auto& op : queue_) ops.push_back(std::move(op));
   queue_.clear();
   for (auto& op : ops) FailOp(std::move(op), why, notify_guest);

@@ -27,6 +27,16 @@
 // TPM_FAIL, the worker restarted from the last committed state - but is not
 // a fault: the store, not the TPM, failed, and the next command runs.
 //
+// The worker may serve the guest itself (AttachGuest, design §3 "The worker
+// serves its guest"): it sends each guest command it ran (kGuestExecuted),
+// which is committed and recorded as above and answered with kRelease, the
+// response and its responded mark. Every worker start sends the first
+// request it finds in the page as found (kGuestFound), which is answered
+// from the records, answered TPM_FAIL when it is the command whose commit
+// failed or whose worker was lost, or run. A guest command that reaches the
+// daemon while a command of the daemon waits in the worker ran first, and
+// is processed first.
+//
 // All methods run on the event-loop thread.
 #pragma once
 
@@ -86,6 +96,8 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void Execute(Bytes command, uint8_t locality, Done done) override;
   void ExecuteFound(Bytes command, uint8_t locality, Done done) override;
   void ResponseWritten() override;
+  bool AttachGuest(const GuestLink& link, bool any_locality) override;
+  void DetachGuest() override;
   void Abort() override;
   bool busy() const override;
 
@@ -128,6 +140,9 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
     bool presence = false;
     bool guest = false;
     bool found = false;  // see ExecuteFound()
+    bool serve = false;  // kServe: the worker starts serving its guest
+    bool via_worker = false;  // a guest command the worker ran: answered by ReleaseGuest()
+    std::optional<WorkerReply> executed;  // via_worker: what the worker returned
     std::optional<SuspendCapture> capture;  // CaptureSuspend(): no command, a commit
     Done guest_done;
     AdminDone admin_done;
@@ -141,6 +156,19 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void OnInit(Result<WorkerReply> reply);
   void Pump();
   void OnReply(uint64_t id, Result<WorkerReply> reply);
+  // The reply of the in-flight op: record, commit, deliver.
+  void Process(const WorkerReply& reply);
+  // A frame the worker serving the guest sent of its own accord.
+  void OnGuestFrame(WorkerReply frame);
+  // Answers the worker's outstanding guest frame with `response` (and the
+  // responded mark of `sequence`). With no worker left to answer, the
+  // next worker answers the same request TPM_FAIL instead (fail_digest_).
+  void ReleaseGuest(const Bytes& request, Bytes response, std::optional<uint64_t> sequence);
+  // A new worker, once no command is in flight, for a guest attached or detached.
+  void ReplaceWorker();
+  // The worker serving the guest is gone: ends the guest command deadline,
+  // and a request it had started is answered TPM_FAIL by the next worker.
+  void ForgetGuestCommand();
   // Whether `reply` changes the committed state: libtpms also stores its
   // permanent blob unchanged (at TPM_Init, for one), which needs no commit -
   // and a commit without a record would outdate the volatile copy.
@@ -208,6 +236,18 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
 
   std::deque<Op> queue_;
   std::optional<Op> in_flight_;
+  // A command of the daemon still in the worker while a guest command that
+  // the worker ran before it is processed (see OnGuestFrame()).
+  std::optional<Op> preempted_;
+  // The worker serves the guest (AttachGuest).
+  std::optional<WorkerGuest> guest_;
+  UniqueFd mark_fd_;                 // the worker's responded-mark file, per worker
+  std::optional<Bytes> fail_digest_;  // request to answer TPM_FAIL when found
+  // The guest request the worker said it runs (kGuestStarted) until its
+  // kGuestExecuted, and the command deadline that runs meanwhile.
+  std::optional<Bytes> guest_running_;
+  std::optional<EventLoop::TimerId> guest_deadline_;
+  bool replace_worker_ = false;
   uint64_t next_op_id_ = 1;
   uint64_t restarts_ = 0;
   int start_failures_ = 0;  // faults since the last delivered command

@@ -10,21 +10,29 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sys/ioctl.h>
+#include <xen/xen.h>  // domid_t, which xen/sys/evtchn.h uses without including it
+#include <xen/sys/evtchn.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 
 namespace vtpm {
 namespace {
 
-Status CloseInheritedFds(int keep_fd) {
+// Closes every descriptor above stderr that is not in `keep` (sorted, > 2).
+Status CloseInheritedFds(const std::vector<int>& keep) {
   // stdin/stdout are not the worker's; stderr stays for diagnostics.
   close(STDIN_FILENO);
   close(STDOUT_FILENO);
-  if (keep_fd > STDERR_FILENO + 1 &&
-      syscall(SYS_close_range, unsigned(STDERR_FILENO + 1), unsigned(keep_fd - 1), 0U) != 0)
-    return Status::FromErrno(errno, "close_range");
-  if (syscall(SYS_close_range, unsigned(keep_fd + 1), ~0U, 0U) != 0)
-    return Status::FromErrno(errno, "close_range");
+  unsigned from = STDERR_FILENO + 1;
+  for (int fd : keep) {
+    if (unsigned(fd) > from && syscall(SYS_close_range, from, unsigned(fd - 1), 0U) != 0)
+      return Status::FromErrno(errno, "close_range");
+    from = unsigned(fd) + 1;
+  }
+  if (syscall(SYS_close_range, from, ~0U, 0U) != 0) return Status::FromErrno(errno, "close_range");
   return Status::Ok();
 }
 
@@ -34,6 +42,14 @@ Status SetLimit(int resource, rlim_t value, const char* what) {
   return Status::Ok();
 }
 
+#ifdef VTPM_TEST_BUILD
+const int kShimSyscalls[] = {
+    SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(statx), SCMP_SYS(sendto), SCMP_SYS(recvfrom),
+    SCMP_SYS(close),      SCMP_SYS(fcntl), SCMP_SYS(flock), SCMP_SYS(lseek), SCMP_SYS(pread64),
+    SCMP_SYS(munmap),
+};
+#endif
+
 struct FilterDeleter {
   void operator()(void* ctx) const { seccomp_release(ctx); }
 };
@@ -41,9 +57,18 @@ struct FilterDeleter {
 }  // namespace
 
 Status DropPrivileges(const SandboxOptions& opts) {
-  if (opts.keep_fd <= STDERR_FILENO) return Status(Code::kInvalidArgument, "bad worker fd");
-  RETURN_IF_ERROR(CloseInheritedFds(opts.keep_fd));
-  RETURN_IF_ERROR(SetLimit(RLIMIT_NOFILE, rlim_t(opts.keep_fd + 1), "RLIMIT_NOFILE"));
+  std::vector<int> keep = opts.extra_fds;
+  keep.push_back(opts.keep_fd);
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+  if (keep.front() <= STDERR_FILENO) return Status(Code::kInvalidArgument, "bad worker fd");
+  RETURN_IF_ERROR(CloseInheritedFds(keep));
+  rlim_t nofile = rlim_t(keep.back() + 1);
+#ifdef VTPM_TEST_BUILD
+  // The simulated host's shim opens a few files per notify (GuestSyscalls).
+  if (!opts.extra_fds.empty()) nofile += 8;
+#endif
+  RETURN_IF_ERROR(SetLimit(RLIMIT_NOFILE, nofile, "RLIMIT_NOFILE"));
   RETURN_IF_ERROR(SetLimit(RLIMIT_CORE, 0, "RLIMIT_CORE"));
 #ifndef VTPM_SANITIZER_BUILD
   RETURN_IF_ERROR(SetLimit(RLIMIT_AS, rlim_t(opts.address_space), "RLIMIT_AS"));
@@ -65,7 +90,7 @@ Status DropPrivileges(const SandboxOptions& opts) {
   return Status::Ok();
 }
 
-Status LoadSyscallFilter() {
+Status LoadSyscallFilter(const GuestSyscalls& guest) {
   std::unique_ptr<void, FilterDeleter> ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
   if (!ctx) return Status(Code::kInternal, "seccomp_init failed");
   auto allow = [&](int nr) { return seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0); };
@@ -106,6 +131,28 @@ Status LoadSyscallFilter() {
       0)
     return Status(Code::kInternal, "seccomp_rule_add(openat) failed");
 #endif
+  if (guest.evtchn_fd >= 0) {
+    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 2, SCMP_A0(SCMP_CMP_EQ, uint64_t(guest.evtchn_fd)),
+                         SCMP_A1(SCMP_CMP_EQ, uint64_t(IOCTL_EVTCHN_NOTIFY))) != 0 ||
+        allow(SCMP_SYS(poll)) != 0 || allow(SCMP_SYS(ppoll)) != 0)
+      return Status(Code::kInternal, "seccomp_rule_add(ioctl) failed");
+#ifdef VTPM_TEST_BUILD
+    // The simulated host's shim (tests/sim/shim): a notify stats the port's
+    // record and sends a datagram; when the record changed (the first notify
+    // after the bind, too) it takes the lock file and reads the record and
+    // /proc/<pid>/stat of the peer, and maps the peer's pending bits.
+    // Sanitizer builds already allow some of them (-EEXIST).
+    for (int nr : kShimSyscalls)
+      if (int r = allow(nr); r != 0 && r != -EEXIST) return Status(Code::kInternal, "seccomp_rule_add(shim) failed");
+    // Its lock file is opened O_RDWR | O_CREAT: openat without a condition,
+    // which a sanitizer build's read-only openat rule would shadow.
+    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(openat), 0) != 0)
+      return Status(Code::kInternal, "seccomp_rule_add(openat) failed");
+#endif
+  }
+  if (guest.mark_fd >= 0 &&
+      seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(pwrite64), 1, SCMP_A0(SCMP_CMP_EQ, uint64_t(guest.mark_fd))) != 0)
+    return Status(Code::kInternal, "seccomp_rule_add(pwrite64) failed");
   int rc = seccomp_load(ctx.get());
   if (rc != 0) return Status::FromErrno(-rc, "seccomp_load");
   return Status::Ok();

@@ -10,7 +10,14 @@
 // need more) and before any stored blob is parsed: a seccomp allowlist of the syscalls
 // TPM emulation needs (read/write on its socket, memory management without
 // PROT_EXEC, getrandom, futex, clocks, exit). Any other syscall - open, socket,
-// ioctl, execve, ptrace... - kills the process (SIGSYS).
+// ioctl, execve, ptrace... - kills the process (SIGSYS). A worker serving
+// its guest may in addition notify its one event channel and write its
+// responded mark (GuestSyscalls).
+//
+// Test builds (VTPM_TEST_BUILD) reach the simulated host's event channels
+// through the LD_PRELOAD shim of tests/sim/, which implements a notify with
+// a datagram and a stat of the port's record instead of one ioctl; for a
+// worker with an event channel their filter also allows what the shim needs.
 //
 // Sanitizer builds (VTPM_SANITIZER_BUILD): ASan/UBSan need more syscalls for
 // their runtime and reports (sigaltstack, rt_sigaction, read-only openat of
@@ -23,6 +30,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "common/status.h"
 
@@ -30,12 +38,25 @@ namespace vtpm {
 
 struct SandboxOptions {
   int keep_fd = 3;                         // the parent socket
+  // More descriptors to keep: a worker serving its guest keeps its event
+  // channel and its responded-mark file (tpm/guest_channel.h).
+  std::vector<int> extra_fds;
   uid_t uid = 65534;
   gid_t gid = 65534;
   uint64_t address_space = 512ull << 20;   // RLIMIT_AS, bytes
 };
 
+// What a worker serving its guest may do beyond TPM emulation; -1: nothing.
+struct GuestSyscalls {
+  // ioctl on this descriptor with IOCTL_EVTCHN_NOTIFY only (binding,
+  // unbinding or resetting kills the worker); read (pending port) and write
+  // (unmask) need no rule of their own. poll/ppoll are allowed with it.
+  int evtchn_fd = -1;
+  // pwrite64 on this descriptor only (the responded mark, at offset 0).
+  int mark_fd = -1;
+};
+
 Status DropPrivileges(const SandboxOptions& opts);
-Status LoadSyscallFilter();
+Status LoadSyscallFilter(const GuestSyscalls& guest = {});
 
 }  // namespace vtpm

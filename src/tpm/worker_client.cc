@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <vector>
 
 #include "common/background_reap.h"
@@ -20,8 +21,8 @@ gid_t ResolveWorkerGroup() {
   return 65534;
 }
 
-Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop,
-                                                          const WorkerOptions& opts) {
+Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop, const WorkerOptions& opts,
+                                                          const WorkerGuest* guest, GuestHandler on_guest) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0)
     return Status::FromErrno(errno, "worker socketpair");
@@ -49,10 +50,27 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop,
   spawn.env.push_back("ASAN_OPTIONS=detect_leaks=0");
 #endif
   spawn.fd_map = {{theirs.get(), 3}};
+  if (guest) {
+    if (guest->mark_fd < 0) return Status(Code::kInvalidArgument, "a guest worker needs its responded-mark file");
+    const GuestLink& l = guest->link;
+    spawn.argv.push_back("--guest=" + std::to_string(l.domid) + ":" + std::to_string(l.ring_ref) + ":" +
+                         std::to_string(l.remote_port));
+    spawn.argv.push_back("--mark-fd=4");
+    if (guest->any_locality) spawn.argv.push_back("--any-locality");
+    if (guest->found) spawn.argv.push_back("--found");
+    spawn.fd_map.push_back({guest->mark_fd, 4});
+#ifdef VTPM_TEST_BUILD
+    // The simulated host: the worker reaches grants and event channels
+    // through the same LD_PRELOAD shim as the daemon (tests/sim/README.md).
+    for (const char* name : {"LD_PRELOAD", "VTPM_SIM_DIR"})
+      if (const char* v = getenv(name)) spawn.env.push_back(std::string(name) + "=" + v);
+#endif
+  }
   ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(spawn));
   std::unique_ptr<WorkerClient> client(
       new WorkerClient(loop, std::move(child), std::move(mine), std::move(identity), uid));
   WorkerClient* self = client.get();
+  if (guest) self->on_guest_ = std::move(on_guest);
   RETURN_IF_ERROR(loop.Add(self->socket_.get(), EPOLLIN | EPOLLRDHUP,
                            [self](uint32_t ev) { self->OnEvents(ev); }));
   return client;
@@ -107,13 +125,27 @@ void WorkerClient::Call(const WorkerRequest& req, std::chrono::milliseconds dead
     });
     return;
   }
-  out_ = EncodeRequest(req);
-  out_off_ = 0;
   timer_ = loop_.AddTimer(deadline, [this] {
     timer_.reset();
     Fail(Status(Code::kTimeout, "worker missed its deadline"));
   });
-  if (!FlushOutput()) Fail(Status(Code::kUnavailable, "worker socket write failed"));
+  if (!QueueOutput(req)) Fail(Status(Code::kUnavailable, "worker socket write failed"));
+}
+
+void WorkerClient::Send(const WorkerRequest& req) {
+  guest_outstanding_ = false;
+  if (!socket_.valid()) return;  // gone: the failure is reported on its own
+  if (!QueueOutput(req)) Fail(Status(Code::kUnavailable, "worker socket write failed"));
+}
+
+bool WorkerClient::QueueOutput(const WorkerRequest& req) {
+  if (out_off_ == out_.size()) {
+    out_.clear();
+    out_off_ = 0;
+  }
+  Bytes frame = EncodeRequest(req);
+  AppendBytes(out_, frame);
+  return FlushOutput();
 }
 
 bool WorkerClient::FlushOutput() {
@@ -153,7 +185,9 @@ void WorkerClient::OnEvents(uint32_t events) {
   // its body is buffered. What is left over waits for the next wake-up.
   uint8_t buf[16384];
   bool closed = false;
-  for (size_t budget = kReadBudget; budget > 0;) {
+  // Nothing is due while a guest frame waits for its answer.
+  const bool expecting = !guest_outstanding_ && (pending_ || on_guest_);
+  for (size_t budget = expecting ? kReadBudget : 1; budget > 0;) {
     auto missing = reader_.Missing();
     if (!missing.ok()) {
       Fail(missing.status());
@@ -171,7 +205,7 @@ void WorkerClient::OnEvents(uint32_t events) {
     budget -= size_t(n);
     reader_.Feed(ByteView(buf, size_t(n)));
   }
-  if (!pending_ && !reader_.empty()) {
+  if (!expecting && !reader_.empty()) {
     Fail(Status(Code::kCorruption, "worker sent an unrequested reply"));
     return;
   }
@@ -184,17 +218,18 @@ void WorkerClient::OnEvents(uint32_t events) {
     if (closed) Fail(Status(Code::kUnavailable, "worker closed its socket"));
     return;
   }
+  auto reply = DecodeReply(**body);
+  if (!reply.ok()) {
+    Fail(reply.status());
+    return;
+  }
+  if (IsGuestFrame(reply->type) || on_guest_) return Dispatch(std::move(reply).value(), closed);
   // A worker may reply and exit at once (a fatal request): the reply counts.
   // Anything else after it is a second reply.
   uint8_t next = 0;
   ssize_t peeked = recv(socket_.get(), &next, 1, MSG_PEEK | MSG_DONTWAIT);
   if (peeked > 0) {
     Fail(Status(Code::kCorruption, "worker sent more than one reply"));
-    return;
-  }
-  auto reply = DecodeReply(**body);
-  if (!reply.ok()) {
-    Fail(reply.status());
     return;
   }
   if (peeked == 0 || closed) {
@@ -206,13 +241,46 @@ void WorkerClient::OnEvents(uint32_t events) {
   Complete(std::move(reply));
 }
 
+void WorkerClient::Dispatch(WorkerReply frame, bool closed) {
+  // A worker serving its guest may have sent its next frame already (a note
+  // after a reply); level-triggered epoll brings the loop back for it.
+  std::weak_ptr<bool> token = alive_token_;
+  auto still_here = [&token] {
+    auto t = token.lock();
+    return t && *t;
+  };
+  if (IsGuestFrame(frame.type)) {
+    if (!on_guest_) return Fail(Status(Code::kCorruption, "worker sent a guest frame without a guest"));
+    if (frame.type == WorkerMsg::kGuestExecuted || frame.type == WorkerMsg::kGuestFound) guest_outstanding_ = true;
+    GuestHandler handler = on_guest_;  // it may destroy this client
+    handler(std::move(frame));
+  } else {
+    if (!pending_) return Fail(Status(Code::kCorruption, "worker sent an unrequested reply"));
+    if (timer_) loop_.CancelTimer(*timer_);
+    timer_.reset();
+    Complete(std::move(frame));
+  }
+  if (closed && still_here() && socket_.valid()) Fail(Status(Code::kUnavailable, "worker closed its socket"));
+}
+
 void WorkerClient::Fail(Status st) {
   ReplyCallback cb = std::move(pending_);
   pending_ = nullptr;
   bool closed_by_worker = st.code() == Code::kUnavailable;
   Close();
   Reap(std::chrono::milliseconds(closed_by_worker ? 100 : 0));
-  if (cb) cb(std::move(st));
+  if (cb) return cb(std::move(st));
+  if (on_guest_) {
+    // No call to fail: the worker serving its guest died or broke the
+    // protocol between two of our requests. Its owner hears it as a frame.
+    WorkerReply failure;
+    failure.type = WorkerMsg::kFailure;
+    failure.code = uint32_t(st.code());
+    failure.message = st.ToString();
+    GuestHandler handler = std::move(on_guest_);
+    on_guest_ = nullptr;
+    handler(std::move(failure));
+  }
 }
 
 void WorkerClient::Complete(Result<WorkerReply> r) {

@@ -10,6 +10,13 @@
 // is then killed) or kTimeout past the deadline (the worker is then killed) -
 // unless Kill() or the destructor runs first, which drops the callback.
 // The callback may destroy the WorkerClient.
+//
+// A worker started with a WorkerGuest serves its guest's page itself and
+// sends guest frames of its own accord (worker_protocol.h): each goes to the
+// guest handler, and kGuestExecuted/kGuestFound stay outstanding until
+// Send() answers them with kRelease or kRun. Meanwhile nothing is read from
+// the worker, which has nothing to send until then: the daemon still reads
+// at most one frame at a time.
 #pragma once
 
 #include <sys/types.h>
@@ -23,6 +30,7 @@
 #include "common/child_process.h"
 #include "common/event_loop.h"
 #include "common/unique_fd.h"
+#include "tpm/guest_channel.h"
 #include "tpm/worker_identity.h"
 #include "tpm/worker_protocol.h"
 
@@ -40,6 +48,14 @@ struct WorkerOptions {
 #endif
 };
 
+// What a worker that serves its guest is started with.
+struct WorkerGuest {
+  GuestLink link;
+  int mark_fd = -1;           // the responded-mark file, open for writing (the worker gets a copy)
+  bool any_locality = false;  // [xen] allow_any_locality
+  bool found = false;         // the first request in the page goes to the daemon as found
+};
+
 // The `vtpm` system group (systemd/vtpmmgrd-sysusers.conf), which every
 // worker joins and which owns nothing; when it does not exist, nogroup
 // (65534). Call before the worker needs it: it reads the group database.
@@ -48,8 +64,13 @@ gid_t ResolveWorkerGroup();
 class WorkerClient {
  public:
   using ReplyCallback = std::function<void(Result<WorkerReply>)>;
+  // Gets each guest frame; may destroy the WorkerClient.
+  using GuestHandler = std::function<void(WorkerReply)>;
 
-  static Result<std::unique_ptr<WorkerClient>> Start(EventLoop& loop, const WorkerOptions& opts);
+  // With `guest`, `on_guest` receives the worker's guest frames.
+  static Result<std::unique_ptr<WorkerClient>> Start(EventLoop& loop, const WorkerOptions& opts,
+                                                     const WorkerGuest* guest = nullptr,
+                                                     GuestHandler on_guest = nullptr);
   ~WorkerClient();
   WorkerClient(const WorkerClient&) = delete;
   WorkerClient& operator=(const WorkerClient&) = delete;
@@ -57,6 +78,10 @@ class WorkerClient {
   // Precondition: !busy().
   void Call(const WorkerRequest& req, std::chrono::milliseconds deadline, ReplyCallback cb);
   bool busy() const { return static_cast<bool>(pending_); }
+  // Answers the outstanding guest frame (kRelease, kRun). No reply comes.
+  void Send(const WorkerRequest& req);
+  // A guest frame waits for Send().
+  bool guest_outstanding() const { return guest_outstanding_; }
   bool alive() const { return socket_.valid(); }
   // The worker's pid while this client owns it: -1 once it is being reaped.
   pid_t pid() const { return child_.pid(); }
@@ -75,10 +100,13 @@ class WorkerClient {
  private:
   WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket, WorkerIdentities::Lease identity, uid_t uid);
   void OnEvents(uint32_t events);
+  // A frame of a worker serving its guest: a guest frame or a reply.
+  void Dispatch(WorkerReply frame, bool closed);
   bool FlushOutput();
   void Fail(Status st);
   void Complete(Result<WorkerReply> r);
   void Close();
+  bool QueueOutput(const WorkerRequest& req);
   void Reap(std::chrono::milliseconds grace);
 
   EventLoop& loop_;
@@ -92,6 +120,8 @@ class WorkerClient {
   size_t out_off_ = 0;
   bool watching_out_ = false;  // EPOLLOUT is in the socket's registration
   ReplyCallback pending_;
+  GuestHandler on_guest_;
+  bool guest_outstanding_ = false;
   std::optional<EventLoop::TimerId> timer_;
   std::optional<int> exit_status_;
   std::shared_ptr<bool> alive_token_ = std::make_shared<bool>(true);

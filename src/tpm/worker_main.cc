@@ -1,8 +1,15 @@
 // vtpm-worker: hosts one libtpms TPM 1.2 for the daemon (design §2).
 //
-// argv: vtpm-worker --fd=N --uid=U --gid=G [--test-commands] [--test-parse-probe]
+// argv: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M [--any-locality] [--found]]
+//                   [--test-commands] [--test-parse-probe]
 //   --fd             the parent's socket (SOCK_STREAM, worker_protocol.h); 3 by default
 //   --uid/--gid      the unprivileged identity to switch to when started as root
+//   --guest          serve domain D's shared page (grant ref R) and event
+//                    channel (its port P) itself (tpm/worker_guest.h); both
+//                    are opened before the privileges are dropped
+//   --mark-fd        the instance's responded-mark file, open for writing
+//   --any-locality   accept guest requests at any locality, not only 0
+//   --found          the first guest request seen goes to the daemon as found
 //   --test-commands  accept kTestOpen/kTestSyscall (sandbox tests; only a test
 //                    build, VTPM_TEST_BUILD, has the flag and the commands)
 //   --test-parse-probe  (test build) just before libtpms is first handed a
@@ -23,8 +30,12 @@
 #include <sys/socket.h>
 #endif
 
+#include <poll.h>
+
+#include "tpm/guest_channel.h"
 #include "tpm/libtpms_host.h"
 #include "tpm/sandbox.h"
+#include "tpm/worker_guest.h"
 #include "tpm/worker_protocol.h"
 
 namespace vtpm {
@@ -32,13 +43,17 @@ namespace {
 
 #ifdef VTPM_TEST_BUILD
 constexpr char kUsage[] =
-    "usage: vtpm-worker --fd=N --uid=U --gid=G [--test-commands] [--test-parse-probe]";
+    "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M [--any-locality] [--found]] "
+    "[--test-commands] [--test-parse-probe]";
 #else
-constexpr char kUsage[] = "usage: vtpm-worker --fd=N --uid=U --gid=G";
+constexpr char kUsage[] =
+    "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M [--any-locality] [--found]]";
 #endif
 
 struct WorkerArgs {
   SandboxOptions sandbox;
+  std::optional<GuestLink> guest;
+  GuestServerOptions serve;
 #ifdef VTPM_TEST_BUILD
   bool test_commands = false;
   bool test_parse_probe = false;
@@ -58,7 +73,22 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
       return a.substr(0, flag.size()) == flag && ParseNumber(a.substr(flag.size()), out);
     };
     if (value("--fd=", args.sandbox.keep_fd) || value("--uid=", args.sandbox.uid) ||
-        value("--gid=", args.sandbox.gid)) {
+        value("--gid=", args.sandbox.gid) || value("--mark-fd=", args.serve.mark_fd)) {
+      continue;
+    }
+    if (a.substr(0, 8) == "--guest=") {
+      std::string_view rest = a.substr(8);
+      size_t c1 = rest.find(':'), c2 = rest.rfind(':');
+      GuestLink link;
+      if (c1 == std::string_view::npos || c1 == c2 || !ParseNumber(rest.substr(0, c1), link.domid) ||
+          !ParseNumber(rest.substr(c1 + 1, c2 - c1 - 1), link.ring_ref) ||
+          !ParseNumber(rest.substr(c2 + 1), link.remote_port))
+        return false;
+      args.guest = link;
+      continue;
+    }
+    if (a == "--any-locality" || a == "--found") {
+      (a == "--found" ? args.serve.found : args.serve.any_locality) = true;
       continue;
     }
 #ifdef VTPM_TEST_BUILD
@@ -69,37 +99,12 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
 #endif
     return false;
   }
-  return true;
+  return !args.guest || args.serve.mark_fd > STDERR_FILENO;
 }
 
 void Diagnose(std::string_view what) {
   std::string line = "vtpm-worker: " + std::string(what) + "\n";
   [[maybe_unused]] ssize_t n = write(STDERR_FILENO, line.data(), line.size());
-}
-
-bool WriteAll(int fd, const Bytes& frame) {
-  size_t off = 0;
-  while (off < frame.size()) {
-    ssize_t n = write(fd, frame.data() + off, frame.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += size_t(n);
-  }
-  return true;
-}
-
-// Blocks for the next request body; nullopt on EOF or a broken stream.
-std::optional<Bytes> ReadBody(int fd, FrameReader& reader) {
-  uint8_t buf[16384];
-  for (;;) {
-    auto next = reader.Next();
-    if (!next.ok()) return std::nullopt;
-    if (*next) return std::move(**next);
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return std::nullopt;
-    reader.Feed(ByteView(buf, size_t(n)));
-  }
 }
 
 WorkerReply Failure(const Status& st) {
@@ -124,9 +129,36 @@ WorkerReply RunTestCommand(const WorkerRequest& req) {
 }
 #endif
 
-int Serve(const WorkerArgs& args) {
+// Answers one request of the daemon. False when the worker must exit.
+bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, const Status& ready,
+                   bool& started, const WorkerRequest& req) {
+  WorkerReply reply;
+  bool fatal = false;
+  if (req.type == WorkerMsg::kInit && !started) {
+    auto init = ready.ok() ? tpm.Init(req) : Result<WorkerReply>(ready);
+    fatal = !init.ok();
+    reply = init.ok() ? std::move(init).value() : Failure(init.status());
+    started = init.ok();
+  } else if (req.type == WorkerMsg::kExecute && started) {
+    reply = tpm.Execute(req);
+  } else if (req.type == WorkerMsg::kServe && started && args.guest) {
+    reply.type = WorkerMsg::kReply;  // empty: the caller starts serving
+#ifdef VTPM_TEST_BUILD
+  } else if ((req.type == WorkerMsg::kTestOpen || req.type == WorkerMsg::kTestSyscall) && args.test_commands &&
+             started) {
+    reply = RunTestCommand(req);
+#endif
+  } else {
+    reply = Failure(Status(Code::kFailedPrecondition, "request not allowed now"));
+    fatal = true;
+  }
+  (void)args;
+  return conn.Send(EncodeReply(reply)) && !fatal;
+}
+
+int Serve(const WorkerArgs& args, GuestChannel& guest, const Status& guest_status) {
   const int fd = args.sandbox.keep_fd;
-  FrameReader reader;
+  WorkerConn conn(fd);
   LibtpmsHost tpm;
   bool started = false;
 #ifdef VTPM_TEST_BUILD
@@ -139,36 +171,62 @@ int Serve(const WorkerArgs& args) {
 #endif
   // Sandbox stage 2 before the first request is read: libtpms' start-up
   // on no state, then the filter, so that every stored blob in kInit is
-  // parsed under it (design §2 "vtpm-worker"). A failure is kInit's answer.
-  Status ready = tpm.Prepare();
-  if (ready.ok()) ready = LoadSyscallFilter();
+  // parsed under it (design §2 "vtpm-worker"). A failure is kInit's answer;
+  // so is a guest page or channel that could not be opened.
+  Status ready = guest_status;
+  if (ready.ok()) ready = tpm.Prepare();
+  GuestSyscalls allowed;
+  if (guest.valid()) allowed = {guest.fd(), args.serve.mark_fd};
+  if (ready.ok()) ready = LoadSyscallFilter(allowed);
+  std::optional<GuestServer> server;
   for (;;) {
-    auto body = ReadBody(fd, reader);
-    if (!body) return reader.empty() ? 0 : 1;
+    if (server) {
+      // Daemon requests that came while a guest command waited for kRelease.
+      while (!server->deferred().empty()) {
+        WorkerRequest req = std::move(server->deferred().front());
+        server->deferred().pop_front();
+        if (!HandleRequest(args, conn, tpm, ready, started, req)) return 1;
+      }
+      auto buffered = conn.TakeBuffered();
+      if (!buffered.ok()) return 1;
+      if (!*buffered) {
+        pollfd pfd[2] = {{fd, POLLIN, 0}, {guest.fd(), POLLIN, 0}};
+        if (poll(pfd, 2, -1) < 0) {
+          if (errno == EINTR) continue;
+          return 1;
+        }
+        if (pfd[1].revents & POLLIN) {
+          Status ev = guest.TakeEvent();
+          if (!ev.ok() && ev.code() != Code::kBusy) return 1;
+          if (!server->ServePage()) return 1;
+        }
+        if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+          if (!conn.ReadSome()) return conn.at_frame_boundary() ? 0 : 1;
+        }
+        continue;
+      }
+      auto req = DecodeRequest(**buffered);
+      if (!req.ok()) {
+        conn.Send(EncodeReply(Failure(req.status())));
+        return 1;
+      }
+      if (!HandleRequest(args, conn, tpm, ready, started, *req)) return 1;
+      continue;
+    }
+    auto body = conn.Read();
+    if (!body) return conn.at_frame_boundary() ? 0 : 1;
     auto req = DecodeRequest(*body);
     if (!req.ok()) {
-      WriteAll(fd, EncodeReply(Failure(req.status())));
+      conn.Send(EncodeReply(Failure(req.status())));
       return 1;
     }
-    WorkerReply reply;
-    bool fatal = false;
-    if (req->type == WorkerMsg::kInit) {
-      auto init = ready.ok() ? tpm.Init(*req) : Result<WorkerReply>(ready);
-      fatal = !init.ok();
-      reply = init.ok() ? std::move(init).value() : Failure(init.status());
-      started = init.ok();
-    } else if (req->type == WorkerMsg::kExecute && started) {
-      reply = tpm.Execute(*req);
-#ifdef VTPM_TEST_BUILD
-    } else if (req->type != WorkerMsg::kExecute && args.test_commands && started) {
-      reply = RunTestCommand(*req);
-#endif
-    } else {
-      reply = Failure(Status(Code::kFailedPrecondition, "request not allowed now"));
-      fatal = true;
+    if (!HandleRequest(args, conn, tpm, ready, started, *req)) return 1;
+    if (req->type == WorkerMsg::kServe) {
+      // The TPM is up and started: from now on the guest is served. Its
+      // first request may have been written before the channel was bound.
+      server.emplace(guest, conn, tpm, args.serve);
+      if (!server->ServePage()) return 1;
     }
-    if (!WriteAll(fd, EncodeReply(reply))) return 1;
-    if (fatal) return 1;
   }
 }
 
@@ -181,11 +239,24 @@ int main(int argc, char** argv) {
     vtpm::Diagnose(vtpm::kUsage);
     return 1;
   }
+  // The guest's page and channel are opened as root, before the sandbox; a
+  // failure is reported as kInit's answer, where the daemon logs it.
+  vtpm::GuestChannel guest;
+  vtpm::Status guest_status;
+  if (args.guest) {
+    auto opened = vtpm::GuestChannel::Open(*args.guest);
+    if (opened.ok()) {
+      guest = std::move(opened).value();
+      args.sandbox.extra_fds = {guest.fd(), args.serve.mark_fd};
+    } else {
+      guest_status = opened.status().Annotate("guest link");
+    }
+  }
   vtpm::Status st = vtpm::DropPrivileges(args.sandbox);
   if (!st.ok()) {
     vtpm::Diagnose("sandbox: " + st.ToString());
     return 1;
   }
   // _exit: no atexit handlers (LeakSanitizer's would need ptrace) under seccomp.
-  _exit(vtpm::Serve(args));
+  _exit(vtpm::Serve(args, guest, guest_status));
 }

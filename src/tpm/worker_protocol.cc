@@ -5,6 +5,8 @@ namespace {
 
 constexpr uint8_t kHasPermanent = 1, kHasSavestate = 2, kHasVolatile = 4;
 constexpr uint8_t kOpWrite = 0, kOpDelete = 1;
+// A responded mark is 28 bytes (store/record_codec.h); room for a newer one.
+constexpr uint32_t kMaxMark = 512;
 
 Bytes BeginFrame(WorkerMsg type) {
   Bytes b;
@@ -87,6 +89,10 @@ Bytes EncodeRequest(const WorkerRequest& req) {
       b.push_back(req.physical_presence ? 1 : 0);
       AppendString(b, req.command);
       break;
+    case WorkerMsg::kRelease:
+      AppendString(b, req.command);
+      AppendString(b, req.mark);
+      break;
 #ifdef VTPM_TEST_BUILD
     case WorkerMsg::kTestOpen:
       AppendString(b, View(req.path));
@@ -104,6 +110,22 @@ Bytes EncodeReply(const WorkerReply& reply) {
     AppendBe32(b, reply.code);
     AppendString(b, View(reply.message));
     return FinishFrame(std::move(b));
+  }
+  if (reply.type == WorkerMsg::kGuestRejected) {
+    AppendBe32(b, reply.code);
+    AppendBe32(b, reply.header_length);
+    b.push_back(reply.nr_extra_pages);
+    AppendString(b, View(reply.message));
+    return FinishFrame(std::move(b));
+  }
+  if (reply.type == WorkerMsg::kGuestStarted) {
+    AppendString(b, reply.request);
+    return FinishFrame(std::move(b));
+  }
+  if (reply.type == WorkerMsg::kGuestExecuted || reply.type == WorkerMsg::kGuestFound) {
+    AppendString(b, reply.request);
+    b.push_back(reply.locality);
+    if (reply.type == WorkerMsg::kGuestFound) return FinishFrame(std::move(b));
   }
   AppendString(b, reply.response);
   b.push_back(uint8_t(reply.changes.size()));
@@ -145,6 +167,12 @@ Result<WorkerRequest> DecodeRequest(ByteView body) {
       req.physical_presence = pp == 1;
       break;
     }
+    case WorkerMsg::kRelease:
+      if (!r.String(req.command, kMaxTpmMessage) || !r.String(req.mark, kMaxMark)) return Malformed("bad release");
+      break;
+    case WorkerMsg::kRun:
+    case WorkerMsg::kServe:
+      break;
 #ifdef VTPM_TEST_BUILD
     case WorkerMsg::kTestOpen: {
       Bytes path;
@@ -171,7 +199,18 @@ Result<WorkerReply> DecodeReply(ByteView body) {
     Bytes msg;
     if (!r.U32(reply.code) || !r.String(msg, 4096)) return Malformed("bad failure");
     reply.message.assign(msg.begin(), msg.end());
-  } else if (type == WorkerMsg::kReply) {
+  } else if (type == WorkerMsg::kGuestRejected) {
+    Bytes msg;
+    if (!r.U32(reply.code) || !r.U32(reply.header_length) || !r.U8(reply.nr_extra_pages) || !r.String(msg, 256))
+      return Malformed("bad guest rejection");
+    reply.message.assign(msg.begin(), msg.end());
+  } else if (type == WorkerMsg::kGuestStarted) {
+    if (!r.String(reply.request, kMaxTpmMessage)) return Malformed("bad guest started");
+  } else if (type == WorkerMsg::kGuestFound) {
+    if (!r.String(reply.request, kMaxTpmMessage) || !r.U8(reply.locality)) return Malformed("bad guest found");
+  } else if (type == WorkerMsg::kReply || type == WorkerMsg::kGuestExecuted) {
+    if (type == WorkerMsg::kGuestExecuted && (!r.String(reply.request, kMaxTpmMessage) || !r.U8(reply.locality)))
+      return Malformed("bad guest request");
     uint8_t count = 0;
     if (!r.String(reply.response, kMaxTpmMessage) || !r.U8(count) || count > kMaxBlobChanges)
       return Malformed("bad reply");

@@ -7,6 +7,14 @@
 // request and waits for its reply before the next; the worker answers every
 // request with exactly one kReply or kFailure, then exits after a kFailure.
 //
+// A worker that serves its guest (started with --guest, design §3 "Path of
+// one command") also sends guest frames of its own accord, at most one
+// unanswered at a time: kGuestExecuted and kGuestFound wait for the daemon's
+// kRelease (or kRun, for a found command); kGuestStarted and kGuestRejected
+// are notes that need no answer. A kExecute that reaches the worker while it waits for a
+// kRelease runs after it. So at any moment at most one frame of the worker
+// is due, and the daemon reads no more than that one frame.
+//
 // Requests:
 //   kInit     u8 present-mask (1 permanent, 2 savestate, 4 volatile), then
 //             each present blob in that order. Must be the first request;
@@ -15,12 +23,27 @@
 //             Presence is what libtpms' hardware physical-presence callback
 //             reports while the command runs; only the daemon's own admin
 //             operations set it.
+//   kRelease  response bytes | mark bytes: the worker writes the response
+//             into the page, then (when mark is not empty) the mark at
+//             offset 0 of its responded-mark fd, then FINISH and notifies.
+//   kRun      (answer to kGuestFound) run the found command as a new one.
+//   kServe    (a worker started with --guest, after kInit and the daemon's
+//             start-up commands) start serving the guest; an empty kReply.
 //   kTestOpen path          (test builds only, VTPM_TEST_BUILD: the worker
 //   kTestSyscall            accepts these when started with --test-commands)
 // Replies:
 //   kReply    response bytes | u8 count | count x (u8 BlobKind, u8 op
 //             (0 write, 1 delete), [data if write]) | volatile state bytes.
 //   kFailure  u32 code | message bytes.
+// Guest frames (worker -> daemon, unsolicited):
+//   kGuestExecuted  request bytes | u8 locality | then the fields of kReply.
+//   kGuestFound     request bytes | u8 locality: the first request the worker
+//                   found in the page when started with --found; not run yet.
+//   kGuestStarted   request bytes: libtpms starts running this guest
+//                   request now (a note; kGuestExecuted follows).
+//   kGuestRejected  u32 TPM rc | u32 header length | u8 nr_extra_pages |
+//                   reason bytes: a request the worker answered with a TPM
+//                   error without running it (malformed, wrong locality).
 // Decoders accept exactly one well-formed body (no trailing bytes); they are
 // fed bytes from a possibly compromised peer and are fuzzed.
 #pragma once
@@ -45,12 +68,19 @@ inline constexpr size_t kMaxBlobChanges = 8;
 enum class WorkerMsg : uint8_t {
   kInit = 1,
   kExecute = 2,
+  kRelease = 3,
+  kRun = 4,
+  kServe = 5,
 #ifdef VTPM_TEST_BUILD
   kTestOpen = 0x70,
   kTestSyscall = 0x71,
 #endif
   kReply = 0x81,
   kFailure = 0x82,
+  kGuestExecuted = 0x83,
+  kGuestFound = 0x84,
+  kGuestRejected = 0x85,
+  kGuestStarted = 0x86,
 };
 
 struct WorkerRequest {
@@ -60,7 +90,9 @@ struct WorkerRequest {
   // kExecute
   uint8_t locality = 0;
   bool physical_presence = false;
-  Bytes command;
+  Bytes command;  // kRelease: the response to write
+  // kRelease
+  Bytes mark;
 #ifdef VTPM_TEST_BUILD
   // kTestOpen
   std::string path;
@@ -76,14 +108,26 @@ struct BlobChange {
 
 struct WorkerReply {
   WorkerMsg type = WorkerMsg::kReply;
-  // kReply
+  // kGuestExecuted, kGuestFound, kGuestStarted
+  Bytes request;
+  uint8_t locality = 0;
+  // kReply, kGuestExecuted
   Bytes response;
   std::vector<BlobChange> changes;
   Bytes volatile_state;
-  // kFailure
+  // kFailure (code, message); kGuestRejected (code: the TPM rc, message:
+  // the reason; header_length, nr_extra_pages: what the guest wrote)
   uint32_t code = 0;
   std::string message;
+  uint32_t header_length = 0;
+  uint8_t nr_extra_pages = 0;
 };
+
+// Frames the worker sends of its own accord.
+inline bool IsGuestFrame(WorkerMsg t) {
+  return t == WorkerMsg::kGuestExecuted || t == WorkerMsg::kGuestFound || t == WorkerMsg::kGuestRejected ||
+         t == WorkerMsg::kGuestStarted;
+}
 
 // Encoders return a whole frame (length prefix included).
 Bytes EncodeRequest(const WorkerRequest& req);

@@ -181,13 +181,7 @@ TEST_F(DaemonSafetyTest, EachGuestsWorkerRunsSandboxedUnderAUidOfItsOwn) {
   ASSERT_EQ(workers.size(), size_t(kGuests)) << "one worker per attached guest";
   std::set<uint64_t> uids;
   for (pid_t w : workers) {
-    std::map<std::string, std::string> f;
-    for (const std::string& l : ReadLines("/proc/" + std::to_string(w) + "/status")) {
-      auto colon = l.find(':');
-      if (colon == std::string::npos) continue;
-      const size_t value = l.find_first_not_of(" \t", colon + 1);
-      f[l.substr(0, colon)] = value == std::string::npos ? "" : l.substr(value);
-    }
+    std::map<std::string, std::string> f = ProcStatus(w);
     const std::string uid = f["Uid"].substr(0, f["Uid"].find('\t'));
     EXPECT_EQ(f["Uid"], uid + "\t" + uid + "\t" + uid + "\t" + uid) << "worker " << w;
     const uint64_t u = std::stoull(uid);

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -120,6 +121,18 @@ inline std::vector<pid_t> ChildPids(pid_t pid) {
     closedir(d);
   }
   return out;
+}
+
+// /proc/<pid>/status as "Name" -> "value" (leading blanks dropped).
+inline std::map<std::string, std::string> ProcStatus(pid_t pid) {
+  std::map<std::string, std::string> f;
+  for (const std::string& l : ReadLines("/proc/" + std::to_string(pid) + "/status")) {
+    auto colon = l.find(':');
+    if (colon == std::string::npos) continue;
+    const size_t value = l.find_first_not_of(" \t", colon + 1);
+    f[l.substr(0, colon)] = value == std::string::npos ? "" : l.substr(value);
+  }
+  return f;
 }
 
 struct ProcSnapshot {

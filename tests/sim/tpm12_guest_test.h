@@ -18,8 +18,10 @@ class Tpm12GuestTest : public BackendSimTest {
   void SetUp() override {
     BackendSimTest::SetUp();
     if (HasFatalFailure()) return;
-    StartLibtpmsDaemon();
+    StartLibtpmsDaemon(DaemonConfig());
   }
+  // More TOML for the daemon's config file.
+  virtual std::string DaemonConfig() const { return ""; }
   // Sends `cmd` from `g` and expects `want_rc`; the response, empty on failure.
   Bytes Run(GuestFrontend& g, const Bytes& cmd, uint32_t want_rc = tpm12::kSuccess) {
     auto r = g.Transmit(cmd, std::chrono::seconds(60));

@@ -75,6 +75,23 @@ TEST_F(XenShimTest, GrantPageIsSharedBothWays) {
   EXPECT_EQ(Ask(peer, "map 5 " + std::to_string(page->ref())), "err " + std::to_string(EINVAL));
 }
 
+// Closing the gntdev fd leaves its mappings in place (a sandboxed worker maps
+// its guest's page, then closes the handle so it can map nothing else).
+TEST_F(XenShimTest, MappingOutlivesTheClosedGrantTableHandle) {
+  auto page = GrantedPage::Grant(host().sim_dir(), kGuest);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  std::memcpy(page->data() + 8, "from-guest", 10);
+  LineProcess peer = StartPeer();
+  ASSERT_EQ(Ask(peer, "map 5 " + std::to_string(page->ref())), "ok");
+  ASSERT_EQ(Ask(peer, "close-gnttab"), "ok");
+  EXPECT_EQ(Ask(peer, "read 8 10"), "ok from-guest");
+  ASSERT_EQ(Ask(peer, "write 100 from-dom0"), "ok");
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(page->data()) + 100, 9), "from-dom0");
+  // Still the guest's page, not a copy taken at close.
+  std::memcpy(page->data() + 8, "after-clo!", 10);
+  EXPECT_EQ(Ask(peer, "read 8 10"), "ok after-clo!");
+}
+
 TEST_F(XenShimTest, MappingAnUngrantedRefFailsWithEinval) {
   LineProcess peer = StartPeer();
   EXPECT_EQ(Ask(peer, "map 5 8"), "err " + std::to_string(EINVAL));

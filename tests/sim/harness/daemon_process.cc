@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -28,6 +29,10 @@ Result<ChildProcess> DaemonProcess::Spawn(std::vector<std::string> args) {
     if (opts_.extra_config.find("[engine]") == std::string::npos)
       c << "[engine]\nkind = \"" << opts_.engine << "\"\n";
     c << opts_.extra_config;
+    std::string data_path = opts_.data_path;
+    if (const char* env = getenv("VTPM_SIM_DATA_PATH"); data_path.empty() && env) data_path = env;
+    if (!data_path.empty() && opts_.extra_config.find("[xen]") == std::string::npos)
+      c << "[xen]\ndata_path = \"" << data_path << "\"\n";
   }
   auto ns = NotifySocket::Bind(base_ + "/notify-" + std::to_string(++starts_) + ".sock");
   if (!ns.ok()) return ns.status();

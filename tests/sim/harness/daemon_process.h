@@ -28,6 +28,9 @@ struct DaemonOptions {
   // (a second "host" in migration tests; run one daemon at a time when
   // devices exist, since both would serve them).
   std::string name;
+  // [xen] data_path; empty: $VTPM_SIM_DATA_PATH, else the daemon's default.
+  // Not written when extra_config has a [xen] section of its own.
+  std::string data_path;
 };
 
 class DaemonProcess {

@@ -68,6 +68,8 @@
 //    EINVAL; unmask of such a port is ignored;
 //  - mapping a ref that is not granted fails with EINVAL (Linux gntdev's
 //    error for a failed GNTTABOP_map_grant_ref).
+//  - xengnttab_close frees the handle only: pages mapped through it stay
+//    mapped until munmap or exit, as a gntdev mapping outlives its fd.
 //  - xc_domain_getinfolist(first, max) returns the existing domains with
 //    domid >= first in ascending order, at most max, so a missing domid
 //    yields the next domain (or none); flags carry XEN_DOMINF_dying,

@@ -5,6 +5,8 @@
 //   read OFF LEN           -> ok TEXT                 (bytes of the mapping)
 //   write OFF TEXT         -> ok
 //   unmap                  -> ok | err ERRNO
+//   close-gnttab           -> ok     (closes the grant-table handle; the page
+//                                     stays mapped, map/unmap are refused)
 //   bind DOMID PORT        -> ok LOCALPORT | err ERRNO
 //   wait MS                -> event PORT | timeout | err ERRNO   (epoll on the fd + pending)
 //   unmask PORT / notify PORT / unbind PORT -> ok | err ERRNO
@@ -53,7 +55,7 @@ int main() {
     std::string cmd;
     in >> cmd;
     if (cmd == "quit") break;
-    if (cmd == "map") {
+    if (cmd == "map" && gt != nullptr) {
       uint32_t d = 0, r = 0;
       in >> d >> r;
       void* p = xengnttab_map_grant_ref(gt, d, r, PROT_READ | PROT_WRITE);
@@ -74,13 +76,17 @@ int main() {
       in >> off >> text;
       if (off + text.size() <= 4096) std::memcpy(page + off, text.data(), text.size());
       Reply("ok");
-    } else if (cmd == "unmap" && page != nullptr) {
+    } else if (cmd == "unmap" && page != nullptr && gt != nullptr) {
       if (xengnttab_unmap(gt, page, 1) != 0) {
         ReplyErr();
       } else {
         page = nullptr;
         Reply("ok");
       }
+    } else if (cmd == "close-gnttab" && gt != nullptr) {
+      xengnttab_close(gt);
+      gt = nullptr;
+      Reply("ok");
     } else if (cmd == "bind") {
       uint32_t d = 0, p = 0;
       in >> d >> p;
@@ -107,9 +113,9 @@ int main() {
       Reply("err unknown-command");
     }
   }
-  if (page != nullptr) xengnttab_unmap(gt, page, 1);
+  if (page != nullptr && gt != nullptr) xengnttab_unmap(gt, page, 1);
   ::close(ep);
   xenevtchn_close(ev);
-  xengnttab_close(gt);
+  if (gt != nullptr) xengnttab_close(gt);
   return 0;
 }

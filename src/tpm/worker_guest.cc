@@ -1,0 +1,149 @@
+#include "tpm/worker_guest.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "backend/shared_page.h"
+#include "backend/tpm12_wire.h"
+
+namespace vtpm {
+
+std::optional<Bytes> WorkerConn::Read() {
+  for (;;) {
+    auto next = reader_.Next();
+    if (!next.ok()) return std::nullopt;
+    if (*next) return std::move(**next);
+    if (!ReadSome()) return std::nullopt;
+  }
+}
+
+bool WorkerConn::ReadSome() {
+  uint8_t buf[16384];
+  for (;;) {
+    ssize_t n = read(fd_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    reader_.Feed(ByteView(buf, size_t(n)));
+    return true;
+  }
+}
+
+bool WorkerConn::Send(const Bytes& frame) {
+  size_t off = 0;
+  while (off < frame.size()) {
+    ssize_t n = write(fd_, frame.data() + off, frame.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += size_t(n);
+  }
+  return true;
+}
+
+bool GuestServer::ServePage() {
+  for (;;) {
+    PageHeader hdr = SnapshotHeader(ch_.page());
+    const PageState state = PageState(hdr.state);
+    if (state == PageState::kCancel) {
+      PublishState(ch_.page(), PageState::kIdle);
+      (void)ch_.Notify();
+      return true;
+    }
+    if (state != PageState::kSubmit) {
+      opts_.found = false;  // only a request already waiting at start-up is "found"
+      return true;
+    }
+    auto parsed = ParseRequest(hdr, ch_.page());
+    if (auto* rej = std::get_if<PageReject>(&parsed)) {
+      if (!Reject(rej->offset, rej->rc, rej->why, hdr.length, hdr.nr_extra_pages)) return false;
+      continue;
+    }
+    auto& req = std::get<PageRequest>(parsed);
+    if (req.locality != 0 && !opts_.any_locality) {
+      if (!Reject(req.offset, tpm12::kBadLocality, "locality other than 0", hdr.length, hdr.nr_extra_pages))
+        return false;
+      continue;
+    }
+    if (!Serve(req.offset, req.locality, std::move(req.command))) return false;
+  }
+}
+
+bool GuestServer::Reject(uint32_t offset, uint32_t rc, const char* why, uint32_t length, uint8_t nr_extra) {
+  Publish(offset, tpm12::ErrorResponse(rc), {});
+  WorkerReply note;
+  note.type = WorkerMsg::kGuestRejected;
+  note.code = rc;
+  note.message = why;
+  note.header_length = length;
+  note.nr_extra_pages = nr_extra;
+  return conn_.Send(EncodeReply(note));
+}
+
+bool GuestServer::Serve(uint32_t offset, uint8_t locality, Bytes command) {
+  if (std::exchange(opts_.found, false)) {
+    WorkerReply found;
+    found.type = WorkerMsg::kGuestFound;
+    found.request = command;
+    found.locality = locality;
+    if (!conn_.Send(EncodeReply(found))) return false;
+    auto answer = AwaitRelease(/*run_allowed=*/true);
+    if (!answer) return false;
+    if (answer->type == WorkerMsg::kRelease) {
+      Publish(offset, std::move(answer->command), answer->mark);
+      return true;
+    }
+  }
+  WorkerReply started;
+  started.type = WorkerMsg::kGuestStarted;
+  started.request = command;
+  if (!conn_.Send(EncodeReply(started))) return false;
+  WorkerRequest exec;
+  exec.type = WorkerMsg::kExecute;
+  exec.locality = locality;
+  exec.command = command;
+  WorkerReply reply = tpm_.Execute(exec);
+  reply.type = WorkerMsg::kGuestExecuted;
+  reply.request = std::move(command);
+  reply.locality = locality;
+  if (!conn_.Send(EncodeReply(reply))) return false;
+  auto release = AwaitRelease(/*run_allowed=*/false);
+  if (!release) return false;
+  Publish(offset, std::move(release->command), release->mark);
+  return true;
+}
+
+std::optional<WorkerRequest> GuestServer::AwaitRelease(bool run_allowed) {
+  for (;;) {
+    auto body = conn_.Read();
+    if (!body) return std::nullopt;
+    auto req = DecodeRequest(*body);
+    if (!req.ok()) return std::nullopt;
+    if (req->type == WorkerMsg::kExecute) {
+      deferred_.push_back(std::move(*req));
+      continue;
+    }
+    if (req->type == WorkerMsg::kRelease || (run_allowed && req->type == WorkerMsg::kRun)) return std::move(*req);
+    return std::nullopt;
+  }
+}
+
+void GuestServer::Publish(uint32_t offset, Bytes response, ByteView mark) {
+  if (response.size() < tpm12::kHeaderSize || tpm12::ParamSize(response) != response.size())
+    response = tpm12::ErrorResponse(tpm12::kFail);
+  else if (response.size() > MaxResponseAt(offset) || response.size() > kMaxPacket)
+    response = tpm12::ErrorResponse(tpm12::kSize);
+  WriteResponse(ch_.page(), offset, response);
+  if (!mark.empty() && opts_.mark_fd >= 0) {
+    // One pwrite of a record within the first page: whole or not at all
+    // (store/runtime_file.h, OverwriteRecord).
+    ssize_t n = pwrite(opts_.mark_fd, mark.data(), mark.size(), 0);
+    if (n != ssize_t(mark.size())) {
+      static const char kMsg[] = "vtpm-worker: writing the responded mark failed\n";
+      [[maybe_unused]] ssize_t w = write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
+    }
+  }
+  PublishState(ch_.page(), PageState::kFinish);
+  (void)ch_.Notify();
+}
+
+}  // namespace vtpm

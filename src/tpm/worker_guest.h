@@ -1,0 +1,86 @@
+// The worker's half of a guest command (design §3 "Path of one command"):
+// a worker started with --guest serves its guest's shared page itself.
+//
+// On each event of its channel, ServePage() looks at the page:
+//  - SUBMIT: the request is validated and copied out (backend/shared_page.h).
+//    A malformed one, or one at a locality other than 0 (unless allowed),
+//    is answered here with a TPM error and noted to the daemon
+//    (kGuestRejected). Otherwise the worker notes that it starts it
+//    (kGuestStarted, which arms the daemon's command deadline), libtpms
+//    runs it, the worker sends
+//    kGuestExecuted and waits for the daemon's kRelease, which comes once
+//    whatever the command changed is durable; then the response goes into
+//    the page, the responded mark (when kRelease carries one) into the mark
+//    file, FINISH, and a notification. The page is looked at again, so a
+//    request submitted meanwhile is served without another notification.
+//  - CANCEL: there is no command in flight between two events (a command
+//    runs from start to kRelease inside ServePage), so the answer is IDLE.
+//  - IDLE, FINISH: nothing (a spurious notification).
+// With `found`, the first request seen is sent as kGuestFound before it
+// runs: the daemon may answer it from its records (a command that ran
+// before a restart) with kRelease, or say kRun.
+//
+// Requests of the daemon (kExecute) that arrive while a guest command waits
+// for its kRelease are kept, in order, for the caller to run afterwards.
+#pragma once
+
+#include <deque>
+
+#include "tpm/guest_channel.h"
+#include "tpm/libtpms_host.h"
+#include "tpm/worker_protocol.h"
+
+namespace vtpm {
+
+// The worker's blocking end of its socket to the daemon.
+class WorkerConn {
+ public:
+  explicit WorkerConn(int fd) : fd_(fd) {}
+  int fd() const { return fd_; }
+  // Blocks for the next frame body; nullopt on EOF or a broken stream.
+  std::optional<Bytes> Read();
+  // One read(2) of what is available (call when fd() is readable); false on
+  // EOF or error.
+  bool ReadSome();
+  // A complete frame body already read, if any.
+  Result<std::optional<Bytes>> TakeBuffered() { return reader_.Next(); }
+  bool Send(const Bytes& frame);
+  bool at_frame_boundary() const { return reader_.empty(); }
+
+ private:
+  int fd_;
+  FrameReader reader_;
+};
+
+struct GuestServerOptions {
+  int mark_fd = -1;
+  bool any_locality = false;
+  bool found = false;
+};
+
+class GuestServer {
+ public:
+  GuestServer(GuestChannel& channel, WorkerConn& conn, LibtpmsHost& tpm, GuestServerOptions opts)
+      : ch_(channel), conn_(conn), tpm_(tpm), opts_(opts) {}
+
+  // Serves what the page holds. False when the daemon is gone or broke the
+  // protocol: the worker then exits.
+  bool ServePage();
+  // Daemon requests deferred while a guest command waited for kRelease.
+  std::deque<WorkerRequest>& deferred() { return deferred_; }
+
+ private:
+  bool Serve(uint32_t offset, uint8_t locality, Bytes command);
+  // Reads frames until kRelease (or, after kGuestFound, kRun).
+  std::optional<WorkerRequest> AwaitRelease(bool run_allowed);
+  void Publish(uint32_t offset, Bytes response, ByteView mark);
+  bool Reject(uint32_t offset, uint32_t rc, const char* why, uint32_t length, uint8_t nr_extra);
+
+  GuestChannel& ch_;
+  WorkerConn& conn_;
+  LibtpmsHost& tpm_;
+  GuestServerOptions opts_;
+  std::deque<WorkerRequest> deferred_;
+};
+
+}  // namespace vtpm

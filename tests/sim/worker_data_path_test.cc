@@ -1,0 +1,144 @@
+// [xen] data_path = "worker" (design §3 "The worker serves its guest") on the
+// simulated host, with the real daemon, real workers running libtpms and the
+// grant/event-channel shim: the worker maps its guest's page and the daemon
+// does not; requests the worker refuses, CANCEL, a worker killed between
+// commands, and a daemon command crossing a guest command.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "fault_util.h"
+#include "tpm12_guest_test.h"
+
+namespace vtpm::sim {
+namespace {
+
+using namespace std::chrono_literals;
+const std::string kUuid = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+
+class WorkerDataPathTest : public Tpm12GuestTest {
+ protected:
+  std::string DaemonConfig() const override { return "[xen]\ndata_path = \"worker\"\n"; }
+  // The one worker of the daemon (one attached guest).
+  pid_t OnlyWorker() {
+    std::vector<pid_t> w = ChildPids(daemon().pid());
+    EXPECT_EQ(w.size(), 1u);
+    return w.empty() ? -1 : w[0];
+  }
+};
+
+TEST_F(WorkerDataPathTest, TheWorkerMapsItsGuestsPageAndTheDaemonNone) {
+  CreateDomain(5, kUuid);
+  GuestFrontend& g = Guest(5);
+  ASSERT_TRUE(g.Connect().ok());
+  ASSERT_TRUE(g.first_response().ok()) << g.first_response().status().ToString();
+  tpm12::PcrValue d;
+  d.fill(0x5c);
+  Run(g, tpm12::PcrExtend(10, d));
+  EXPECT_EQ(Pcr(g, 10), tpm12::ExtendedPcr(tpm12::PcrValue{}, d));
+
+  const std::string page = host().sim_dir() + "/grants/5/" + std::to_string(g.ring_ref());
+  const ProcSnapshot daemon_maps = Snapshot(daemon().pid(), host().sim_dir());
+  EXPECT_EQ(daemon_maps.sim_maps, 0u) << "the daemon maps a guest page: " << daemon_maps;
+  const pid_t worker = OnlyWorker();
+  ASSERT_GT(worker, 0);
+  size_t worker_pages = 0;
+  for (const std::string& l : ReadLines("/proc/" + std::to_string(worker) + "/maps"))
+    if (l.find(page) != std::string::npos) ++worker_pages;
+  EXPECT_EQ(worker_pages, 1u) << "the worker should map " << page << " once";
+  auto st = ProcStatus(worker);
+  EXPECT_EQ(st["Seccomp"], "2");
+  EXPECT_EQ(st["NoNewPrivs"], "1");
+  EXPECT_EQ(st["CapEff"], "0000000000000000");
+  EXPECT_NE(st["Uid"].substr(0, 2), "0\t") << "the worker kept uid 0";
+}
+
+TEST_F(WorkerDataPathTest, RequestsTheWorkerRefusesGetTheirErrorAndTheDaemonLogsThem) {
+  CreateDomain(6, kUuid);
+  GuestFrontend& g = Guest(6);
+  ASSERT_TRUE(g.Connect().ok());
+  // A length past the page: TPM_BAD_PARAM_SIZE, written by the worker.
+  g.WriteHeader(4089, 1, 0, 0);
+  ASSERT_TRUE(g.Notify().ok());
+  ASSERT_TRUE(g.WaitIdle(5s));
+  EXPECT_EQ(g.state(), 2);
+  Bytes rsp(g.page() + 8, g.page() + 8 + g.length());
+  EXPECT_EQ(tpm12::ResponseCode(rsp), tpm12::kBadParamSize);
+  // Locality 2 (not allowed by default): TPM_BAD_LOCALITY.
+  Bytes cmd = tpm12::PcrRead(0);
+  g.WritePayload(8, cmd);
+  g.WriteHeader(uint32_t(cmd.size()), 1, 2, 0);
+  ASSERT_TRUE(g.Notify().ok());
+  ASSERT_TRUE(g.WaitIdle(5s));
+  Bytes rsp2(g.page() + 8, g.page() + 8 + g.length());
+  EXPECT_EQ(tpm12::ResponseCode(rsp2), tpm12::kBadLocality);
+  g.WriteHeader(g.length(), 2, 0, 0);  // the frontend's own header again (locality 0)
+  // Service goes on, and the daemon says which guest sent what.
+  EXPECT_EQ(Pcr(g, 0), tpm12::PcrValue{});
+  const std::string log = daemon().Log();
+  EXPECT_NE(log.find("domid=6 devid=0 uuid=" + kUuid + ": request refused without running it (length 4089"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("locality other than 0; answered 0x3d"), std::string::npos);
+}
+
+TEST_F(WorkerDataPathTest, CancelWhileIdleIsAnsweredIdle) {
+  CreateDomain(7, kUuid);
+  GuestFrontend& g = Guest(7);
+  ASSERT_TRUE(g.Connect().ok());
+  g.Cancel();
+  ASSERT_TRUE(g.WaitIdle(3s));
+  EXPECT_EQ(g.state(), 0);
+  EXPECT_EQ(Pcr(g, 1), tpm12::PcrValue{});
+}
+
+TEST_F(WorkerDataPathTest, AWorkerKilledBetweenCommandsIsReplacedAndThePcrsStay) {
+  CreateDomain(8, kUuid);
+  GuestFrontend& g = Guest(8);
+  ASSERT_TRUE(g.Connect().ok());
+  tpm12::PcrValue d;
+  d.fill(0x21);
+  Run(g, tpm12::PcrExtend(11, d));
+  const pid_t first = OnlyWorker();
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  // The daemon hears of it without a request of its own pending, and starts
+  // another worker from the last delivered state.
+  pid_t second = -1;
+  for (int i = 0; i < 300 && (second <= 0 || second == first); ++i) {
+    std::this_thread::sleep_for(20ms);
+    auto w = ChildPids(daemon().pid());
+    second = w.size() == 1 ? w[0] : -1;
+  }
+  ASSERT_GT(second, 0);
+  ASSERT_NE(second, first);
+  EXPECT_EQ(Pcr(g, 11), tpm12::ExtendedPcr(tpm12::PcrValue{}, d));
+  EXPECT_NE(daemon().Log().find("TPM worker fault"), std::string::npos);
+}
+
+TEST_F(WorkerDataPathTest, ManyCommandsInARowAndANewRingAfterReconnect) {
+  CreateDomain(9, kUuid, 0);
+  GuestFrontend& g = Guest(9, 0, FrontendMode::kMiniOs);
+  ASSERT_TRUE(g.Connect().ok());
+  tpm12::PcrValue acc{}, d;
+  for (int i = 0; i < 200; ++i) {
+    d.fill(uint8_t(i));
+    Run(g, tpm12::PcrExtend(12, d));
+    acc = tpm12::ExtendedPcr(acc, d);
+  }
+  EXPECT_EQ(Pcr(g, 12), acc);
+  const std::string old_page = host().sim_dir() + "/grants/9/" + std::to_string(g.ring_ref());
+  ASSERT_TRUE(g.Close().ok());
+  ASSERT_TRUE(g.Reopen().ok());  // a new ring: a new worker maps it
+  EXPECT_EQ(Pcr(g, 12), acc);
+  const pid_t worker = OnlyWorker();
+  ASSERT_GT(worker, 0);
+  for (const std::string& l : ReadLines("/proc/" + std::to_string(worker) + "/maps"))
+    EXPECT_EQ(l.find(old_page), std::string::npos) << "the old ring is still mapped: " << l;
+}
+
+}  // namespace
+}  // namespace vtpm::sim
