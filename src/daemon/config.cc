@@ -186,7 +186,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   std::map<std::string, std::set<std::string>> keys = {
       {"daemon", {"state_dir", "runtime_dir", "control_socket", "log_level", "log_target", "auto_create",
                   "command_deadline_ms", "admin_deadline_ms"}},
-      {"xen", {"backend_domid", "allow_any_locality"}},
+      {"xen", {"backend_domid", "allow_any_locality", "data_path"}},
       {"host_tpm", {"tcti", "srk_handle", "persist_srk", "pcr_policy"}},
       {"engine", {"kind", "worker_path", "startup", "resume", "worker_uid_base"}},
       {"migration", {"peers_dir"}},
@@ -194,7 +194,6 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
 #ifdef VTPM_TEST_BUILD
   keys["daemon"].insert("journal_socket");
   keys["engine"].insert({"scripted_delay_ms", "scripted_slow_uuids", "scripted_slow_delay_ms"});
-  keys["xen"].insert("data_path");
 #endif
   Reader r(root, source_name);
   RETURN_IF_ERROR(r.CheckKeys(keys));
@@ -209,6 +208,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   RETURN_IF_ERROR(r.Get("daemon", "admin_deadline_ms", c.admin_deadline));
   RETURN_IF_ERROR(r.Get("xen", "backend_domid", c.backend_domid));
   RETURN_IF_ERROR(r.Get("xen", "allow_any_locality", c.allow_any_locality));
+  RETURN_IF_ERROR(r.Get("xen", "data_path", c.data_path));
   RETURN_IF_ERROR(r.Get("host_tpm", "tcti", c.tcti));
   RETURN_IF_ERROR(r.Get("host_tpm", "srk_handle", c.srk_handle));
   RETURN_IF_ERROR(r.Get("host_tpm", "persist_srk", c.persist_srk));
@@ -226,14 +226,13 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
     std::string where = n ? Where(source_name, *n) : source_name;
     return Status(Code::kInvalidArgument, where + ": [" + sec + "] " + key + " " + what);
   };
+  if (c.data_path != "daemon" && c.data_path != "worker")
+    return bad("xen", "data_path", "must be \"daemon\" or \"worker\", not \"" + c.data_path + "\"");
 #ifdef VTPM_TEST_BUILD
   RETURN_IF_ERROR(r.Get("daemon", "journal_socket", c.journal_socket));
   RETURN_IF_ERROR(r.Get("engine", "scripted_delay_ms", c.scripted_delay));
   RETURN_IF_ERROR(r.Get("engine", "scripted_slow_uuids", c.scripted_slow_uuids));
   RETURN_IF_ERROR(r.Get("engine", "scripted_slow_delay_ms", c.scripted_slow_delay));
-  RETURN_IF_ERROR(r.Get("xen", "data_path", c.data_path));
-  if (c.data_path != "daemon" && c.data_path != "worker")
-    return bad("xen", "data_path", "must be \"daemon\" or \"worker\", not \"" + c.data_path + "\"");
   if (c.journal_socket.empty() || c.journal_socket[0] != '/')
     return bad("daemon", "journal_socket", "must be an absolute path");
   if (c.engine != "libtpms" && c.engine != "scripted")

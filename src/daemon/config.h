@@ -45,12 +45,10 @@ struct Config {
   // [xen]
   uint32_t backend_domid = 0;
   bool allow_any_locality = false;
-#ifdef VTPM_TEST_BUILD
-  // [xen] data_path: "daemon" (the backend serves every page) or "worker"
-  // (each worker serves its guest: tpm/worker_guest.h). Test builds only
-  // until the worker's path is the only one (tests/sim/README.md).
+  // "daemon": the backend maps and serves every guest's page; "worker":
+  // each instance's worker maps its guest's page and serves it
+  // (tpm/worker_guest.h, design §3 "The worker serves its guest").
   std::string data_path = "daemon";
-#endif
   // [host_tpm]
   std::string tcti = "device:/dev/tpmrm0";
   uint32_t srk_handle = 0x81000001;

@@ -189,9 +189,7 @@ int RunDaemon(const Config& cfg) {
   BackendOptions bopts;
   bopts.own_domid = cfg.backend_domid;
   bopts.allow_any_locality = cfg.allow_any_locality;
-#ifdef VTPM_TEST_BUILD
   bopts.worker_data_path = cfg.data_path == "worker";
-#endif
   auto backend = Backend::Start(loop, *xs, **gnt, **evt, **hyp, *engines, bopts);
   if (!backend.ok()) {
     LOG_ERROR("cannot start the vTPM backend: {}", backend.status().message());

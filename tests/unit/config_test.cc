@@ -12,6 +12,7 @@ TEST(Config, EmptyFileGivesDefaults) {
   EXPECT_EQ(c->srk_handle, 0x81000001u);
   EXPECT_TRUE(c->auto_create);
   EXPECT_EQ(c->ControlSocket(), "/run/vtpmmgrd/control.sock");
+  EXPECT_EQ(c->data_path, "daemon");
 }
 
 TEST(Config, ReadsEveryKey) {
@@ -23,6 +24,7 @@ auto_create = false
 command_deadline_ms = 20000
 [xen]
 backend_domid = 3
+data_path = "worker"
 [host_tpm]
 tcti = "swtpm:host=127.0.0.1,port=2321"
 srk_handle = 0x81000002
@@ -38,6 +40,7 @@ worker_uid_base = 0x60000000
   EXPECT_FALSE(c->auto_create);
   EXPECT_EQ(c->command_deadline.count(), 20000);
   EXPECT_EQ(c->backend_domid, 3u);
+  EXPECT_EQ(c->data_path, "worker");
   EXPECT_EQ(c->srk_handle, 0x81000002u);
   EXPECT_EQ(c->pcr_policy, (std::vector<uint32_t>{0, 7}));
   EXPECT_EQ(c->engine, "scripted");
@@ -110,6 +113,11 @@ TEST(ConfigMeaning, BackendDomidBeyondTheLastDomainIdIsRefused) {
   ExpectRefused("[xen]\nbackend_domid = 70000\n", "2", {"[xen] backend_domid", "0 to 32751", "not 70000"});
   ExpectRefused("[xen]\nbackend_domid = 0x7ff0\n", "2", {"backend_domid"});  // DOMID_FIRST_RESERVED
   EXPECT_TRUE(ParseConfig("[xen]\nbackend_domid = 0x7fef\n", "v.conf").ok());
+}
+
+TEST(ConfigMeaning, DataPathIsDaemonOrWorker) {
+  ExpectRefused("[xen]\ndata_path = \"guest\"\n", "2", {"[xen] data_path", "\"daemon\" or \"worker\"", "not \"guest\""});
+  EXPECT_TRUE(ParseConfig("[xen]\ndata_path = \"daemon\"\n", "v.conf").ok());
 }
 
 TEST(ConfigMeaning, RelativeWorkerPathIsRefused) {
