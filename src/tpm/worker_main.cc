@@ -10,7 +10,7 @@
 //   --mark-fd        the instance's responded-mark file, open for writing
 //   --any-locality   accept guest requests at any locality, not only 0
 //   --found          the first guest request seen goes to the daemon as found
-//   --test-commands  accept kTestOpen/kTestSyscall (sandbox tests; only a test
+//   --test-commands  accept kTestOpen/kTestSyscall/kTestIoctl (sandbox tests; only a test
 //                    build, VTPM_TEST_BUILD, has the flag and the commands)
 //   --test-parse-probe  (test build) just before libtpms is first handed a
 //                    stored blob, write one byte 'P' to the socket and block
@@ -27,6 +27,7 @@
 
 #ifdef VTPM_TEST_BUILD
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #endif
 
@@ -116,8 +117,18 @@ WorkerReply Failure(const Status& st) {
 }
 
 #ifdef VTPM_TEST_BUILD
-// Test-only probes of the sandbox: each should kill the process.
+// The guest's event-channel descriptor, for kTestIoctl.
+int test_evtchn_fd = -1;
+
+// Test-only probes of the sandbox: each should kill the process, but for an
+// ioctl the filter allows.
 WorkerReply RunTestCommand(const WorkerRequest& req) {
+  if (req.type == WorkerMsg::kTestIoctl) {
+    uint32_t port = 0;
+    int fd = req.ioctl_target == 0 ? test_evtchn_fd : 3;
+    int rc = ioctl(fd, req.ioctl_request, &port);
+    return Failure(rc < 0 ? Status::FromErrno(errno, "ioctl failed") : Status(Code::kInternal, "ioctl succeeded"));
+  }
   if (req.type == WorkerMsg::kTestOpen) {
     int fd = open(req.path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     return Failure(fd < 0 ? Status::FromErrno(errno, "open refused")
@@ -144,8 +155,9 @@ bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, c
   } else if (req.type == WorkerMsg::kServe && started && args.guest) {
     reply.type = WorkerMsg::kReply;  // empty: the caller starts serving
 #ifdef VTPM_TEST_BUILD
-  } else if ((req.type == WorkerMsg::kTestOpen || req.type == WorkerMsg::kTestSyscall) && args.test_commands &&
-             started) {
+  } else if ((req.type == WorkerMsg::kTestOpen || req.type == WorkerMsg::kTestSyscall ||
+              req.type == WorkerMsg::kTestIoctl) &&
+             args.test_commands && started) {
     reply = RunTestCommand(req);
 #endif
   } else {
@@ -248,6 +260,9 @@ int main(int argc, char** argv) {
     if (opened.ok()) {
       guest = std::move(opened).value();
       args.sandbox.extra_fds = {guest.fd(), args.serve.mark_fd};
+#ifdef VTPM_TEST_BUILD
+      vtpm::test_evtchn_fd = guest.fd();
+#endif
     } else {
       guest_status = opened.status().Annotate("guest link");
     }

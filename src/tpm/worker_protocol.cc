@@ -97,6 +97,10 @@ Bytes EncodeRequest(const WorkerRequest& req) {
     case WorkerMsg::kTestOpen:
       AppendString(b, View(req.path));
       break;
+    case WorkerMsg::kTestIoctl:
+      AppendBe32(b, req.ioctl_request);
+      b.push_back(req.ioctl_target);
+      break;
 #endif
     default:
       break;
@@ -181,6 +185,10 @@ Result<WorkerRequest> DecodeRequest(ByteView body) {
       break;
     }
     case WorkerMsg::kTestSyscall:
+      break;
+    case WorkerMsg::kTestIoctl:
+      if (!r.U32(req.ioctl_request) || !r.U8(req.ioctl_target) || req.ioctl_target > 1)
+        return Malformed("bad test ioctl");
       break;
 #endif
     default:

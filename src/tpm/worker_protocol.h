@@ -31,6 +31,8 @@
 //             start-up commands) start serving the guest; an empty kReply.
 //   kTestOpen path          (test builds only, VTPM_TEST_BUILD: the worker
 //   kTestSyscall            accepts these when started with --test-commands)
+//   kTestIoctl u32 request | u8 target (0 its event channel, 1 its socket):
+//             (test builds) the worker calls ioctl(target, request, &port)
 // Replies:
 //   kReply    response bytes | u8 count | count x (u8 BlobKind, u8 op
 //             (0 write, 1 delete), [data if write]) | volatile state bytes.
@@ -74,6 +76,7 @@ enum class WorkerMsg : uint8_t {
 #ifdef VTPM_TEST_BUILD
   kTestOpen = 0x70,
   kTestSyscall = 0x71,
+  kTestIoctl = 0x72,
 #endif
   kReply = 0x81,
   kFailure = 0x82,
@@ -96,6 +99,9 @@ struct WorkerRequest {
 #ifdef VTPM_TEST_BUILD
   // kTestOpen
   std::string path;
+  // kTestIoctl
+  uint32_t ioctl_request = 0;
+  uint8_t ioctl_target = 0;
 #endif
 };
 

@@ -206,26 +206,6 @@ TEST_F(WorkerTest, KilledWorkerFailsTheCall) {
 // The sandbox: after start-up an open() or a socket() kills the worker (SIGSYS).
 // Runs `loop` until `w`'s worker has been reaped (at most 10 s); the longest
 // loop iteration meanwhile goes to `longest`.
-void RunUntilReaped(EventLoop& loop, WorkerClient& w, std::chrono::duration<double, std::milli>* longest = nullptr) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!w.exit_status() && std::chrono::steady_clock::now() < until) {
-    auto t0 = std::chrono::steady_clock::now();
-    ASSERT_TRUE(loop.RunOnce(std::chrono::milliseconds(0)).ok());
-    if (longest) *longest = std::max(*longest, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0));
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
-
-void ExpectKilledBySeccomp(EventLoop& loop, WorkerClient& w, const WorkerRequest& req) {
-  auto r = CallSync(loop, w, req);
-  ASSERT_FALSE(r.ok()) << "worker survived: " << r->message;
-  EXPECT_EQ(r.status().code(), Code::kUnavailable);
-  RunUntilReaped(loop, w);
-  ASSERT_TRUE(w.exit_status().has_value());
-  EXPECT_TRUE(WIFSIGNALED(*w.exit_status())) << DescribeWaitStatus(*w.exit_status());
-  EXPECT_EQ(WTERMSIG(*w.exit_status()), SIGSYS) << DescribeWaitStatus(*w.exit_status());
-}
-
 // The fields of /proc/<pid>/status.
 std::map<std::string, std::string> ProcStatus(pid_t pid) {
   std::map<std::string, std::string> fields;

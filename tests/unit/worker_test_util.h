@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <chrono>
 #include <memory>
+#include <thread>
 
 #include "common/event_loop.h"
 #include "tpm/tpm12.h"
@@ -54,6 +57,29 @@ inline WorkerRequest ExecRequest(Bytes command, bool presence = false) {
   r.command = std::move(command);
   r.physical_presence = presence;
   return r;
+}
+
+// Runs `loop` until `w`'s worker is reaped (10 s at most); `longest`: the
+// longest single turn of the loop meanwhile.
+inline void RunUntilReaped(EventLoop& loop, WorkerClient& w, std::chrono::duration<double, std::milli>* longest = nullptr) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!w.exit_status() && std::chrono::steady_clock::now() < until) {
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(loop.RunOnce(std::chrono::milliseconds(0)).ok());
+    if (longest) *longest = std::max(*longest, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// `req` makes the worker die of its seccomp filter (SIGSYS).
+inline void ExpectKilledBySeccomp(EventLoop& loop, WorkerClient& w, const WorkerRequest& req) {
+  auto r = CallSync(loop, w, req);
+  ASSERT_FALSE(r.ok()) << "worker survived: " << r->message;
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  RunUntilReaped(loop, w);
+  ASSERT_TRUE(w.exit_status().has_value());
+  EXPECT_TRUE(WIFSIGNALED(*w.exit_status())) << DescribeWaitStatus(*w.exit_status());
+  EXPECT_EQ(WTERMSIG(*w.exit_status()), SIGSYS) << DescribeWaitStatus(*w.exit_status());
 }
 
 }  // namespace vtpm::testing
