@@ -16,6 +16,9 @@ constexpr int kMaxStartFailures = 3;
 // A broken instance tries one more start on a command that arrives at least
 // this long after it broke (design §3 "Worker faults").
 constexpr std::chrono::seconds kBrokenRetryDelay{2};
+// How often the flight record of a worker serving its guest is checked
+// against the command deadline.
+constexpr std::chrono::milliseconds kFlightCheck{1000};
 
 Bytes Sha256(ByteView data) {
   Bytes out(32);
@@ -43,7 +46,7 @@ Instance::Instance(EventLoop& loop, Store& store, InstanceConfig cfg, Uuid uuid,
 
 Instance::~Instance() {
   worker_.reset();
-  if (guest_deadline_) loop_.CancelTimer(*guest_deadline_);
+  if (flight_check_) loop_.CancelTimer(*flight_check_);
 }
 
 void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume, bool drop_capture) {
@@ -151,16 +154,22 @@ void Instance::Spawn() {
     mark.domid = uint32_t(ctx_.domid);
     mark.sequence = responded_;
     auto mark_fd = store_.OpenRespondedForWorker(uuid_, mark);
-    if (mark_fd.ok()) {
+    auto flight = FlightPage::Create();
+    if (mark_fd.ok() && flight.ok()) {
+      ForgetGuestCommand();
+      flight_ = std::move(flight).value();
       WorkerGuest guest = *guest_;
       guest.mark_fd = mark_fd->get();
+      guest.flight_fd = flight_.fd();
       guest.found = true;  // whatever the page holds is judged from the records first
       std::weak_ptr<Instance> weak = weak_from_this();
       client = WorkerClient::Start(loop_, cfg_.worker, &guest, [weak](WorkerReply frame) {
         if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
       });
+      flight_.CloseFd();  // the worker has its own copy; the mapping stays
     } else {
-      client = mark_fd.status().Annotate("the responded mark for the worker");
+      client = !mark_fd.ok() ? mark_fd.status().Annotate("the responded mark for the worker")
+                             : flight.status().Annotate("the worker's flight record");
     }
   } else {
     client = WorkerClient::Start(loop_, cfg_.worker);
@@ -175,6 +184,7 @@ void Instance::Spawn() {
     return;
   }
   worker_ = std::move(client).value();
+  if (guest_) CheckFlight();
   WorkerRequest init;
   init.type = WorkerMsg::kInit;
   init.permanent = permanent_;
@@ -350,18 +360,6 @@ void Instance::OnGuestFrame(WorkerReply frame) {
         return;
       }
       return Fault(Status(Code::kUnavailable, frame.message));
-    case WorkerMsg::kGuestStarted: {
-      guest_running_ = std::move(frame.request);
-      std::weak_ptr<Instance> weak = weak_from_this();
-      if (guest_deadline_) loop_.CancelTimer(*guest_deadline_);
-      guest_deadline_ = loop_.AddTimer(cfg_.command_deadline, [weak] {
-        auto self = weak.lock();
-        if (!self) return;
-        self->guest_deadline_.reset();
-        self->Fault(Status(Code::kTimeout, "worker missed its deadline on a guest command"));
-      });
-      return;
-    }
     case WorkerMsg::kGuestRejected:
       last_command_ = int64_t(std::time(nullptr));
       VLOG_GUEST_WARN(ctx_, "request refused without running it (length {}, nr_extra_pages {}): {}; answered {:#x}",
@@ -391,9 +389,6 @@ void Instance::OnGuestFrame(WorkerReply frame) {
       return;
     }
     case WorkerMsg::kGuestExecuted: {
-      guest_running_.reset();
-      if (guest_deadline_) loop_.CancelTimer(*guest_deadline_);
-      guest_deadline_.reset();
       ran_since_suspend_ = true;
       last_command_ = int64_t(std::time(nullptr));
       Op op;
@@ -419,7 +414,7 @@ void Instance::OnGuestFrame(WorkerReply frame) {
   }
 }
 
-void Instance::ReleaseGuest(const Bytes& request, Bytes response, std::optional<uint64_t> sequence) {
+void Instance::ReleaseGuest(const Bytes& request, Bytes response, std::optional<uint64_t> sequence, bool settled) {
   if (!worker_ || !worker_->alive() || !worker_->guest_outstanding()) {
     // The worker that ran it is gone; the request is still in the page,
     // and the next worker finds it (design §3 "Worker faults").
@@ -429,6 +424,7 @@ void Instance::ReleaseGuest(const Bytes& request, Bytes response, std::optional<
   WorkerRequest rel;
   rel.type = WorkerMsg::kRelease;
   rel.command = std::move(response);
+  rel.settled = settled;
   if (sequence) {
     RespondedMark mark;
     mark.boot_id = cfg_.boot_id;
@@ -692,7 +688,7 @@ void Instance::Deliver(Bytes response, std::optional<uint64_t> sequence, bool in
     in_flight_.reset();
     bool delivered = false;
     if (op.via_worker) {
-      ReleaseGuest(op.command, std::move(response), sequence);
+      ReleaseGuest(op.command, std::move(response), sequence, started_ && volatile_saved_);
       delivered = true;
     } else if (op.guest && op.guest_done) {
       // The device calls ResponseWritten() from inside guest_done once the
@@ -764,13 +760,33 @@ void Instance::Restart(const Status& why) {
 }
 
 void Instance::ForgetGuestCommand() {
-  if (guest_deadline_) loop_.CancelTimer(*guest_deadline_);
-  guest_deadline_.reset();
+  if (flight_check_) loop_.CancelTimer(*flight_check_);
+  flight_check_.reset();
+  if (!flight_.valid()) return;
   // The lost worker was running this request: the next worker answers it
   // TPM_FAIL instead of running it again on the state it may have broken
   // (design §3 "Worker faults").
-  if (guest_running_) fail_digest_ = Sha256(*guest_running_);
-  guest_running_.reset();
+  if (auto request = flight_.InFlight()) fail_digest_ = Sha256(*request);
+  last_command_ = std::max(last_command_, flight_.record().last_command.load(std::memory_order_relaxed));
+  flight_ = FlightPage();
+}
+
+void Instance::CheckFlight() {
+  flight_check_.reset();
+  if (!flight_.valid() || !worker_) return;
+  uint64_t started = 0;
+  if (flight_.InFlight(&started) &&
+      MonotonicNs() - started > uint64_t(std::chrono::nanoseconds(cfg_.command_deadline).count()))
+    return Fault(Status(Code::kTimeout, "worker missed its deadline on a guest command"));
+  std::weak_ptr<Instance> weak = weak_from_this();
+  flight_check_ = loop_.AddTimer(kFlightCheck, [weak] {
+    if (auto self = weak.lock()) self->CheckFlight();
+  });
+}
+
+int64_t Instance::last_command() const {
+  if (!flight_.valid()) return last_command_;
+  return std::max(last_command_, flight_.record().last_command.load(std::memory_order_relaxed));
 }
 
 void Instance::FailOp(Op op, const Status& why, bool notify_guest) {

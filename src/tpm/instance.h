@@ -52,6 +52,7 @@
 #include "store/store.h"
 #include "tpm/engine.h"
 #include "tpm/start_slots.h"
+#include "tpm/worker_flight.h"
 #include "tpm/worker_client.h"
 
 namespace vtpm {
@@ -129,7 +130,7 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   pid_t worker_pid() const { return worker_ ? worker_->pid() : -1; }
   // Unix time of the last guest command received, 0 if none (vtpmctl list,
   // design §8): kept in memory only.
-  int64_t last_command() const { return last_command_; }
+  int64_t last_command() const;
 
  private:
   enum class Phase { kWaiting, kStarting, kReady, kRunning, kCommitting, kOff, kBroken };
@@ -163,7 +164,7 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // Answers the worker's outstanding guest frame with `response` (and the
   // responded mark of `sequence`). With no worker left to answer, the
   // next worker answers the same request TPM_FAIL instead (fail_digest_).
-  void ReleaseGuest(const Bytes& request, Bytes response, std::optional<uint64_t> sequence);
+  void ReleaseGuest(const Bytes& request, Bytes response, std::optional<uint64_t> sequence, bool settled = false);
   // A new worker, once no command is in flight, for a guest attached or detached.
   void ReplaceWorker();
   // The worker serving the guest is gone: ends the guest command deadline,
@@ -243,10 +244,11 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   std::optional<WorkerGuest> guest_;
   UniqueFd mark_fd_;                 // the worker's responded-mark file, per worker
   std::optional<Bytes> fail_digest_;  // request to answer TPM_FAIL when found
-  // The guest request the worker said it runs (kGuestStarted) until its
-  // kGuestExecuted, and the command deadline that runs meanwhile.
-  std::optional<Bytes> guest_running_;
-  std::optional<EventLoop::TimerId> guest_deadline_;
+  // The flight record of the worker serving the guest (tpm/worker_flight.h),
+  // and the timer that checks it against the command deadline.
+  FlightPage flight_;
+  std::optional<EventLoop::TimerId> flight_check_;
+  void CheckFlight();
   bool replace_worker_ = false;
   uint64_t next_op_id_ = 1;
   uint64_t restarts_ = 0;

@@ -51,14 +51,17 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop, const
 #endif
   spawn.fd_map = {{theirs.get(), 3}};
   if (guest) {
-    if (guest->mark_fd < 0) return Status(Code::kInvalidArgument, "a guest worker needs its responded-mark file");
+    if (guest->mark_fd < 0 || guest->flight_fd < 0)
+      return Status(Code::kInvalidArgument, "a guest worker needs its responded-mark file and flight record");
     const GuestLink& l = guest->link;
     spawn.argv.push_back("--guest=" + std::to_string(l.domid) + ":" + std::to_string(l.ring_ref) + ":" +
                          std::to_string(l.remote_port));
     spawn.argv.push_back("--mark-fd=4");
+    spawn.argv.push_back("--flight-fd=5");
     if (guest->any_locality) spawn.argv.push_back("--any-locality");
     if (guest->found) spawn.argv.push_back("--found");
     spawn.fd_map.push_back({guest->mark_fd, 4});
+    spawn.fd_map.push_back({guest->flight_fd, 5});
 #ifdef VTPM_TEST_BUILD
     // The simulated host: the worker reaches grants and event channels
     // through the same LD_PRELOAD shim as the daemon (tests/sim/README.md).
@@ -251,7 +254,7 @@ void WorkerClient::Dispatch(WorkerReply frame, bool closed) {
   };
   if (IsGuestFrame(frame.type)) {
     if (!on_guest_) return Fail(Status(Code::kCorruption, "worker sent a guest frame without a guest"));
-    if (frame.type == WorkerMsg::kGuestExecuted || frame.type == WorkerMsg::kGuestFound) guest_outstanding_ = true;
+    if (frame.type != WorkerMsg::kGuestRejected) guest_outstanding_ = true;
     GuestHandler handler = on_guest_;  // it may destroy this client
     handler(std::move(frame));
   } else {

@@ -52,6 +52,7 @@ struct WorkerOptions {
 struct WorkerGuest {
   GuestLink link;
   int mark_fd = -1;           // the responded-mark file, open for writing (the worker gets a copy)
+  int flight_fd = -1;         // the flight record's memfd (tpm/worker_flight.h)
   bool any_locality = false;  // [xen] allow_any_locality
   bool found = false;         // the first request in the page goes to the daemon as found
 };

@@ -93,22 +93,50 @@ bool GuestServer::Serve(uint32_t offset, uint8_t locality, Bytes command) {
       return true;
     }
   }
-  WorkerReply started;
-  started.type = WorkerMsg::kGuestStarted;
-  started.request = command;
-  if (!conn_.Send(EncodeReply(started))) return false;
   WorkerRequest exec;
   exec.type = WorkerMsg::kExecute;
   exec.locality = locality;
   exec.command = command;
+  if (opts_.flight) opts_.flight->Begin(command);
   WorkerReply reply = tpm_.Execute(exec);
+  if (opts_.flight) opts_.flight->End();
+  if (baseline_.KeptNothing(reply)) {
+    Publish(offset, std::move(reply.response), {});
+    return true;
+  }
   reply.type = WorkerMsg::kGuestExecuted;
   reply.request = std::move(command);
   reply.locality = locality;
   if (!conn_.Send(EncodeReply(reply))) return false;
   auto release = AwaitRelease(/*run_allowed=*/false);
   if (!release) return false;
+  baseline_.Apply(reply);
+  if (release->settled) baseline_.settled_volatile = std::move(reply.volatile_state);
   Publish(offset, std::move(release->command), release->mark);
+  return true;
+}
+
+void TpmBaseline::Init(const WorkerRequest& init) {
+  permanent = init.permanent;
+  savestate = init.savestate;
+  settled_volatile.reset();
+}
+
+void TpmBaseline::Apply(const WorkerReply& reply) {
+  for (const BlobChange& c : reply.changes) {
+    if (c.kind == BlobKind::kPermanent && c.data) permanent = c.data;
+    if (c.kind == BlobKind::kSavestate) savestate = c.data;
+  }
+  settled_volatile.reset();
+}
+
+bool TpmBaseline::KeptNothing(const WorkerReply& reply) const {
+  if (!settled_volatile || reply.volatile_state != *settled_volatile) return false;
+  for (const BlobChange& c : reply.changes) {
+    if (c.kind == BlobKind::kPermanent && !(c.data && permanent && *c.data == *permanent)) return false;
+    if (c.kind == BlobKind::kSavestate && (c.data ? !(savestate && *c.data == *savestate) : savestate.has_value()))
+      return false;
+  }
   return true;
 }
 

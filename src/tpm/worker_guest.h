@@ -5,14 +5,16 @@
 //  - SUBMIT: the request is validated and copied out (backend/shared_page.h).
 //    A malformed one, or one at a locality other than 0 (unless allowed),
 //    is answered here with a TPM error and noted to the daemon
-//    (kGuestRejected). Otherwise the worker notes that it starts it
-//    (kGuestStarted, which arms the daemon's command deadline), libtpms
-//    runs it, the worker sends
-//    kGuestExecuted and waits for the daemon's kRelease, which comes once
-//    whatever the command changed is durable; then the response goes into
-//    the page, the responded mark (when kRelease carries one) into the mark
-//    file, FINISH, and a notification. The page is looked at again, so a
-//    request submitted meanwhile is served without another notification.
+//    (kGuestRejected). Otherwise libtpms runs it, noted in the flight
+//    record while it runs (tpm/worker_flight.h). A command that left the
+//    TPM as the daemon last saved it (TpmBaseline::KeptNothing) is answered
+//    at once: no frame, no file, as the daemon's path writes none for it
+//    (design §3 "Exactly once"). Any other goes to the daemon
+//    (kGuestExecuted) and waits for its kRelease, which comes once what the
+//    command changed is durable; then the response goes into the page, the
+//    responded mark (when kRelease carries one) into the mark file, FINISH,
+//    and a notification. The page is looked at again, so a request
+//    submitted meanwhile is served without another notification.
 //  - CANCEL: there is no command in flight between two events (a command
 //    runs from start to kRelease inside ServePage), so the answer is IDLE.
 //  - IDLE, FINISH: nothing (a spurious notification).
@@ -28,6 +30,7 @@
 
 #include "tpm/guest_channel.h"
 #include "tpm/libtpms_host.h"
+#include "tpm/worker_flight.h"
 #include "tpm/worker_protocol.h"
 
 namespace vtpm {
@@ -56,12 +59,30 @@ struct GuestServerOptions {
   int mark_fd = -1;
   bool any_locality = false;
   bool found = false;
+  FlightPage* flight = nullptr;
+};
+
+// What the worker knows of the state the daemon has made durable: the
+// blobs as last committed (kInit's, then each reply's changes: a commit that
+// fails restarts the worker, so a reply's changes are the committed ones for
+// as long as this worker lives) and the volatile state of the last command
+// the daemon released as settled. A daemon command (kExecute) unsettles it.
+struct TpmBaseline {
+  std::optional<Bytes> permanent, savestate;
+  std::optional<Bytes> settled_volatile;
+
+  void Init(const WorkerRequest& init);
+  void Apply(const WorkerReply& reply);
+  // The command of `reply` changed no blob and left the volatile state the
+  // daemon's copy holds: the daemon would keep nothing of it.
+  bool KeptNothing(const WorkerReply& reply) const;
 };
 
 class GuestServer {
  public:
-  GuestServer(GuestChannel& channel, WorkerConn& conn, LibtpmsHost& tpm, GuestServerOptions opts)
-      : ch_(channel), conn_(conn), tpm_(tpm), opts_(opts) {}
+  GuestServer(GuestChannel& channel, WorkerConn& conn, LibtpmsHost& tpm, TpmBaseline& baseline,
+              GuestServerOptions opts)
+      : ch_(channel), conn_(conn), tpm_(tpm), baseline_(baseline), opts_(opts) {}
 
   // Serves what the page holds. False when the daemon is gone or broke the
   // protocol: the worker then exits.
@@ -79,6 +100,7 @@ class GuestServer {
   GuestChannel& ch_;
   WorkerConn& conn_;
   LibtpmsHost& tpm_;
+  TpmBaseline& baseline_;
   GuestServerOptions opts_;
   std::deque<WorkerRequest> deferred_;
 };

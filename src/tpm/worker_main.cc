@@ -1,6 +1,6 @@
 // vtpm-worker: hosts one libtpms TPM 1.2 for the daemon (design §2).
 //
-// argv: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M [--any-locality] [--found]]
+// argv: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] [--found]]
 //                   [--test-commands] [--test-parse-probe]
 //   --fd             the parent's socket (SOCK_STREAM, worker_protocol.h); 3 by default
 //   --uid/--gid      the unprivileged identity to switch to when started as root
@@ -8,6 +8,7 @@
 //                    channel (its port P) itself (tpm/worker_guest.h); both
 //                    are opened before the privileges are dropped
 //   --mark-fd        the instance's responded-mark file, open for writing
+//   --flight-fd      the flight record's memfd (tpm/worker_flight.h), mapped and closed
 //   --any-locality   accept guest requests at any locality, not only 0
 //   --found          the first guest request seen goes to the daemon as found
 //   --test-commands  accept kTestOpen/kTestSyscall/kTestIoctl (sandbox tests; only a test
@@ -44,17 +45,19 @@ namespace {
 
 #ifdef VTPM_TEST_BUILD
 constexpr char kUsage[] =
-    "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M [--any-locality] [--found]] "
-    "[--test-commands] [--test-parse-probe]";
+    "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] "
+    "[--found]] [--test-commands] [--test-parse-probe]";
 #else
 constexpr char kUsage[] =
-    "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M [--any-locality] [--found]]";
+    "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] "
+    "[--found]]";
 #endif
 
 struct WorkerArgs {
   SandboxOptions sandbox;
   std::optional<GuestLink> guest;
   GuestServerOptions serve;
+  int flight_fd = -1;
 #ifdef VTPM_TEST_BUILD
   bool test_commands = false;
   bool test_parse_probe = false;
@@ -74,7 +77,8 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
       return a.substr(0, flag.size()) == flag && ParseNumber(a.substr(flag.size()), out);
     };
     if (value("--fd=", args.sandbox.keep_fd) || value("--uid=", args.sandbox.uid) ||
-        value("--gid=", args.sandbox.gid) || value("--mark-fd=", args.serve.mark_fd)) {
+        value("--gid=", args.sandbox.gid) || value("--mark-fd=", args.serve.mark_fd) ||
+        value("--flight-fd=", args.flight_fd)) {
       continue;
     }
     if (a.substr(0, 8) == "--guest=") {
@@ -100,7 +104,7 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
 #endif
     return false;
   }
-  return !args.guest || args.serve.mark_fd > STDERR_FILENO;
+  return !args.guest || (args.serve.mark_fd > STDERR_FILENO && args.flight_fd > STDERR_FILENO);
 }
 
 void Diagnose(std::string_view what) {
@@ -141,8 +145,8 @@ WorkerReply RunTestCommand(const WorkerRequest& req) {
 #endif
 
 // Answers one request of the daemon. False when the worker must exit.
-bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, const Status& ready,
-                   bool& started, const WorkerRequest& req) {
+bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, TpmBaseline& baseline,
+                   const Status& ready, bool& started, const WorkerRequest& req) {
   WorkerReply reply;
   bool fatal = false;
   if (req.type == WorkerMsg::kInit && !started) {
@@ -150,8 +154,11 @@ bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, c
     fatal = !init.ok();
     reply = init.ok() ? std::move(init).value() : Failure(init.status());
     started = init.ok();
+    baseline.Init(req);
+    if (started) baseline.Apply(reply);
   } else if (req.type == WorkerMsg::kExecute && started) {
     reply = tpm.Execute(req);
+    baseline.Apply(reply);
   } else if (req.type == WorkerMsg::kServe && started && args.guest) {
     reply.type = WorkerMsg::kReply;  // empty: the caller starts serving
 #ifdef VTPM_TEST_BUILD
@@ -168,10 +175,11 @@ bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, c
   return conn.Send(EncodeReply(reply)) && !fatal;
 }
 
-int Serve(const WorkerArgs& args, GuestChannel& guest, const Status& guest_status) {
+int Serve(WorkerArgs& args, GuestChannel& guest, FlightPage& flight, const Status& guest_status) {
   const int fd = args.sandbox.keep_fd;
   WorkerConn conn(fd);
   LibtpmsHost tpm;
+  TpmBaseline baseline;
   bool started = false;
 #ifdef VTPM_TEST_BUILD
   if (args.test_parse_probe)
@@ -190,6 +198,7 @@ int Serve(const WorkerArgs& args, GuestChannel& guest, const Status& guest_statu
   GuestSyscalls allowed;
   if (guest.valid()) allowed = {guest.fd(), args.serve.mark_fd};
   if (ready.ok()) ready = LoadSyscallFilter(allowed);
+  if (flight.valid()) args.serve.flight = &flight;
   std::optional<GuestServer> server;
   for (;;) {
     if (server) {
@@ -197,7 +206,7 @@ int Serve(const WorkerArgs& args, GuestChannel& guest, const Status& guest_statu
       while (!server->deferred().empty()) {
         WorkerRequest req = std::move(server->deferred().front());
         server->deferred().pop_front();
-        if (!HandleRequest(args, conn, tpm, ready, started, req)) return 1;
+        if (!HandleRequest(args, conn, tpm, baseline, ready, started, req)) return 1;
       }
       auto buffered = conn.TakeBuffered();
       if (!buffered.ok()) return 1;
@@ -222,7 +231,7 @@ int Serve(const WorkerArgs& args, GuestChannel& guest, const Status& guest_statu
         conn.Send(EncodeReply(Failure(req.status())));
         return 1;
       }
-      if (!HandleRequest(args, conn, tpm, ready, started, *req)) return 1;
+      if (!HandleRequest(args, conn, tpm, baseline, ready, started, *req)) return 1;
       continue;
     }
     auto body = conn.Read();
@@ -232,11 +241,11 @@ int Serve(const WorkerArgs& args, GuestChannel& guest, const Status& guest_statu
       conn.Send(EncodeReply(Failure(req.status())));
       return 1;
     }
-    if (!HandleRequest(args, conn, tpm, ready, started, *req)) return 1;
+    if (!HandleRequest(args, conn, tpm, baseline, ready, started, *req)) return 1;
     if (req->type == WorkerMsg::kServe) {
       // The TPM is up and started: from now on the guest is served. Its
       // first request may have been written before the channel was bound.
-      server.emplace(guest, conn, tpm, args.serve);
+      server.emplace(guest, conn, tpm, baseline, args.serve);
       if (!server->ServePage()) return 1;
     }
   }
@@ -254,8 +263,15 @@ int main(int argc, char** argv) {
   // The guest's page and channel are opened as root, before the sandbox; a
   // failure is reported as kInit's answer, where the daemon logs it.
   vtpm::GuestChannel guest;
+  vtpm::FlightPage flight;
   vtpm::Status guest_status;
   if (args.guest) {
+    auto mapped = vtpm::FlightPage::Map(args.flight_fd);
+    close(args.flight_fd);  // the mapping is all the worker keeps of it
+    if (mapped.ok()) flight = std::move(mapped).value();
+    else guest_status = mapped.status().Annotate("flight record");
+  }
+  if (args.guest && guest_status.ok()) {
     auto opened = vtpm::GuestChannel::Open(*args.guest);
     if (opened.ok()) {
       guest = std::move(opened).value();
@@ -273,5 +289,5 @@ int main(int argc, char** argv) {
     return 1;
   }
   // _exit: no atexit handlers (LeakSanitizer's would need ptrace) under seccomp.
-  _exit(vtpm::Serve(args, guest, guest_status));
+  _exit(vtpm::Serve(args, guest, flight, guest_status));
 }

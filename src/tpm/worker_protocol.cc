@@ -92,6 +92,7 @@ Bytes EncodeRequest(const WorkerRequest& req) {
     case WorkerMsg::kRelease:
       AppendString(b, req.command);
       AppendString(b, req.mark);
+      b.push_back(req.settled ? 1 : 0);
       break;
 #ifdef VTPM_TEST_BUILD
     case WorkerMsg::kTestOpen:
@@ -120,10 +121,6 @@ Bytes EncodeReply(const WorkerReply& reply) {
     AppendBe32(b, reply.header_length);
     b.push_back(reply.nr_extra_pages);
     AppendString(b, View(reply.message));
-    return FinishFrame(std::move(b));
-  }
-  if (reply.type == WorkerMsg::kGuestStarted) {
-    AppendString(b, reply.request);
     return FinishFrame(std::move(b));
   }
   if (reply.type == WorkerMsg::kGuestExecuted || reply.type == WorkerMsg::kGuestFound) {
@@ -171,9 +168,13 @@ Result<WorkerRequest> DecodeRequest(ByteView body) {
       req.physical_presence = pp == 1;
       break;
     }
-    case WorkerMsg::kRelease:
-      if (!r.String(req.command, kMaxTpmMessage) || !r.String(req.mark, kMaxMark)) return Malformed("bad release");
+    case WorkerMsg::kRelease: {
+      uint8_t settled = 0;
+      if (!r.String(req.command, kMaxTpmMessage) || !r.String(req.mark, kMaxMark) || !r.U8(settled) || settled > 1)
+        return Malformed("bad release");
+      req.settled = settled == 1;
       break;
+    }
     case WorkerMsg::kRun:
     case WorkerMsg::kServe:
       break;
@@ -212,8 +213,6 @@ Result<WorkerReply> DecodeReply(ByteView body) {
     if (!r.U32(reply.code) || !r.U32(reply.header_length) || !r.U8(reply.nr_extra_pages) || !r.String(msg, 256))
       return Malformed("bad guest rejection");
     reply.message.assign(msg.begin(), msg.end());
-  } else if (type == WorkerMsg::kGuestStarted) {
-    if (!r.String(reply.request, kMaxTpmMessage)) return Malformed("bad guest started");
   } else if (type == WorkerMsg::kGuestFound) {
     if (!r.String(reply.request, kMaxTpmMessage) || !r.U8(reply.locality)) return Malformed("bad guest found");
   } else if (type == WorkerMsg::kReply || type == WorkerMsg::kGuestExecuted) {

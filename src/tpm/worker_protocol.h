@@ -10,8 +10,10 @@
 // A worker that serves its guest (started with --guest, design §3 "Path of
 // one command") also sends guest frames of its own accord, at most one
 // unanswered at a time: kGuestExecuted and kGuestFound wait for the daemon's
-// kRelease (or kRun, for a found command); kGuestStarted and kGuestRejected
-// are notes that need no answer. A kExecute that reaches the worker while it waits for a
+// kRelease (or kRun, for a found command); kGuestRejected is a note that
+// needs no answer. A guest command that leaves the TPM as the daemon last
+// saved it (no blob changed, the volatile state the one of the last settled
+// kRelease) is answered by the worker alone, without any frame. A kExecute that reaches the worker while it waits for a
 // kRelease runs after it. So at any moment at most one frame of the worker
 // is due, and the daemon reads no more than that one frame.
 //
@@ -23,9 +25,12 @@
 //             Presence is what libtpms' hardware physical-presence callback
 //             reports while the command runs; only the daemon's own admin
 //             operations set it.
-//   kRelease  response bytes | mark bytes: the worker writes the response
-//             into the page, then (when mark is not empty) the mark at
-//             offset 0 of its responded-mark fd, then FINISH and notifies.
+//   kRelease  response bytes | mark bytes | u8 settled: the worker writes
+//             the response into the page, then (when mark is not empty) the
+//             mark at offset 0 of its responded-mark fd, then FINISH and
+//             notifies. settled (0/1): the daemon's volatile copy now holds
+//             this command's volatile state, so a later command that ends
+//             in the same state and changes no blob needs no daemon.
 //   kRun      (answer to kGuestFound) run the found command as a new one.
 //   kServe    (a worker started with --guest, after kInit and the daemon's
 //             start-up commands) start serving the guest; an empty kReply.
@@ -41,8 +46,6 @@
 //   kGuestExecuted  request bytes | u8 locality | then the fields of kReply.
 //   kGuestFound     request bytes | u8 locality: the first request the worker
 //                   found in the page when started with --found; not run yet.
-//   kGuestStarted   request bytes: libtpms starts running this guest
-//                   request now (a note; kGuestExecuted follows).
 //   kGuestRejected  u32 TPM rc | u32 header length | u8 nr_extra_pages |
 //                   reason bytes: a request the worker answered with a TPM
 //                   error without running it (malformed, wrong locality).
@@ -83,7 +86,6 @@ enum class WorkerMsg : uint8_t {
   kGuestExecuted = 0x83,
   kGuestFound = 0x84,
   kGuestRejected = 0x85,
-  kGuestStarted = 0x86,
 };
 
 struct WorkerRequest {
@@ -96,6 +98,7 @@ struct WorkerRequest {
   Bytes command;  // kRelease: the response to write
   // kRelease
   Bytes mark;
+  bool settled = false;
 #ifdef VTPM_TEST_BUILD
   // kTestOpen
   std::string path;
@@ -114,7 +117,7 @@ struct BlobChange {
 
 struct WorkerReply {
   WorkerMsg type = WorkerMsg::kReply;
-  // kGuestExecuted, kGuestFound, kGuestStarted
+  // kGuestExecuted, kGuestFound
   Bytes request;
   uint8_t locality = 0;
   // kReply, kGuestExecuted
@@ -131,8 +134,7 @@ struct WorkerReply {
 
 // Frames the worker sends of its own accord.
 inline bool IsGuestFrame(WorkerMsg t) {
-  return t == WorkerMsg::kGuestExecuted || t == WorkerMsg::kGuestFound || t == WorkerMsg::kGuestRejected ||
-         t == WorkerMsg::kGuestStarted;
+  return t == WorkerMsg::kGuestExecuted || t == WorkerMsg::kGuestFound || t == WorkerMsg::kGuestRejected;
 }
 
 // Encoders return a whole frame (length prefix included).

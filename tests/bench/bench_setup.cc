@@ -49,6 +49,7 @@ Status Bench::SetUp() {
   swtpm2_ = std::make_unique<testing::Swtpm>(std::move(swtpm2));
   sim::DaemonOptions d;
   d.log_level = "info";
+  d.data_path = o_.data_path;
   d.extra_config = "[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
                    swtpm2_->tcti() + "\"\n";
   daemon_ = std::make_unique<sim::DaemonProcess>(*host_, d);

@@ -6,7 +6,8 @@
 // TPM command was not answered with TPM_SUCCESS).
 //
 //   vtpm-bench [--smoke] [--instances N] [--guests 8,64,256] [--commands N]
-//              [--load-seconds S] [--output FILE]
+//              [--load-seconds S] [--data-path daemon|worker] [--output FILE]
+//   --data-path  the daemon's [xen] data_path (vtpmmgrd.conf(5))
 //
 // Peers: swtpm (`swtpm socket`, TPM 1.2, one process per VM, commands over
 // its unix socket) and libtpms called in this process (the floor).
@@ -81,7 +82,8 @@ int Bench::Run() {
   std::ostringstream out;
   utsname u{};
   ::uname(&u);
-  out << "vtpm-bench" << (o_.smoke ? " --smoke" : "") << ": " << Now() << ", " << u.sysname << " " << u.release
+  out << "vtpm-bench" << (o_.smoke ? " --smoke" : "") << (o_.data_path != "daemon" ? " --data-path " + o_.data_path : "")
+      << ": " << Now() << ", " << u.sysname << " " << u.release
       << ", " << std::thread::hardware_concurrency() << " CPUs, load average " << load_before << " at start, "
       << LoadAverage() << " at end; " << FormatNumber(Seconds(Clock::now() - start), 0) << " s.\n";
   out << report_.Render();
@@ -195,9 +197,15 @@ int main(int argc, char** argv) {
     else if (a == "--commands") o.commands = std::stoi(value());
     else if (a == "--load-seconds") o.load_seconds = std::stod(value());
     else if (a == "--output") o.output = value();
-    else {
+    else if (a == "--data-path") {
+      o.data_path = value();
+      if (o.data_path != "daemon" && o.data_path != "worker") {
+        std::cerr << "--data-path is daemon or worker, not " << o.data_path << "\n";
+        return 2;
+      }
+    } else {
       std::cerr << "usage: vtpm-bench [--smoke] [--instances N] [--guests 8,64,256] [--commands N] "
-                   "[--load-seconds S] [--output FILE]\n";
+                   "[--load-seconds S] [--data-path daemon|worker] [--output FILE]\n";
       return 2;
     }
   }

@@ -14,12 +14,14 @@
 #include <xen/sys/evtchn.h>
 // clang-format on
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <thread>
 
 #include "fault_util.h"
 #include "tpm12_guest_test.h"
+#include "tpm/worker_flight.h"
 #include "worker_test_util.h"
 #include "xen_sim.h"
 
@@ -32,6 +34,14 @@ const std::string kUuid = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 class WorkerDataPathTest : public Tpm12GuestTest {
  protected:
   std::string DaemonConfig() const override { return "[xen]\ndata_path = \"worker\"\n"; }
+  // xl create of domain `domid` with kUuid, its frontend connected.
+  GuestFrontend& Attached(uint32_t domid, FrontendMode mode = FrontendMode::kLinux) {
+    CreateDomain(domid, kUuid);
+    GuestFrontend& g = Guest(domid, 0, mode);
+    Status st = g.Connect();
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return g;
+  }
   // The one worker of the daemon (one attached guest).
   pid_t OnlyWorker() {
     std::vector<pid_t> w = ChildPids(daemon().pid());
@@ -41,9 +51,8 @@ class WorkerDataPathTest : public Tpm12GuestTest {
 };
 
 TEST_F(WorkerDataPathTest, TheWorkerMapsItsGuestsPageAndTheDaemonNone) {
-  CreateDomain(5, kUuid);
-  GuestFrontend& g = Guest(5);
-  ASSERT_TRUE(g.Connect().ok());
+  GuestFrontend& g = Attached(5);
+  ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(g.first_response().ok()) << g.first_response().status().ToString();
   tpm12::PcrValue d;
   d.fill(0x5c);
@@ -66,10 +75,35 @@ TEST_F(WorkerDataPathTest, TheWorkerMapsItsGuestsPageAndTheDaemonNone) {
   EXPECT_NE(st["Uid"].substr(0, 2), "0\t") << "the worker kept uid 0";
 }
 
+// A command that leaves the TPM as the daemon saved it never reaches the
+// daemon: with the daemon stopped, reads are answered; an extend waits for
+// the daemon (its volatile state must be saved first) and is applied once.
+TEST_F(WorkerDataPathTest, CommandsThatChangeNothingAreAnsweredWhileTheDaemonIsStopped) {
+  GuestFrontend& g = Attached(10);
+  ASSERT_FALSE(HasFailure());
+  tpm12::PcrValue d;
+  d.fill(0x77);
+  Run(g, tpm12::PcrExtend(13, d));  // the worker learns what the daemon saved
+  const auto want = tpm12::ExtendedPcr(tpm12::PcrValue{}, d);
+  ASSERT_EQ(Pcr(g, 13), want);
+  ASSERT_EQ(kill(daemon().pid(), SIGSTOP), 0);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Pcr(g, 13), want) << "read " << i << " with the daemon stopped";
+  Run(g, tpm12::GetPermanentFlags());
+  std::atomic<bool> answered{false};
+  std::thread extend([&] {
+    Run(g, tpm12::PcrExtend(13, d));
+    answered = true;
+  });
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(answered.load()) << "a state-changing command was answered without the daemon";
+  ASSERT_EQ(kill(daemon().pid(), SIGCONT), 0);
+  extend.join();
+  EXPECT_EQ(Pcr(g, 13), tpm12::ExtendedPcr(want, d));
+}
+
 TEST_F(WorkerDataPathTest, RequestsTheWorkerRefusesGetTheirErrorAndTheDaemonLogsThem) {
-  CreateDomain(6, kUuid);
-  GuestFrontend& g = Guest(6);
-  ASSERT_TRUE(g.Connect().ok());
+  GuestFrontend& g = Attached(6);
+  ASSERT_FALSE(HasFailure());
   // A length past the page: TPM_BAD_PARAM_SIZE, written by the worker.
   g.WriteHeader(4089, 1, 0, 0);
   ASSERT_TRUE(g.Notify().ok());
@@ -96,9 +130,8 @@ TEST_F(WorkerDataPathTest, RequestsTheWorkerRefusesGetTheirErrorAndTheDaemonLogs
 }
 
 TEST_F(WorkerDataPathTest, CancelWhileIdleIsAnsweredIdle) {
-  CreateDomain(7, kUuid);
-  GuestFrontend& g = Guest(7);
-  ASSERT_TRUE(g.Connect().ok());
+  GuestFrontend& g = Attached(7);
+  ASSERT_FALSE(HasFailure());
   g.Cancel();
   ASSERT_TRUE(g.WaitIdle(3s));
   EXPECT_EQ(g.state(), 0);
@@ -106,9 +139,8 @@ TEST_F(WorkerDataPathTest, CancelWhileIdleIsAnsweredIdle) {
 }
 
 TEST_F(WorkerDataPathTest, AWorkerKilledBetweenCommandsIsReplacedAndThePcrsStay) {
-  CreateDomain(8, kUuid);
-  GuestFrontend& g = Guest(8);
-  ASSERT_TRUE(g.Connect().ok());
+  GuestFrontend& g = Attached(8);
+  ASSERT_FALSE(HasFailure());
   tpm12::PcrValue d;
   d.fill(0x21);
   Run(g, tpm12::PcrExtend(11, d));
@@ -130,9 +162,8 @@ TEST_F(WorkerDataPathTest, AWorkerKilledBetweenCommandsIsReplacedAndThePcrsStay)
 }
 
 TEST_F(WorkerDataPathTest, ManyCommandsInARowAndANewRingAfterReconnect) {
-  CreateDomain(9, kUuid, 0);
-  GuestFrontend& g = Guest(9, 0, FrontendMode::kMiniOs);
-  ASSERT_TRUE(g.Connect().ok());
+  GuestFrontend& g = Attached(9, FrontendMode::kMiniOs);
+  ASSERT_FALSE(HasFailure());
   tpm12::PcrValue acc{}, d;
   for (int i = 0; i < 200; ++i) {
     d.fill(uint8_t(i));
@@ -176,9 +207,13 @@ class WorkerFilterTest : public SimHostTest {
     endpoints_.push_back(std::move(ep).value());
     mark_ = host().dir() + "/mark";
     UniqueFd mark(open(mark_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    auto flight = FlightPage::Create();
+    EXPECT_TRUE(flight.ok());
+    if (!flight.ok()) return nullptr;
     WorkerGuest guest;
     guest.link = GuestLink{77, pages_.back().ref(), *port};
     guest.mark_fd = mark.get();
+    guest.flight_fd = flight->fd();
     // The worker reaches the simulated host through the daemon's shim.
     setenv("LD_PRELOAD", SimHost::ShimPreload().c_str(), 1);
     auto w = WorkerClient::Start(*loop_, testing::TestWorkerOptions(/*test_commands=*/true), &guest,
