@@ -101,6 +101,29 @@ TEST_F(WorkerDataPathTest, CommandsThatChangeNothingAreAnsweredWhileTheDaemonIsS
   EXPECT_EQ(Pcr(g, 13), tpm12::ExtendedPcr(want, d));
 }
 
+// The guest learns of each response from an event on its channel, sent by
+// the worker after it dropped root, for a command the daemon saw and for
+// one it did not (the guest here never polls the page).
+TEST_F(WorkerDataPathTest, TheWorkerNotifiesItsGuestAfterEachResponse) {
+  GuestFrontend& g = Attached(11);
+  ASSERT_FALSE(HasFailure());
+  tpm12::PcrValue d;
+  d.fill(0x42);
+  for (const Bytes& cmd : {tpm12::PcrExtend(14, d), tpm12::PcrRead(14)}) {
+    g.DrainEvents();
+    g.WritePayload(8, cmd);
+    g.WriteHeader(uint32_t(cmd.size()), 1, 0, 0);
+    ASSERT_TRUE(g.Notify().ok());
+    int events = 0;
+    for (int i = 0; i < 400 && events == 0; ++i) {
+      std::this_thread::sleep_for(5ms);
+      events = g.DrainEvents();
+    }
+    EXPECT_GT(events, 0) << "no event for the response to ordinal " << LoadBe32(cmd.data() + 6);
+    EXPECT_EQ(g.state(), 2);
+  }
+}
+
 TEST_F(WorkerDataPathTest, RequestsTheWorkerRefusesGetTheirErrorAndTheDaemonLogsThem) {
   GuestFrontend& g = Attached(6);
   ASSERT_FALSE(HasFailure());

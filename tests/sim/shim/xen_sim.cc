@@ -156,6 +156,11 @@ Status InitSimDir(const std::string& dir) {
   RETURN_IF_ERROR(MkdirP(dir + "/grants"));
   RETURN_IF_ERROR(MkdirP(dir + "/evtchn/port"));
   RETURN_IF_ERROR(MkdirP(dir + "/evtchn/sock"));
+  // The event channels' lock, which any uid may take (see Permissions above).
+  const std::string lock = dir + "/evtchn/lock";
+  UniqueFd fd(::open(lock.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+  if (fd && ::fchmod(fd.get(), 0666) != 0) return Errno("chmod " + lock);
+  if (!fd && errno != EEXIST) return Errno("create " + lock);
   return MkdirP(dir + "/domains");
 }
 
@@ -176,8 +181,9 @@ bool ProcessId::Alive() const {
 
 Result<PendingBits> PendingBits::Open(const std::string& path, bool create) {
   if (create) ::unlink(path.c_str());
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0666));
   if (!fd) return Errno("open " + path);
+  if (create && ::fchmod(fd.get(), 0666) != 0) return Errno("chmod " + path);  // any notifier's uid
   if (create && ::ftruncate(fd.get(), kBitsBytes) != 0) return Errno("ftruncate " + path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return Errno("stat " + path);
@@ -241,6 +247,8 @@ Result<EvtchnEndpoint> EvtchnEndpoint::Open(const std::string& sim_dir, uint32_t
   ::unlink(ep.sock_path_.c_str());
   if (::bind(ep.sock_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
     return Errno("bind " + ep.sock_path_);
+  // Any notifier's uid may send to it (a worker after its privilege drop).
+  if (::chmod(ep.sock_path_.c_str(), 0666) != 0) return Errno("chmod " + ep.sock_path_);
   ASSIGN_OR_RETURN(ep.bits_, PendingBits::Open(BitsPath(ep.sock_path_), /*create=*/true));
   return ep;
 }

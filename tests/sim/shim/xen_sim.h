@@ -48,6 +48,13 @@
 //   domains/.lock          flock()ed around every read-modify-write of a
 //                          domain file.
 //
+// Permissions: the directory is searchable and every file the event-channel
+// code writes (lock, pending bits, handle sockets) is writable by any uid,
+// and the port records readable: on Xen a process that bound a port may
+// notify it whatever its uid, and a vtpm-worker binds as root and notifies
+// after it dropped to a uid of its own. (Grant files stay 0600: a worker maps
+// its page before the drop.)
+//
 // Semantics (matching Xen's event_channel.c / Linux's evtchn device):
 //  - notify sets the receiver's pending bit for its port and, only when the
 //    bit was clear, sends a wakeup datagram; it never blocks: a wakeup that

@@ -1,5 +1,6 @@
 #include "simhost/sim_host.h"
 
+#include <sys/stat.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -29,6 +30,8 @@ Result<std::unique_ptr<SimHost>> SimHost::Start(const SimHostOptions& opts) {
   // Grant pages live on tmpfs when there is one, like memory.
   std::string shm = "/dev/shm/vtpm-sim-hv-XXXXXX";
   if (::mkdtemp(shm.data()) != nullptr) host->sim_dir_ = shm;
+  // Reachable by the workers' uids once they dropped root (shim/xen_sim.h).
+  if (::chmod(host->sim_dir_.c_str(), 0755) != 0) return Status::FromErrno(errno, "chmod " + host->sim_dir_);
   RETURN_IF_ERROR(InitSimDir(host->sim_dir_));
   // Dom0 exists from boot; its handle is nil unless a toolstack sets one.
   RETURN_IF_ERROR(WriteSimDomain(host->sim_dir_, SimDomain{0, "00000000-0000-0000-0000-000000000000", {}, false}));
