@@ -132,8 +132,8 @@ Status LoadSyscallFilter(const GuestSyscalls& guest) {
     return Status(Code::kInternal, "seccomp_rule_add(openat) failed");
 #endif
   if (guest.evtchn_fd >= 0) {
-    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 2, SCMP_A0(SCMP_CMP_EQ, uint64_t(guest.evtchn_fd)),
-                         SCMP_A1(SCMP_CMP_EQ, uint64_t(IOCTL_EVTCHN_NOTIFY))) != 0 ||
+    if (seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 2, SCMP_A0(SCMP_CMP_EQ, uint64_t(guest.evtchn_fd), 0),
+                         SCMP_A1(SCMP_CMP_EQ, uint64_t(IOCTL_EVTCHN_NOTIFY), 0)) != 0 ||
         allow(SCMP_SYS(poll)) != 0 || allow(SCMP_SYS(ppoll)) != 0)
       return Status(Code::kInternal, "seccomp_rule_add(ioctl) failed");
 #ifdef VTPM_TEST_BUILD
@@ -151,7 +151,7 @@ Status LoadSyscallFilter(const GuestSyscalls& guest) {
 #endif
   }
   if (guest.mark_fd >= 0 &&
-      seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(pwrite64), 1, SCMP_A0(SCMP_CMP_EQ, uint64_t(guest.mark_fd))) != 0)
+      seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, SCMP_SYS(pwrite64), 1, SCMP_A0(SCMP_CMP_EQ, uint64_t(guest.mark_fd), 0)) != 0)
     return Status(Code::kInternal, "seccomp_rule_add(pwrite64) failed");
   int rc = seccomp_load(ctx.get());
   if (rc != 0) return Status::FromErrno(-rc, "seccomp_load");
