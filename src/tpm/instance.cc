@@ -6,7 +6,6 @@
 
 #include "common/crash_point.h"
 #include "common/log_rate_limit.h"
-#include "store/record_codec.h"
 #include "tpm/tpm12.h"
 
 namespace vtpm {
@@ -16,11 +15,10 @@ constexpr int kMaxStartFailures = 3;
 // A broken instance tries one more start on a command that arrives at least
 // this long after it broke (design §3 "Worker faults").
 constexpr std::chrono::seconds kBrokenRetryDelay{2};
-// How often the flight record of a worker serving its guest is checked
-// against the command deadline.
-constexpr std::chrono::milliseconds kFlightCheck{1000};
 
-Bytes Sha256(ByteView data) {
+}  // namespace
+
+Bytes Instance::RequestDigest(ByteView data) {
   Bytes out(32);
   unsigned int len = 0;
   // Fetched once: EVP_sha256() makes every digest fetch it from the provider again.
@@ -32,8 +30,6 @@ Bytes Sha256(ByteView data) {
   out.resize(len);
   return out;
 }
-
-}  // namespace
 
 std::shared_ptr<Instance> Instance::Make(EventLoop& loop, Store& store, InstanceConfig cfg,
                                          Uuid uuid, GuestCtx ctx) {
@@ -142,38 +138,7 @@ void Instance::StartWorker() {
 }
 
 void Instance::Spawn() {
-  Result<std::unique_ptr<WorkerClient>> client = Status(Code::kInternal, "not started");
-  if (guest_) {
-    // Workers write the mark: what the last one wrote is the truth.
-    auto written = store_.LoadResponded(uuid_);
-    if (written.ok() && *written && (*written)->boot_id == cfg_.boot_id &&
-        int64_t((*written)->domid) == ctx_.domid)
-      responded_ = std::max(responded_, (*written)->sequence);
-    RespondedMark mark;
-    mark.boot_id = cfg_.boot_id;
-    mark.domid = uint32_t(ctx_.domid);
-    mark.sequence = responded_;
-    auto mark_fd = store_.OpenRespondedForWorker(uuid_, mark);
-    auto flight = FlightPage::Create();
-    if (mark_fd.ok() && flight.ok()) {
-      ForgetGuestCommand();
-      flight_ = std::move(flight).value();
-      WorkerGuest guest = *guest_;
-      guest.mark_fd = mark_fd->get();
-      guest.flight_fd = flight_.fd();
-      guest.found = true;  // whatever the page holds is judged from the records first
-      std::weak_ptr<Instance> weak = weak_from_this();
-      client = WorkerClient::Start(loop_, cfg_.worker, &guest, [weak](WorkerReply frame) {
-        if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
-      });
-      flight_.CloseFd();  // the worker has its own copy; the mapping stays
-    } else {
-      client = !mark_fd.ok() ? mark_fd.status().Annotate("the responded mark for the worker")
-                             : flight.status().Annotate("the worker's flight record");
-    }
-  } else {
-    client = WorkerClient::Start(loop_, cfg_.worker);
-  }
+  auto client = guest_ ? StartGuestWorker() : WorkerClient::Start(loop_, cfg_.worker);
   if (!client.ok()) {
     // Report asynchronously: callers of PowerOn() must not be re-entered.
     std::weak_ptr<Instance> weak = weak_from_this();
@@ -285,12 +250,16 @@ void Instance::ResponseWritten() {
 void Instance::SaveRespondedMark(uint64_t sequence) {
   responded_ = sequence;
   if (ctx_.domid < 0) return;
+  Status st = store_.SaveResponded(uuid_, MarkOf(sequence));
+  if (!st.ok()) VLOG_WARN(ctx_, "saving the responded mark of command {} failed: {}", sequence, st.ToString());
+}
+
+RespondedMark Instance::MarkOf(uint64_t sequence) const {
   RespondedMark mark;
   mark.boot_id = cfg_.boot_id;
   mark.domid = uint32_t(ctx_.domid);
   mark.sequence = sequence;
-  Status st = store_.SaveResponded(uuid_, mark);
-  if (!st.ok()) VLOG_WARN(ctx_, "saving the responded mark of command {} failed: {}", sequence, st.ToString());
+  return mark;
 }
 
 std::optional<Bytes> Instance::Recall(const Op& op) const {
@@ -309,7 +278,7 @@ std::optional<Bytes> Instance::Recall(const Op& op) const {
   }
   // Sequences only grow within a power cycle: a mark at or past the
   // record means the record's command was answered.
-  if (responded_ < r.sequence && Sha256(op.command) == r.request_digest) {
+  if (responded_ < r.sequence && RequestDigest(op.command) == r.request_digest) {
     VLOG_INFO(ctx_, "command {} ran before the restart but was not answered: sending its recorded response",
               r.sequence);
     return r.response;
@@ -318,191 +287,12 @@ std::optional<Bytes> Instance::Recall(const Op& op) const {
   return std::nullopt;
 }
 
-bool Instance::AttachGuest(const GuestLink& link, bool any_locality) {
-  WorkerGuest guest;
-  guest.link = link;
-  guest.any_locality = any_locality;
-  guest_ = guest;
-  ReplaceWorker();
-  return true;
-}
-
-void Instance::DetachGuest() {
-  if (!guest_) return;
-  guest_.reset();
-  ReplaceWorker();
-}
-
-void Instance::ReplaceWorker() {
-  if (!worker_) return;  // none now: the next start reads guest_
-  if (phase_ == Phase::kStarting) {
-    // Still in kInit (or waiting for it): nothing of it has been used yet.
-    worker_.reset();
-    return StartWorker();
-  }
-  if (phase_ == Phase::kOff || phase_ == Phase::kBroken) return;
-  replace_worker_ = true;  // by Pump() once no command is in flight
-  Pump();
-}
-
-void Instance::OnGuestFrame(WorkerReply frame) {
-  auto keep = shared_from_this();
-  switch (frame.type) {
-    case WorkerMsg::kFailure:
-      // The worker died or broke the protocol while no request of ours was
-      // pending (it may have been running a guest command).
-      if (phase_ == Phase::kCommitting) {
-        // A guest command it ran is being committed: that goes on, and the
-        // next worker finds the command in the page and answers it from
-        // its record.
-        VLOG_ERROR(ctx_, "TPM worker lost while its command is committed: {}; starting another", frame.message);
-        replace_worker_ = true;
-        return;
-      }
-      return Fault(Status(Code::kUnavailable, frame.message));
-    case WorkerMsg::kGuestRejected:
-      last_command_ = int64_t(std::time(nullptr));
-      VLOG_GUEST_WARN(ctx_, "request refused without running it (length {}, nr_extra_pages {}): {}; answered {:#x}",
-                      frame.header_length, frame.nr_extra_pages, frame.message, frame.code);
-      return;
-    case WorkerMsg::kGuestFound: {
-      Op op;
-      op.guest = true;
-      op.found = true;
-      op.command = frame.request;
-      if (fail_digest_ && *fail_digest_ == Sha256(frame.request)) {
-        fail_digest_.reset();
-        VLOG_GUEST_WARN(ctx_, "the command the previous worker did not finish is answered TPM_FAIL");
-        return ReleaseGuest(frame.request, tpm12::ErrorResponse(tpm12::kFail), std::nullopt);
-      }
-      fail_digest_.reset();
-      if (phase_ == Phase::kReady || phase_ == Phase::kRunning) {
-        if (auto recalled = Recall(op)) {
-          std::optional<uint64_t> seq;
-          if (last_record_) seq = last_record_->sequence;
-          return ReleaseGuest(frame.request, std::move(*recalled), seq);
-        }
-      }
-      WorkerRequest run;
-      run.type = WorkerMsg::kRun;
-      worker_->Send(run);
-      return;
-    }
-    case WorkerMsg::kGuestExecuted: {
-      ran_since_suspend_ = true;
-      last_command_ = int64_t(std::time(nullptr));
-      Op op;
-      op.id = next_op_id_++;
-      op.guest = true;
-      op.via_worker = true;
-      op.command = frame.request;
-      op.locality = frame.locality;
-      frame.type = WorkerMsg::kReply;
-      op.executed = std::move(frame);
-      if (in_flight_ && worker_ && worker_->busy()) {
-        // The worker ran the guest's command before the one of ours it
-        // holds: it is processed first, ours is answered after its release.
-        preempted_ = std::move(in_flight_);
-        in_flight_.reset();
-        phase_ = Phase::kReady;
-      }
-      queue_.push_front(std::move(op));
-      return Pump();
-    }
-    default:
-      return Fault(Status(Code::kCorruption, "unexpected guest frame"));
-  }
-}
-
-void Instance::ReleaseGuest(const Bytes& request, Bytes response, std::optional<uint64_t> sequence, bool settled) {
-  if (!worker_ || !worker_->alive() || !worker_->guest_outstanding()) {
-    // The worker that ran it is gone; the request is still in the page,
-    // and the next worker finds it (design §3 "Worker faults").
-    if (tpm12::ResponseCode(response) != tpm12::kSuccess) fail_digest_ = Sha256(request);
-    return;
-  }
-  WorkerRequest rel;
-  rel.type = WorkerMsg::kRelease;
-  rel.command = std::move(response);
-  rel.settled = settled;
-  if (sequence) {
-    RespondedMark mark;
-    mark.boot_id = cfg_.boot_id;
-    mark.domid = uint32_t(ctx_.domid);
-    mark.sequence = *sequence;
-    rel.mark = EncodeResponded(mark);  // responded_ follows once a worker start reads it back
-  }
-  worker_->Send(rel);
-}
-
 void Instance::RunAdmin(Bytes command, bool physical_presence, AdminDone done) {
   Op op;
   op.command = std::move(command);
   op.presence = physical_presence;
   op.admin_done = std::move(done);
   Enqueue(std::move(op));
-}
-
-void Instance::CaptureSuspend(SuspendCapture capture, std::function<void(Status)> done) {
-  suspend_asked_ = true;
-  ran_since_suspend_ = false;
-  capturing_ = true;
-  Op op;
-  op.capture = capture;
-  op.admin_done = [done = std::move(done)](Result<Bytes> r) { done(r.status()); };
-  Enqueue(std::move(op));
-}
-
-void Instance::RunCapture() {
-  if (!volatile_) {
-    // Powered on and never ran a command: the capture would be a power-on.
-    capturing_ = false;
-    Op op = std::move(*in_flight_);
-    in_flight_.reset();
-    phase_ = Phase::kReady;
-    op.admin_done(Status(Code::kFailedPrecondition, "the TPM has run no command since it powered on"));
-    return Pump();
-  }
-  CommitRequest req;
-  req.uuid = uuid_;
-  req.volatile_copy = volatile_;
-  req.suspend = *in_flight_->capture;
-  req.suspend->sequence = sequence_;
-  req.expected_generation = generation_;
-  phase_ = Phase::kCommitting;
-  CommitOnLoop(std::move(req), [](Instance& self, Result<uint64_t> gen) { self.OnCaptured(gen); });
-}
-
-void Instance::OnCaptured(Result<uint64_t> generation) {
-  if (phase_ != Phase::kCommitting || !in_flight_ || !in_flight_->capture) return;  // powered off meanwhile
-  auto keep = shared_from_this();
-  capturing_ = false;
-  Op op = std::move(*in_flight_);
-  in_flight_.reset();
-  phase_ = Phase::kReady;
-  if (generation.ok()) {
-    generation_ = *generation;
-    holds_capture_ = true;
-    SaveVolatileCopy(std::nullopt);  // goes with the new generation
-    op.admin_done(Bytes());
-  } else {
-    op.admin_done(generation.status().Annotate("committing the suspend capture"));
-  }
-  Pump();
-}
-
-void Instance::DropCapture() {
-  if (!holds_capture_) return;
-  holds_capture_ = false;
-  CommitRequest req;
-  req.uuid = uuid_;
-  req.expected_generation = generation_;
-  store_.Commit(std::move(req), [ctx = ctx_](Result<uint64_t> gen) {
-    if (gen.ok())
-      VLOG_INFO(ctx, "dropped the TPM state captured at an earlier suspend: the domain ran on and ended otherwise");
-    else
-      VLOG_WARN(ctx, "dropping the suspend capture failed: {}", gen.status().ToString());
-  });
 }
 
 bool Instance::busy() const {
@@ -590,7 +380,7 @@ void Instance::Process(const WorkerReply& reply) {
   if (guest) CrashPoint("command-executed");
   CommandRecord record;
   record.sequence = sequence_ + 1;
-  record.request_digest = Sha256(in_flight_->command);
+  record.request_digest = RequestDigest(in_flight_->command);
   record.response = reply.response;
   // Volatile state is worth resuming from once the TPM has run a command.
   started_ = true;
@@ -757,36 +547,6 @@ void Instance::Restart(const Status& why) {
   if (phase_ == Phase::kOff) return;  // the failure callback powered us off
   ++restarts_;
   StartWorker();
-}
-
-void Instance::ForgetGuestCommand() {
-  if (flight_check_) loop_.CancelTimer(*flight_check_);
-  flight_check_.reset();
-  if (!flight_.valid()) return;
-  // The lost worker was running this request: the next worker answers it
-  // TPM_FAIL instead of running it again on the state it may have broken
-  // (design §3 "Worker faults").
-  if (auto request = flight_.InFlight()) fail_digest_ = Sha256(*request);
-  last_command_ = std::max(last_command_, flight_.record().last_command.load(std::memory_order_relaxed));
-  flight_ = FlightPage();
-}
-
-void Instance::CheckFlight() {
-  flight_check_.reset();
-  if (!flight_.valid() || !worker_) return;
-  uint64_t started = 0;
-  if (flight_.InFlight(&started) &&
-      MonotonicNs() - started > uint64_t(std::chrono::nanoseconds(cfg_.command_deadline).count()))
-    return Fault(Status(Code::kTimeout, "worker missed its deadline on a guest command"));
-  std::weak_ptr<Instance> weak = weak_from_this();
-  flight_check_ = loop_.AddTimer(kFlightCheck, [weak] {
-    if (auto self = weak.lock()) self->CheckFlight();
-  });
-}
-
-int64_t Instance::last_command() const {
-  if (!flight_.valid()) return last_command_;
-  return std::max(last_command_, flight_.record().last_command.load(std::memory_order_relaxed));
 }
 
 void Instance::FailOp(Op op, const Status& why, bool notify_guest) {

@@ -154,6 +154,9 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // free (at once without StartSlots); commands queue meanwhile.
   void StartWorker();
   void Spawn();
+  // A worker serving the guest (guest_ set): its responded mark and flight
+  // record set up, its guest frames going to OnGuestFrame().
+  Result<std::unique_ptr<WorkerClient>> StartGuestWorker();
   void OnInit(Result<WorkerReply> reply);
   void Pump();
   void OnReply(uint64_t id, Result<WorkerReply> reply);
@@ -198,6 +201,10 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // For a found op: the recorded response to send instead of running it.
   std::optional<Bytes> Recall(const Op& op) const;
   void SaveRespondedMark(uint64_t sequence);
+  // The responded mark of command `sequence` of this domain, this boot.
+  RespondedMark MarkOf(uint64_t sequence) const;
+  // SHA-256 of a request, as command records hold it.
+  static Bytes RequestDigest(ByteView request);
   void Fault(const Status& why);
   // The in-flight command's commit failed: answer it TPM_FAIL and restart
   // the worker from the last committed state, which the command never left.

@@ -1,0 +1,190 @@
+// Instance: the part that serves a guest through its worker (design §3 "The
+// worker serves its guest"): the guest's link, the worker's guest frames, the
+// release of their responses, and the worker's flight record.
+#include <algorithm>
+#include <ctime>
+
+#include "common/log_rate_limit.h"
+#include "store/record_codec.h"
+#include "tpm/instance.h"
+#include "tpm/tpm12.h"
+
+namespace vtpm {
+namespace {
+
+// How often the flight record of a worker serving its guest is checked
+// against the command deadline.
+constexpr std::chrono::milliseconds kFlightCheck{1000};
+
+}  // namespace
+
+Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker() {
+  // Workers write the mark: what the last one wrote is the truth.
+  auto written = store_.LoadResponded(uuid_);
+  if (written.ok() && *written && (*written)->boot_id == cfg_.boot_id &&
+      int64_t((*written)->domid) == ctx_.domid)
+    responded_ = std::max(responded_, (*written)->sequence);
+  auto mark_fd = store_.OpenRespondedForWorker(uuid_, MarkOf(responded_));
+  auto flight = FlightPage::Create();
+  if (mark_fd.ok() && flight.ok()) {
+    ForgetGuestCommand();
+    flight_ = std::move(flight).value();
+    WorkerGuest guest = *guest_;
+    guest.mark_fd = mark_fd->get();
+    guest.flight_fd = flight_.fd();
+    guest.found = true;  // whatever the page holds is judged from the records first
+    std::weak_ptr<Instance> weak = weak_from_this();
+    auto client = WorkerClient::Start(loop_, cfg_.worker, &guest, [weak](WorkerReply frame) {
+      if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
+    });
+    flight_.CloseFd();  // the worker has its own copy; the mapping stays
+    return client;
+  }
+  return !mark_fd.ok() ? mark_fd.status().Annotate("the responded mark for the worker")
+                       : flight.status().Annotate("the worker's flight record");
+}
+
+bool Instance::AttachGuest(const GuestLink& link, bool any_locality) {
+  WorkerGuest guest;
+  guest.link = link;
+  guest.any_locality = any_locality;
+  guest_ = guest;
+  ReplaceWorker();
+  return true;
+}
+
+void Instance::DetachGuest() {
+  if (!guest_) return;
+  guest_.reset();
+  ReplaceWorker();
+}
+
+void Instance::ReplaceWorker() {
+  if (!worker_) return;  // none now: the next start reads guest_
+  if (phase_ == Phase::kStarting) {
+    // Still in kInit (or waiting for it): nothing of it has been used yet.
+    worker_.reset();
+    return StartWorker();
+  }
+  if (phase_ == Phase::kOff || phase_ == Phase::kBroken) return;
+  replace_worker_ = true;  // by Pump() once no command is in flight
+  Pump();
+}
+
+void Instance::OnGuestFrame(WorkerReply frame) {
+  auto keep = shared_from_this();
+  switch (frame.type) {
+    case WorkerMsg::kFailure:
+      // The worker died or broke the protocol while no request of ours was
+      // pending (it may have been running a guest command).
+      if (phase_ == Phase::kCommitting) {
+        // A guest command it ran is being committed: that goes on, and the
+        // next worker finds the command in the page and answers it from
+        // its record.
+        VLOG_ERROR(ctx_, "TPM worker lost while its command is committed: {}; starting another", frame.message);
+        replace_worker_ = true;
+        return;
+      }
+      return Fault(Status(Code::kUnavailable, frame.message));
+    case WorkerMsg::kGuestRejected:
+      last_command_ = int64_t(std::time(nullptr));
+      VLOG_GUEST_WARN(ctx_, "request refused without running it (length {}, nr_extra_pages {}): {}; answered {:#x}",
+                      frame.header_length, frame.nr_extra_pages, frame.message, frame.code);
+      return;
+    case WorkerMsg::kGuestFound: {
+      Op op;
+      op.guest = true;
+      op.found = true;
+      op.command = frame.request;
+      if (fail_digest_ && *fail_digest_ == RequestDigest(frame.request)) {
+        fail_digest_.reset();
+        VLOG_GUEST_WARN(ctx_, "the command the previous worker did not finish is answered TPM_FAIL");
+        return ReleaseGuest(frame.request, tpm12::ErrorResponse(tpm12::kFail), std::nullopt);
+      }
+      fail_digest_.reset();
+      if (phase_ == Phase::kReady || phase_ == Phase::kRunning) {
+        if (auto recalled = Recall(op)) {
+          std::optional<uint64_t> seq;
+          if (last_record_) seq = last_record_->sequence;
+          return ReleaseGuest(frame.request, std::move(*recalled), seq);
+        }
+      }
+      WorkerRequest run;
+      run.type = WorkerMsg::kRun;
+      worker_->Send(run);
+      return;
+    }
+    case WorkerMsg::kGuestExecuted: {
+      ran_since_suspend_ = true;
+      last_command_ = int64_t(std::time(nullptr));
+      Op op;
+      op.id = next_op_id_++;
+      op.guest = true;
+      op.via_worker = true;
+      op.command = frame.request;
+      op.locality = frame.locality;
+      frame.type = WorkerMsg::kReply;
+      op.executed = std::move(frame);
+      if (in_flight_ && worker_ && worker_->busy()) {
+        // The worker ran the guest's command before the one of ours it
+        // holds: it is processed first, ours is answered after its release.
+        preempted_ = std::move(in_flight_);
+        in_flight_.reset();
+        phase_ = Phase::kReady;
+      }
+      queue_.push_front(std::move(op));
+      return Pump();
+    }
+    default:
+      return Fault(Status(Code::kCorruption, "unexpected guest frame"));
+  }
+}
+
+void Instance::ReleaseGuest(const Bytes& request, Bytes response, std::optional<uint64_t> sequence, bool settled) {
+  if (!worker_ || !worker_->alive() || !worker_->guest_outstanding()) {
+    // The worker that ran it is gone; the request is still in the page,
+    // and the next worker finds it (design §3 "Worker faults").
+    if (tpm12::ResponseCode(response) != tpm12::kSuccess) fail_digest_ = RequestDigest(request);
+    return;
+  }
+  WorkerRequest rel;
+  rel.type = WorkerMsg::kRelease;
+  rel.command = std::move(response);
+  rel.settled = settled;
+  if (sequence) {
+    rel.mark = EncodeResponded(MarkOf(*sequence));  // responded_ follows once a worker start reads it back
+  }
+  worker_->Send(rel);
+}
+
+void Instance::ForgetGuestCommand() {
+  if (flight_check_) loop_.CancelTimer(*flight_check_);
+  flight_check_.reset();
+  if (!flight_.valid()) return;
+  // The lost worker was running this request: the next worker answers it
+  // TPM_FAIL instead of running it again on the state it may have broken
+  // (design §3 "Worker faults").
+  if (auto request = flight_.InFlight()) fail_digest_ = RequestDigest(*request);
+  last_command_ = std::max(last_command_, flight_.record().last_command.load(std::memory_order_relaxed));
+  flight_ = FlightPage();
+}
+
+void Instance::CheckFlight() {
+  flight_check_.reset();
+  if (!flight_.valid() || !worker_) return;
+  uint64_t started = 0;
+  if (flight_.InFlight(&started) &&
+      MonotonicNs() - started > uint64_t(std::chrono::nanoseconds(cfg_.command_deadline).count()))
+    return Fault(Status(Code::kTimeout, "worker missed its deadline on a guest command"));
+  std::weak_ptr<Instance> weak = weak_from_this();
+  flight_check_ = loop_.AddTimer(kFlightCheck, [weak] {
+    if (auto self = weak.lock()) self->CheckFlight();
+  });
+}
+
+int64_t Instance::last_command() const {
+  if (!flight_.valid()) return last_command_;
+  return std::max(last_command_, flight_.record().last_command.load(std::memory_order_relaxed));
+}
+
+}  // namespace vtpm
