@@ -16,6 +16,13 @@ namespace {
 // against the command deadline.
 constexpr std::chrono::milliseconds kFlightCheck{1000};
 
+// How often a serving worker renews its sign of life: a quarter of the
+// command deadline, within [50 ms, 5 s] (with the default deadline of 30 s,
+// a wake-up every 5 s).
+std::chrono::milliseconds HeartbeatPeriod(std::chrono::milliseconds deadline) {
+  return std::clamp(deadline / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(5000));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker() {
@@ -33,6 +40,7 @@ Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker() {
     guest.mark_fd = mark_fd->get();
     guest.flight_fd = flight_.fd();
     guest.found = true;  // whatever the page holds is judged from the records first
+    guest.heartbeat = HeartbeatPeriod(cfg_.command_deadline);
     std::weak_ptr<Instance> weak = weak_from_this();
     auto client = WorkerClient::Start(loop_, cfg_.worker, &guest, [weak](WorkerReply frame) {
       if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
@@ -172,10 +180,21 @@ void Instance::ForgetGuestCommand() {
 void Instance::CheckFlight() {
   flight_check_.reset();
   if (!flight_.valid() || !worker_) return;
+  const uint64_t now = MonotonicNs();
+  const uint64_t deadline = uint64_t(std::chrono::nanoseconds(cfg_.command_deadline).count());
   uint64_t started = 0;
-  if (flight_.InFlight(&started) &&
-      MonotonicNs() - started > uint64_t(std::chrono::nanoseconds(cfg_.command_deadline).count()))
+  if (flight_.InFlight(&started) && now - started > deadline)
     return Fault(Status(Code::kTimeout, "worker missed its deadline on a guest command"));
+  // Idle, or waiting for nothing of ours: it wakes at least every heartbeat
+  // period. One that has not for the deadline on top is stopped or stuck,
+  // and its guest's next request would go unanswered.
+  const uint64_t alive = flight_.last_alive();
+  const uint64_t silence =
+      deadline + uint64_t(std::chrono::nanoseconds(HeartbeatPeriod(cfg_.command_deadline)).count());
+  if (alive != 0 && started == 0 && !worker_->busy() && !worker_->guest_outstanding() && now > alive &&
+      now - alive > silence)
+    return Fault(Status(Code::kTimeout, "worker gave no sign of life for " + std::to_string((now - alive) / 1000000) +
+                                            " ms while serving its guest"));
   std::weak_ptr<Instance> weak = weak_from_this();
   flight_check_ = loop_.AddTimer(kFlightCheck, [weak] {
     if (auto self = weak.lock()) self->CheckFlight();

@@ -60,6 +60,7 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop, const
     spawn.argv.push_back("--flight-fd=5");
     if (guest->any_locality) spawn.argv.push_back("--any-locality");
     if (guest->found) spawn.argv.push_back("--found");
+    if (guest->heartbeat.count() > 0) spawn.argv.push_back("--heartbeat-ms=" + std::to_string(guest->heartbeat.count()));
     spawn.fd_map.push_back({guest->mark_fd, 4});
     spawn.fd_map.push_back({guest->flight_fd, 5});
 #ifdef VTPM_TEST_BUILD

@@ -55,6 +55,9 @@ struct WorkerGuest {
   int flight_fd = -1;         // the flight record's memfd (tpm/worker_flight.h)
   bool any_locality = false;  // [xen] allow_any_locality
   bool found = false;         // the first request in the page goes to the daemon as found
+  // The longest the worker waits without renewing its sign of life in the
+  // flight record (tpm/worker_flight.h); 0: it waits indefinitely.
+  std::chrono::milliseconds heartbeat{0};
 };
 
 // The `vtpm` system group (systemd/vtpmmgrd-sysusers.conf), which every

@@ -63,6 +63,8 @@ void FlightPage::Begin(ByteView request) {
 
 void FlightPage::End() { rec_->started_ns.store(0, std::memory_order_release); }
 
+void FlightPage::Alive() { rec_->alive_ns.store(MonotonicNs(), std::memory_order_relaxed); }
+
 std::optional<Bytes> FlightPage::InFlight(uint64_t* started_ns) const {
   const uint64_t started = rec_->started_ns.load(std::memory_order_acquire);
   if (started_ns) *started_ns = started;

@@ -10,6 +10,12 @@
 // returned it stores 0 in `started_ns`. A reader loads `started_ns`
 // (acquire) first; the bytes are stable while it is non-zero and the worker
 // is stopped, dead or inside libtpms. The worker never reads the page.
+//
+// Sign of life: a serving worker stores the time in `alive_ns` whenever its
+// wait for the guest or the daemon returns, and it waits at most its
+// heartbeat period (--heartbeat-ms); so a worker that is idle and well
+// renews it at least that often. One stopped or spinning outside libtpms
+// does not, which the daemon takes for a fault (design §3 "Faults").
 #pragma once
 
 #include <atomic>
@@ -26,6 +32,7 @@ namespace vtpm {
 struct FlightRecord {
   std::atomic<uint64_t> started_ns;    // CLOCK_MONOTONIC; 0 while no guest command runs
   std::atomic<int64_t> last_command;   // unix time of the last guest command started
+  std::atomic<uint64_t> alive_ns;      // CLOCK_MONOTONIC of the worker's last wake-up; 0 before it serves
   std::atomic<uint32_t> request_len;   // <= kMaxPacket
   uint8_t request[kMaxPacket];
 };
@@ -52,8 +59,11 @@ class FlightPage {
   // Worker side.
   void Begin(ByteView request);
   void End();
+  void Alive();
   // Daemon side: the request in flight, if any, and since when (monotonic ns).
   std::optional<Bytes> InFlight(uint64_t* started_ns = nullptr) const;
+  // The worker's last sign of life (monotonic ns), 0 if it has given none.
+  uint64_t last_alive() const { return rec_->alive_ns.load(std::memory_order_relaxed); }
 
  private:
   void Reset();

@@ -1,6 +1,7 @@
 // vtpm-worker: hosts one libtpms TPM 1.2 for the daemon (design §2).
 //
-// argv: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] [--found]]
+// argv: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] [--found]
+//                   [--heartbeat-ms=T]]
 //                   [--test-commands] [--test-parse-probe]
 //   --fd             the parent's socket (SOCK_STREAM, worker_protocol.h); 3 by default
 //   --uid/--gid      the unprivileged identity to switch to when started as root
@@ -11,6 +12,8 @@
 //   --flight-fd      the flight record's memfd (tpm/worker_flight.h), mapped and closed
 //   --any-locality   accept guest requests at any locality, not only 0
 //   --found          the first guest request seen goes to the daemon as found
+//   --heartbeat-ms   while serving, renew the flight record's sign of life at
+//                    least every T ms (default: only when woken)
 //   --test-commands  accept kTestOpen/kTestSyscall/kTestIoctl (sandbox tests; only a test
 //                    build, VTPM_TEST_BUILD, has the flag and the commands)
 //   --test-parse-probe  (test build) just before libtpms is first handed a
@@ -46,11 +49,11 @@ namespace {
 #ifdef VTPM_TEST_BUILD
 constexpr char kUsage[] =
     "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] "
-    "[--found]] [--test-commands] [--test-parse-probe]";
+    "[--found] [--heartbeat-ms=T]] [--test-commands] [--test-parse-probe]";
 #else
 constexpr char kUsage[] =
     "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] "
-    "[--found]]";
+    "[--found] [--heartbeat-ms=T]]";
 #endif
 
 struct WorkerArgs {
@@ -58,6 +61,7 @@ struct WorkerArgs {
   std::optional<GuestLink> guest;
   GuestServerOptions serve;
   int flight_fd = -1;
+  int heartbeat_ms = -1;  // poll(2)'s timeout while serving
 #ifdef VTPM_TEST_BUILD
   bool test_commands = false;
   bool test_parse_probe = false;
@@ -78,7 +82,7 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
     };
     if (value("--fd=", args.sandbox.keep_fd) || value("--uid=", args.sandbox.uid) ||
         value("--gid=", args.sandbox.gid) || value("--mark-fd=", args.serve.mark_fd) ||
-        value("--flight-fd=", args.flight_fd)) {
+        value("--flight-fd=", args.flight_fd) || value("--heartbeat-ms=", args.heartbeat_ms)) {
       continue;
     }
     if (a.substr(0, 8) == "--guest=") {
@@ -104,6 +108,7 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
 #endif
     return false;
   }
+  if (args.heartbeat_ms == 0 || args.heartbeat_ms < -1) return false;
   return !args.guest || (args.serve.mark_fd > STDERR_FILENO && args.flight_fd > STDERR_FILENO);
 }
 
@@ -212,7 +217,9 @@ int Serve(WorkerArgs& args, GuestChannel& guest, FlightPage& flight, const Statu
       if (!buffered.ok()) return 1;
       if (!*buffered) {
         pollfd pfd[2] = {{fd, POLLIN, 0}, {guest.fd(), POLLIN, 0}};
-        if (poll(pfd, 2, -1) < 0) {
+        const int ready_fds = poll(pfd, 2, args.heartbeat_ms);
+        if (flight.valid()) flight.Alive();
+        if (ready_fds < 0) {
           if (errno == EINTR) continue;
           return 1;
         }
@@ -246,6 +253,7 @@ int Serve(WorkerArgs& args, GuestChannel& guest, FlightPage& flight, const Statu
       // The TPM is up and started: from now on the guest is served. Its
       // first request may have been written before the channel was bound.
       server.emplace(guest, conn, tpm, baseline, args.serve);
+      if (flight.valid()) flight.Alive();
       if (!server->ServePage()) return 1;
     }
   }

@@ -184,6 +184,54 @@ TEST_F(WorkerDataPathTest, AWorkerKilledBetweenCommandsIsReplacedAndThePcrsStay)
   EXPECT_NE(daemon().Log().find("TPM worker fault"), std::string::npos);
 }
 
+// A worker renews its sign of life while idle (tpm/worker_flight.h); one
+// stopped between two commands does not, and the daemon replaces it within
+// the command deadline plus a heartbeat period, so the request its guest
+// sent meanwhile is answered by the next worker, and answered normally: the
+// flight record shows it never ran.
+class WorkerStopTest : public BackendSimTest {
+ protected:
+  static constexpr auto kDeadline = 1000ms;
+  void SetUp() override {
+    BackendSimTest::SetUp();
+    if (HasFatalFailure()) return;
+    StartLibtpmsDaemon("[xen]\ndata_path = \"worker\"\n",
+                       "command_deadline_ms = " + std::to_string(kDeadline.count()) + "\n");
+  }
+};
+
+TEST_F(WorkerStopTest, AWorkerStoppedWhileIdleIsReplacedAndItsGuestsRequestAnswered) {
+  CreateDomain(12, kUuid);
+  GuestFrontend& g = Guest(12);
+  ASSERT_TRUE(g.Connect().ok());
+  tpm12::PcrValue d;
+  d.fill(0x3e);
+  auto ext = g.Transmit(tpm12::PcrExtend(11, d), 30s);
+  ASSERT_TRUE(ext.ok() && tpm12::ResponseCode(*ext) == tpm12::kSuccess);
+  std::vector<pid_t> w = ChildPids(daemon().pid());
+  ASSERT_EQ(w.size(), 1u);
+  const pid_t first = w[0];
+
+  // Idle and well for three deadlines: it stays.
+  std::this_thread::sleep_for(kDeadline * 3);
+  EXPECT_EQ(ChildPids(daemon().pid()), std::vector<pid_t>{first});
+  EXPECT_EQ(daemon().Log().find("gave no sign of life"), std::string::npos) << daemon().Log();
+
+  ASSERT_EQ(kill(first, SIGSTOP), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = g.Transmit(tpm12::PcrRead(11), 30s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(r.ok()) << r.status().ToString() << "\n" << daemon().Log();
+  ASSERT_EQ(tpm12::ResponseCode(*r), tpm12::kSuccess) << daemon().Log();
+  EXPECT_EQ(tpm12::PcrFromResponse(*r), tpm12::ExtendedPcr(tpm12::PcrValue{}, d));
+  EXPECT_GE(took, kDeadline) << "answered before the deadline: the stopped worker was not the one asked";
+  EXPECT_LT(took, 15s);
+  EXPECT_NE(daemon().Log().find("gave no sign of life"), std::string::npos) << daemon().Log();
+  w = ChildPids(daemon().pid());
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0], first);
+}
+
 TEST_F(WorkerDataPathTest, ManyCommandsInARowAndANewRingAfterReconnect) {
   GuestFrontend& g = Attached(9, FrontendMode::kMiniOs);
   ASSERT_FALSE(HasFailure());
