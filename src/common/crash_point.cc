@@ -9,9 +9,15 @@
 
 namespace vtpm {
 
+namespace {
+const char* crash_spec = std::getenv("VTPMMGRD_CRASH_AT");
+}  // namespace
+
+void SetCrashAt(const char* spec) { crash_spec = spec; }
+
 void CrashPoint(const char* name) {
-  static const char* spec = std::getenv("VTPMMGRD_CRASH_AT");
   static unsigned long hits = 0;
+  const char* spec = crash_spec;
   if (!spec) return;
   const char* colon = std::strrchr(spec, ':');
   if (!colon || std::string(spec, colon) != name) return;

@@ -9,8 +9,13 @@
 
 namespace vtpm {
 
+// A worker serving its guest has the points of its own page writes
+// (response-written, response-marked, finished): the daemon passes
+// VTPMMGRD_WORKER_CRASH_AT, same form, as --crash-at to each such worker,
+// which calls SetCrashAt() with it (the worker reads no environment).
 #ifdef VTPM_TEST_HOOKS
 void CrashPoint(const char* name);
+void SetCrashAt(const char* spec);
 #else
 inline void CrashPoint(const char*) {}
 #endif

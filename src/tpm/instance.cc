@@ -107,6 +107,7 @@ void Instance::FailPowerOn(const Status& why) {
   phase_ = Phase::kBroken;
   broken_why_ = why;
   FailAll(why);
+  if (phase_ == Phase::kBroken) StartFailWorker();
 }
 
 void Instance::PowerOff() {
@@ -193,19 +194,23 @@ void Instance::OnInit(Result<WorkerReply> reply) {
   });
 }
 
+void Instance::RetryStart() {
+  VLOG_WARN(ctx_, "retrying the TPM start after {}", broken_why_.ToString());
+  retry_at_.reset();
+  start_failures_ = kMaxStartFailures - 1;
+  ++restarts_;
+  worker_.reset();  // the no-TPM worker, if any: the next one finds the guest's request
+  StartWorker();
+}
+
 void Instance::Enqueue(Op op) {
   op.id = next_op_id_++;
   if (phase_ == Phase::kBroken && retry_at_ && std::chrono::steady_clock::now() >= *retry_at_) {
     // The fault may have been transient (a full disk freed, a worker killed
     // from outside): one more start; a fault before a delivered command
     // breaks it again.
-    VLOG_WARN(ctx_, "retrying the TPM start after {}", broken_why_.ToString());
-    retry_at_.reset();
-    start_failures_ = kMaxStartFailures - 1;
     queue_.push_back(std::move(op));
-    ++restarts_;
-    StartWorker();
-    return;
+    return RetryStart();
   }
   if (phase_ == Phase::kOff || phase_ == Phase::kBroken) {
     // Never answer inside the caller's call.
@@ -522,6 +527,7 @@ void Instance::Fault(const Status& why) {
                  "giving up after {} failed starts; commands get TPM_FAIL, the next one after {} s retries",
                  start_failures_, kBrokenRetryDelay.count());
     FailAll(broken_why_);
+    if (phase_ == Phase::kBroken) StartFailWorker();
     return;
   }
   Restart(why);

@@ -22,7 +22,8 @@
 // state); the command in flight gets TPM_FAIL, the next one runs normally.
 // Three such faults in a row (no command delivered between) leave it broken:
 // commands get TPM_FAIL, and one arriving kBrokenRetryDelay or more after the
-// break tries another start.
+// break tries another start. With the guest attached, a worker without a
+// TPM serves its page meanwhile (StartFailWorker).
 // A command whose commit fails (ENOSPC, EIO) is rolled back the same way -
 // TPM_FAIL, the worker restarted from the last committed state - but is not
 // a fault: the store, not the TPM, failed, and the next command runs.
@@ -156,7 +157,15 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void Spawn();
   // A worker serving the guest (guest_ set): its responded mark and flight
   // record set up, its guest frames going to OnGuestFrame().
-  Result<std::unique_ptr<WorkerClient>> StartGuestWorker();
+  // With `no_tpm`, a worker without a TPM that hands every request of the
+  // guest to OnGuestFrame() as found: what serves the guest of a broken
+  // instance (StartFailWorker), since the daemon maps no guest page.
+  Result<std::unique_ptr<WorkerClient>> StartGuestWorker(bool no_tpm = false);
+  // Broken with a guest attached: a no-TPM worker answers its requests
+  // TPM_FAIL until the instance retries a start (design §3 "Worker faults").
+  void StartFailWorker();
+  // A broken instance's one more start (kBrokenRetryDelay after the break).
+  void RetryStart();
   void OnInit(Result<WorkerReply> reply);
   void Pump();
   void OnReply(uint64_t id, Result<WorkerReply> reply);

@@ -25,7 +25,7 @@ std::chrono::milliseconds HeartbeatPeriod(std::chrono::milliseconds deadline) {
 
 }  // namespace
 
-Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker() {
+Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker(bool no_tpm) {
   // Workers write the mark: what the last one wrote is the truth.
   auto written = store_.LoadResponded(uuid_);
   if (written.ok() && *written && (*written)->boot_id == cfg_.boot_id &&
@@ -41,6 +41,7 @@ Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker() {
     guest.flight_fd = flight_.fd();
     guest.found = true;  // whatever the page holds is judged from the records first
     guest.heartbeat = HeartbeatPeriod(cfg_.command_deadline);
+    guest.no_tpm = no_tpm;
     std::weak_ptr<Instance> weak = weak_from_this();
     auto client = WorkerClient::Start(loop_, cfg_.worker, &guest, [weak](WorkerReply frame) {
       if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
@@ -67,7 +68,28 @@ void Instance::DetachGuest() {
   ReplaceWorker();
 }
 
+void Instance::StartFailWorker() {
+  worker_.reset();
+  if (!guest_ || phase_ != Phase::kBroken) return;
+  auto client = StartGuestWorker(/*no_tpm=*/true);
+  if (!client.ok()) {
+    VLOG_ERROR(ctx_, "cannot start a worker to answer the guest while the TPM is broken: {}",
+               client.status().ToString());
+    return;
+  }
+  worker_ = std::move(client).value();
+  WorkerRequest serve;
+  serve.type = WorkerMsg::kServe;
+  worker_->Call(serve, cfg_.start_deadline, [this](Result<WorkerReply> r) {
+    if (r.ok() && r->type != WorkerMsg::kReply) r = Status(Code::kUnavailable, r->message);
+    if (r.ok()) return;
+    VLOG_ERROR(ctx_, "the worker that answers the guest while the TPM is broken failed: {}", r.status().ToString());
+    worker_.reset();  // the guest's next request waits for the next attach or start
+  });
+}
+
 void Instance::ReplaceWorker() {
+  if (phase_ == Phase::kBroken) return StartFailWorker();
   if (!worker_) return;  // none now: the next start reads guest_
   if (phase_ == Phase::kStarting) {
     // Still in kInit (or waiting for it): nothing of it has been used yet.
@@ -85,6 +107,11 @@ void Instance::OnGuestFrame(WorkerReply frame) {
     case WorkerMsg::kFailure:
       // The worker died or broke the protocol while no request of ours was
       // pending (it may have been running a guest command).
+      if (phase_ == Phase::kBroken) {
+        VLOG_ERROR(ctx_, "the worker that answers the guest while the TPM is broken was lost: {}", frame.message);
+        worker_.reset();  // the guest's next request waits for the next attach or start
+        return;
+      }
       if (phase_ == Phase::kCommitting) {
         // A guest command it ran is being committed: that goes on, and the
         // next worker finds the command in the page and answers it from
@@ -104,6 +131,13 @@ void Instance::OnGuestFrame(WorkerReply frame) {
       op.guest = true;
       op.found = true;
       op.command = frame.request;
+      if (phase_ == Phase::kBroken) {
+        // From the no-TPM worker. A start is due: the next worker finds
+        // this request again and answers it.
+        if (retry_at_ && std::chrono::steady_clock::now() >= *retry_at_) return RetryStart();
+        fail_digest_.reset();
+        return ReleaseGuest(frame.request, tpm12::ErrorResponse(tpm12::kFail), std::nullopt);
+      }
       if (fail_digest_ && *fail_digest_ == RequestDigest(frame.request)) {
         fail_digest_.reset();
         VLOG_GUEST_WARN(ctx_, "the command the previous worker did not finish is answered TPM_FAIL");

@@ -60,6 +60,10 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop, const
     spawn.argv.push_back("--flight-fd=5");
     if (guest->any_locality) spawn.argv.push_back("--any-locality");
     if (guest->found) spawn.argv.push_back("--found");
+    if (guest->no_tpm) spawn.argv.push_back("--no-tpm");
+#ifdef VTPM_TEST_HOOKS
+    if (const char* at = getenv("VTPMMGRD_WORKER_CRASH_AT")) spawn.argv.push_back(std::string("--crash-at=") + at);
+#endif
     if (guest->heartbeat.count() > 0) spawn.argv.push_back("--heartbeat-ms=" + std::to_string(guest->heartbeat.count()));
     spawn.fd_map.push_back({guest->mark_fd, 4});
     spawn.fd_map.push_back({guest->flight_fd, 5});

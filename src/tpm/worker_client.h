@@ -58,6 +58,7 @@ struct WorkerGuest {
   // The longest the worker waits without renewing its sign of life in the
   // flight record (tpm/worker_flight.h); 0: it waits indefinitely.
   std::chrono::milliseconds heartbeat{0};
+  bool no_tpm = false;  // a broken instance: the daemon answers every request (TPM_FAIL)
 };
 
 // The `vtpm` system group (systemd/vtpmmgrd-sysusers.conf), which every

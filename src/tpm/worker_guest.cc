@@ -6,6 +6,7 @@
 
 #include "backend/shared_page.h"
 #include "backend/tpm12_wire.h"
+#include "common/crash_point.h"
 
 namespace vtpm {
 
@@ -69,7 +70,7 @@ bool GuestServer::ServePage() {
 }
 
 bool GuestServer::Reject(uint32_t offset, uint32_t rc, const char* why, uint32_t length, uint8_t nr_extra) {
-  Publish(offset, tpm12::ErrorResponse(rc), {});
+  Publish(offset, tpm12::ErrorResponse(rc), {}, /*from_tpm=*/false);
   WorkerReply note;
   note.type = WorkerMsg::kGuestRejected;
   note.code = rc;
@@ -80,13 +81,13 @@ bool GuestServer::Reject(uint32_t offset, uint32_t rc, const char* why, uint32_t
 }
 
 bool GuestServer::Serve(uint32_t offset, uint8_t locality, Bytes command) {
-  if (std::exchange(opts_.found, false)) {
+  if (std::exchange(opts_.found, false) || opts_.no_tpm) {
     WorkerReply found;
     found.type = WorkerMsg::kGuestFound;
     found.request = command;
     found.locality = locality;
     if (!conn_.Send(EncodeReply(found))) return false;
-    auto answer = AwaitRelease(/*run_allowed=*/true);
+    auto answer = AwaitRelease(/*run_allowed=*/!opts_.no_tpm);
     if (!answer) return false;
     if (answer->type == WorkerMsg::kRelease) {
       Publish(offset, std::move(answer->command), answer->mark);
@@ -155,12 +156,13 @@ std::optional<WorkerRequest> GuestServer::AwaitRelease(bool run_allowed) {
   }
 }
 
-void GuestServer::Publish(uint32_t offset, Bytes response, ByteView mark) {
+void GuestServer::Publish(uint32_t offset, Bytes response, ByteView mark, bool from_tpm) {
   if (response.size() < tpm12::kHeaderSize || tpm12::ParamSize(response) != response.size())
     response = tpm12::ErrorResponse(tpm12::kFail);
   else if (response.size() > MaxResponseAt(offset) || response.size() > kMaxPacket)
     response = tpm12::ErrorResponse(tpm12::kSize);
   WriteResponse(ch_.page(), offset, response);
+  if (from_tpm) CrashPoint("response-written");
   if (!mark.empty() && opts_.mark_fd >= 0) {
     // One pwrite of a record within the first page: whole or not at all
     // (store/runtime_file.h, OverwriteRecord).
@@ -170,8 +172,10 @@ void GuestServer::Publish(uint32_t offset, Bytes response, ByteView mark) {
       [[maybe_unused]] ssize_t w = write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
     }
   }
+  if (from_tpm) CrashPoint("response-marked");
   PublishState(ch_.page(), PageState::kFinish);
   (void)ch_.Notify();
+  if (from_tpm) CrashPoint("finished");
 }
 
 }  // namespace vtpm

@@ -20,7 +20,9 @@
 //  - IDLE, FINISH: nothing (a spurious notification).
 // With `found`, the first request seen is sent as kGuestFound before it
 // runs: the daemon may answer it from its records (a command that ran
-// before a restart) with kRelease, or say kRun.
+// before a restart) with kRelease, or say kRun. With `no_tpm` (a broken
+// instance, design §3 "Worker faults") there is no TPM: every request is
+// sent as kGuestFound and only kRelease may answer it.
 //
 // Requests of the daemon (kExecute) that arrive while a guest command waits
 // for its kRelease are kept, in order, for the caller to run afterwards.
@@ -59,6 +61,7 @@ struct GuestServerOptions {
   int mark_fd = -1;
   bool any_locality = false;
   bool found = false;
+  bool no_tpm = false;
   FlightPage* flight = nullptr;
 };
 
@@ -94,7 +97,9 @@ class GuestServer {
   bool Serve(uint32_t offset, uint8_t locality, Bytes command);
   // Reads frames until kRelease (or, after kGuestFound, kRun).
   std::optional<WorkerRequest> AwaitRelease(bool run_allowed);
-  void Publish(uint32_t offset, Bytes response, ByteView mark);
+  // `from_tpm`: a response of the TPM or of the daemon's records, not a
+  // refusal of the worker's; only those pass the crash points.
+  void Publish(uint32_t offset, Bytes response, ByteView mark, bool from_tpm = true);
   bool Reject(uint32_t offset, uint32_t rc, const char* why, uint32_t length, uint8_t nr_extra);
 
   GuestChannel& ch_;

@@ -1,7 +1,7 @@
 // vtpm-worker: hosts one libtpms TPM 1.2 for the daemon (design §2).
 //
 // argv: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] [--found]
-//                   [--heartbeat-ms=T]]
+//                   [--heartbeat-ms=T] [--no-tpm]]
 //                   [--test-commands] [--test-parse-probe]
 //   --fd             the parent's socket (SOCK_STREAM, worker_protocol.h); 3 by default
 //   --uid/--gid      the unprivileged identity to switch to when started as root
@@ -14,6 +14,10 @@
 //   --found          the first guest request seen goes to the daemon as found
 //   --heartbeat-ms   while serving, renew the flight record's sign of life at
 //                    least every T ms (default: only when woken)
+//   --no-tpm         serve the guest without a TPM (a broken instance): no
+//                    libtpms start-up, kServe without kInit, and every request
+//                    goes to the daemon as found for it to answer
+//   --crash-at       (VTPM_TEST_HOOKS builds) common/crash_point.h
 //   --test-commands  accept kTestOpen/kTestSyscall/kTestIoctl (sandbox tests; only a test
 //                    build, VTPM_TEST_BUILD, has the flag and the commands)
 //   --test-parse-probe  (test build) just before libtpms is first handed a
@@ -37,6 +41,7 @@
 
 #include <poll.h>
 
+#include "common/crash_point.h"
 #include "tpm/guest_channel.h"
 #include "tpm/libtpms_host.h"
 #include "tpm/sandbox.h"
@@ -49,11 +54,11 @@ namespace {
 #ifdef VTPM_TEST_BUILD
 constexpr char kUsage[] =
     "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] "
-    "[--found] [--heartbeat-ms=T]] [--test-commands] [--test-parse-probe]";
+    "[--found] [--heartbeat-ms=T] [--no-tpm]] [--test-commands] [--test-parse-probe]";
 #else
 constexpr char kUsage[] =
     "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] "
-    "[--found] [--heartbeat-ms=T]]";
+    "[--found] [--heartbeat-ms=T] [--no-tpm]]";
 #endif
 
 struct WorkerArgs {
@@ -96,10 +101,16 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
       args.guest = link;
       continue;
     }
-    if (a == "--any-locality" || a == "--found") {
-      (a == "--found" ? args.serve.found : args.serve.any_locality) = true;
+    if (a == "--any-locality" || a == "--found" || a == "--no-tpm") {
+      (a == "--found" ? args.serve.found : a == "--no-tpm" ? args.serve.no_tpm : args.serve.any_locality) = true;
       continue;
     }
+#ifdef VTPM_TEST_HOOKS
+    if (a.substr(0, 11) == "--crash-at=") {
+      SetCrashAt(argv[i] + 11);  // common/crash_point.h: the points of GuestServer's page writes
+      continue;
+    }
+#endif
 #ifdef VTPM_TEST_BUILD
     if (a == "--test-commands" || a == "--test-parse-probe") {
       (a == "--test-commands" ? args.test_commands : args.test_parse_probe) = true;
@@ -109,6 +120,7 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
     return false;
   }
   if (args.heartbeat_ms == 0 || args.heartbeat_ms < -1) return false;
+  if (args.serve.no_tpm && !args.guest) return false;
   return !args.guest || (args.serve.mark_fd > STDERR_FILENO && args.flight_fd > STDERR_FILENO);
 }
 
@@ -154,7 +166,7 @@ bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, T
                    const Status& ready, bool& started, const WorkerRequest& req) {
   WorkerReply reply;
   bool fatal = false;
-  if (req.type == WorkerMsg::kInit && !started) {
+  if (req.type == WorkerMsg::kInit && !started && !args.serve.no_tpm) {
     auto init = ready.ok() ? tpm.Init(req) : Result<WorkerReply>(ready);
     fatal = !init.ok();
     reply = init.ok() ? std::move(init).value() : Failure(init.status());
@@ -164,8 +176,11 @@ bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, T
   } else if (req.type == WorkerMsg::kExecute && started) {
     reply = tpm.Execute(req);
     baseline.Apply(reply);
-  } else if (req.type == WorkerMsg::kServe && started && args.guest) {
+  } else if (req.type == WorkerMsg::kServe && args.guest && (started || (args.serve.no_tpm && ready.ok()))) {
     reply.type = WorkerMsg::kReply;  // empty: the caller starts serving
+  } else if (req.type == WorkerMsg::kServe && args.serve.no_tpm) {
+    reply = Failure(ready);  // the guest link or the filter failed
+    fatal = true;
 #ifdef VTPM_TEST_BUILD
   } else if ((req.type == WorkerMsg::kTestOpen || req.type == WorkerMsg::kTestSyscall ||
               req.type == WorkerMsg::kTestIoctl) &&
@@ -199,7 +214,7 @@ int Serve(WorkerArgs& args, GuestChannel& guest, FlightPage& flight, const Statu
   // parsed under it (design §2 "vtpm-worker"). A failure is kInit's answer;
   // so is a guest page or channel that could not be opened.
   Status ready = guest_status;
-  if (ready.ok()) ready = tpm.Prepare();
+  if (ready.ok() && !args.serve.no_tpm) ready = tpm.Prepare();
   GuestSyscalls allowed;
   if (guest.valid()) allowed = {guest.fd(), args.serve.mark_fd};
   if (ready.ok()) ready = LoadSyscallFilter(allowed);

@@ -146,6 +146,72 @@ INSTANTIATE_TEST_SUITE_P(
         CrashCase{"finished", ""}),
     CrashPointName);
 
+// On the worker data path ([xen] data_path = "worker", design §3 "The worker
+// serves its guest") the page writes are the worker's: it is SIGKILLed at
+// each of them, on every fourth response it writes (each worker counts its
+// own), while the guest runs a chain of identical extends. The daemon stays;
+// the next worker finds what the page holds and the daemon answers it from
+// its records. The PCR must hold exactly the extends answered.
+class WorkerExactlyOnceTest : public BackendSimTest, public ::testing::WithParamInterface<CrashCase> {};
+
+TEST_P(WorkerExactlyOnceTest, WorkerKilledOnItsPageWritesAppliesEachExtendOnce) {
+#ifndef VTPM_TEST_HOOKS
+  GTEST_SKIP() << "crash points need -DVTPM_TEST_HOOKS=ON (the sanitizer test build)";
+#endif
+  const CrashCase& c = GetParam();
+  StartLibtpmsDaemon();  // creates swtpm and proves the plain start works
+  ASSERT_FALSE(HasFatalFailure());
+  daemon_.reset();
+  DaemonOptions o;
+  o.extra_config = "[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
+                   swtpm_->tcti() + "\"\n";
+  o.data_path = "worker";
+  o.env = {"VTPMMGRD_WORKER_CRASH_AT=" + std::string(c.point) + ":4"};
+  daemon_ = std::make_unique<DaemonProcess>(host(), o);
+  ASSERT_TRUE(daemon_->Start().ok());
+
+  tpm12::PcrValue digest;
+  digest.fill(0xD4);
+  const Bytes extend = tpm12::PcrExtend(12, digest);
+  CreateDomain(43, kUuid);
+  GuestFrontend& g = Guest(43);
+  ASSERT_TRUE(g.Connect().ok());
+  int answered = 0;
+  for (; answered < 10; ++answered) {
+    auto r = g.Transmit(extend, 60s);
+    ASSERT_TRUE(r.ok()) << "extend " << answered << ": " << r.status().ToString() << "\n" << daemon().Log();
+    ASSERT_EQ(tpm12::ResponseCode(*r), tpm12::kSuccess) << "extend " << answered << "\n" << daemon().Log();
+    ASSERT_EQ(tpm12::PcrFromResponse(*r), Fold(answered + 1, digest)) << "extend " << answered;
+  }
+  auto pcr = g.Transmit(tpm12::PcrRead(12), 60s);
+  ASSERT_TRUE(pcr.ok()) << pcr.status().ToString();
+  EXPECT_EQ(tpm12::PcrFromResponse(*pcr), Fold(answered, digest)) << "crash at " << c.point;
+  const std::string log = daemon().Log();
+  const auto faults = [&log] {
+    size_t n = 0;
+    for (size_t at = log.find("TPM worker fault"); at != std::string::npos; at = log.find("TPM worker fault", at + 1))
+      ++n;
+    return n;
+  }();
+  std::cout << "workers lost at " << c.point << ": " << faults << "\n";
+  EXPECT_GE(faults, 2u) << "the workers never reached crash point " << c.point << "\n" << log;
+  if (*c.restart_says) {
+    EXPECT_NE(log.find(c.restart_says), std::string::npos) << log;
+  }
+  EXPECT_EQ(log.find("giving up"), std::string::npos) << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EachStep, WorkerExactlyOnceTest,
+    ::testing::Values(
+        // Response in the page, FINISH lost (before and after the mark): the
+        // next worker finds it and the daemon finishes it from its record.
+        CrashCase{"response-written", "holds the response of command"},
+        CrashCase{"response-marked", "holds the response of command"},
+        // Answered: the guest has it; its next (identical) command is new.
+        CrashCase{"finished", ""}),
+    CrashPointName);
+
 // The same for a command that leaves the TPM as it was (TPM_PCRRead): it
 // has no record and writes no file, so what a restarted daemon finds in the
 // page is either the command, which it runs again from the same state, or

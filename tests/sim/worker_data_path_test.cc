@@ -42,6 +42,17 @@ class WorkerDataPathTest : public Tpm12GuestTest {
     EXPECT_TRUE(st.ok()) << st.ToString();
     return g;
   }
+  // SIGKILLs worker `victim` and waits for the daemon's one worker to be
+  // another process: its pid, or -1.
+  pid_t KillAndAwaitReplacement(pid_t victim) {
+    if (victim <= 0 || kill(victim, SIGKILL) != 0) return -1;
+    for (int i = 0; i < 500; ++i) {
+      std::this_thread::sleep_for(20ms);
+      auto w = ChildPids(daemon().pid());
+      if (w.size() == 1 && w[0] != victim) return w[0];
+    }
+    return -1;
+  }
   // The one worker of the daemon (one attached guest).
   pid_t OnlyWorker() {
     std::vector<pid_t> w = ChildPids(daemon().pid());
@@ -169,17 +180,9 @@ TEST_F(WorkerDataPathTest, AWorkerKilledBetweenCommandsIsReplacedAndThePcrsStay)
   Run(g, tpm12::PcrExtend(11, d));
   const pid_t first = OnlyWorker();
   ASSERT_GT(first, 0);
-  ASSERT_EQ(kill(first, SIGKILL), 0);
   // The daemon hears of it without a request of its own pending, and starts
   // another worker from the last delivered state.
-  pid_t second = -1;
-  for (int i = 0; i < 300 && (second <= 0 || second == first); ++i) {
-    std::this_thread::sleep_for(20ms);
-    auto w = ChildPids(daemon().pid());
-    second = w.size() == 1 ? w[0] : -1;
-  }
-  ASSERT_GT(second, 0);
-  ASSERT_NE(second, first);
+  ASSERT_GT(KillAndAwaitReplacement(first), 0) << daemon().Log();
   EXPECT_EQ(Pcr(g, 11), tpm12::ExtendedPcr(tpm12::PcrValue{}, d));
   EXPECT_NE(daemon().Log().find("TPM worker fault"), std::string::npos);
 }
@@ -230,6 +233,35 @@ TEST_F(WorkerStopTest, AWorkerStoppedWhileIdleIsReplacedAndItsGuestsRequestAnswe
   w = ChildPids(daemon().pid());
   ASSERT_EQ(w.size(), 1u);
   EXPECT_NE(w[0], first);
+}
+
+// Three worker faults with no command delivered between break the instance
+// (design §3 "Worker faults"). The daemon maps no guest page, so a worker
+// without a TPM serves the page: the guest's requests get TPM_FAIL at once,
+// and the first one after the retry delay starts the TPM again and is
+// answered by it, with the PCRs as they were.
+TEST_F(WorkerDataPathTest, ABrokenInstanceAnswersTpmFailThenStartsAgain) {
+  GuestFrontend& g = Attached(13);
+  ASSERT_FALSE(HasFailure());
+  tpm12::PcrValue d;
+  d.fill(0x6b);
+  Run(g, tpm12::PcrExtend(11, d));
+  pid_t victim = OnlyWorker();
+  for (int fault = 0; fault < 3; ++fault) {
+    victim = KillAndAwaitReplacement(victim);
+    ASSERT_GT(victim, 0) << "no worker after fault " << fault + 1 << "\n" << daemon().Log();
+  }
+  ASSERT_NE(daemon().Log().find("giving up after 3 failed starts"), std::string::npos) << daemon().Log();
+  EXPECT_EQ(Snapshot(daemon().pid(), host().sim_dir()).sim_maps, 0u) << "the daemon maps the guest's page";
+  const auto t0 = std::chrono::steady_clock::now();
+  Run(g, tpm12::PcrRead(11), tpm12::kFail);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms) << "TPM_FAIL should come at once, not at a deadline";
+  Run(g, tpm12::PcrRead(11), tpm12::kFail);
+  std::this_thread::sleep_for(2100ms);  // the retry delay
+  EXPECT_EQ(Pcr(g, 11), tpm12::ExtendedPcr(tpm12::PcrValue{}, d));
+  EXPECT_NE(daemon().Log().find("retrying the TPM start"), std::string::npos) << daemon().Log();
+  Run(g, tpm12::PcrExtend(11, d));
+  EXPECT_EQ(Pcr(g, 11), tpm12::ExtendedPcr(tpm12::ExtendedPcr(tpm12::PcrValue{}, d), d));
 }
 
 TEST_F(WorkerDataPathTest, ManyCommandsInARowAndANewRingAfterReconnect) {
