@@ -47,8 +47,9 @@ struct Config {
   bool allow_any_locality = false;
   // "daemon": the backend maps and serves every guest's page; "worker":
   // each instance's worker maps its guest's page and serves it
-  // (tpm/worker_guest.h, design §3 "The worker serves its guest").
-  std::string data_path = "daemon";
+  // (tpm/worker_guest.h, design §3 "The worker serves its guest"); the
+  // scripted engine has no worker, so with it the data path is the daemon's.
+  std::string data_path = "worker";
   // [host_tpm]
   std::string tcti = "device:/dev/tpmrm0";
   uint32_t srk_handle = 0x81000001;

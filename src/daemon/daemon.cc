@@ -189,7 +189,7 @@ int RunDaemon(const Config& cfg) {
   BackendOptions bopts;
   bopts.own_domid = cfg.backend_domid;
   bopts.allow_any_locality = cfg.allow_any_locality;
-  bopts.worker_data_path = cfg.data_path == "worker";
+  bopts.worker_data_path = cfg.data_path == "worker" && cfg.engine == "libtpms";
   auto backend = Backend::Start(loop, *xs, **gnt, **evt, **hyp, *engines, bopts);
   if (!backend.ok()) {
     LOG_ERROR("cannot start the vTPM backend: {}", backend.status().message());

@@ -61,7 +61,7 @@ struct Options {
   double load_seconds = 10;  // per open-loop level; closed loop gets half
   int nv_writes = kNoOwnerNvWrites;
   int samples = 5;           // manufactures, worker starts, vtpmctl lists
-  std::string data_path = "daemon";  // the daemon's [xen] data_path
+  std::string data_path = "worker";  // the daemon's [xen] data_path (its default)
   std::string output;
 };
 

@@ -7,7 +7,7 @@
 //
 //   vtpm-bench [--smoke] [--instances N] [--guests 8,64,256] [--commands N]
 //              [--load-seconds S] [--data-path daemon|worker] [--output FILE]
-//   --data-path  the daemon's [xen] data_path (vtpmmgrd.conf(5))
+//   --data-path  the daemon's [xen] data_path (vtpmmgrd.conf(5)); default worker
 //
 // Peers: swtpm (`swtpm socket`, TPM 1.2, one process per VM, commands over
 // its unix socket) and libtpms called in this process (the floor).
@@ -82,7 +82,7 @@ int Bench::Run() {
   std::ostringstream out;
   utsname u{};
   ::uname(&u);
-  out << "vtpm-bench" << (o_.smoke ? " --smoke" : "") << (o_.data_path != "daemon" ? " --data-path " + o_.data_path : "")
+  out << "vtpm-bench" << (o_.smoke ? " --smoke" : "") << (o_.data_path != "worker" ? " --data-path " + o_.data_path : "")
       << ": " << Now() << ", " << u.sysname << " " << u.release
       << ", " << std::thread::hardware_concurrency() << " CPUs, load average " << load_before << " at start, "
       << LoadAverage() << " at end; " << FormatNumber(Seconds(Clock::now() - start), 0) << " s.\n";

@@ -38,6 +38,7 @@ class BackendSimTest : public SimHostTest {
     DaemonOptions o;
     o.extra_config = extra_config;
     o.daemon_config = daemon_config;
+    o.data_path = data_path_;
     daemon_ = std::make_unique<DaemonProcess>(host(), o);
     Status st = daemon_->Start();
     ASSERT_TRUE(st.ok()) << st.ToString();
@@ -102,6 +103,8 @@ class BackendSimTest : public SimHostTest {
   std::unique_ptr<Toolstack> ts_;
   std::unique_ptr<vtpm::testing::Swtpm> swtpm_;
   std::unique_ptr<DaemonProcess> daemon_;
+  // [xen] data_path of the daemons StartDaemon() starts ("": DaemonOptions').
+  std::string data_path_;
   std::vector<std::unique_ptr<GuestFrontend>> guests_;
 };
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <string_view>
 #include <thread>
 
 #include "backend_test_util.h"
@@ -47,6 +48,7 @@ class ExactlyOnceTest : public BackendSimTest, public ::testing::WithParamInterf
     o.extra_config = "[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
                      swtpm_->tcti() + "\"\n";
     o.env = {"VTPMMGRD_CRASH_AT=" + crash_at};
+    o.data_path = data_path_;
     daemon_ = std::make_unique<DaemonProcess>(host(), o);
     Status st = daemon_->Start();
     ASSERT_TRUE(st.ok()) << st.ToString();
@@ -100,6 +102,10 @@ TEST_P(ExactlyOnceTest, DaemonKilledOnAnExtendsPathAppliesItOnce) {
   digest.fill(0xE7);
   const Bytes extend = tpm12::PcrExtend(12, digest);
 
+  // The page writes are the daemon's only on its own data path (the
+  // worker's have WorkerExactlyOnceTest).
+  if (std::string_view(c.point) != "command-executed" && std::string_view(c.point) != "state-saved")
+    data_path_ = "daemon";
   // The daemon dies at the crash point of the fourth guest command (the
   // simulated Linux frontend sends its own commands when it connects).
   StartCrashingDaemon(std::string(c.point) + ":4");
@@ -225,6 +231,8 @@ TEST_P(ExactlyOnceReadTest, DaemonKilledOnAReadsPathAnswersItOnce) {
   const CrashCase& c = GetParam();
   tpm12::PcrValue digest;
   digest.fill(0x5A);
+  // A read never reaches the daemon on the worker's data path.
+  data_path_ = "daemon";
   // The frontend's own commands at connect, the extend, then reads: the
   // crash comes on the path of the second read.
   StartCrashingDaemon(std::string(c.point) + ":5");

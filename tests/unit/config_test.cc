@@ -12,7 +12,7 @@ TEST(Config, EmptyFileGivesDefaults) {
   EXPECT_EQ(c->srk_handle, 0x81000001u);
   EXPECT_TRUE(c->auto_create);
   EXPECT_EQ(c->ControlSocket(), "/run/vtpmmgrd/control.sock");
-  EXPECT_EQ(c->data_path, "daemon");
+  EXPECT_EQ(c->data_path, "worker");
 }
 
 TEST(Config, ReadsEveryKey) {
@@ -24,7 +24,7 @@ auto_create = false
 command_deadline_ms = 20000
 [xen]
 backend_domid = 3
-data_path = "worker"
+data_path = "daemon"
 [host_tpm]
 tcti = "swtpm:host=127.0.0.1,port=2321"
 srk_handle = 0x81000002
@@ -40,7 +40,7 @@ worker_uid_base = 0x60000000
   EXPECT_FALSE(c->auto_create);
   EXPECT_EQ(c->command_deadline.count(), 20000);
   EXPECT_EQ(c->backend_domid, 3u);
-  EXPECT_EQ(c->data_path, "worker");
+  EXPECT_EQ(c->data_path, "daemon");
   EXPECT_EQ(c->srk_handle, 0x81000002u);
   EXPECT_EQ(c->pcr_policy, (std::vector<uint32_t>{0, 7}));
   EXPECT_EQ(c->engine, "scripted");
