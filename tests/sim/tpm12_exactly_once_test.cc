@@ -158,23 +158,45 @@ INSTANTIATE_TEST_SUITE_P(
 // own), while the guest runs a chain of identical extends. The daemon stays;
 // the next worker finds what the page holds and the daemon answers it from
 // its records. The PCR must hold exactly the extends answered.
-class WorkerExactlyOnceTest : public BackendSimTest, public ::testing::WithParamInterface<CrashCase> {};
+class WorkerExactlyOnceTest : public BackendSimTest, public ::testing::WithParamInterface<CrashCase> {
+ protected:
+  // The libtpms daemon on the worker's data path, its workers killing
+  // themselves on every fourth response they write at `point`.
+  void StartDaemonWithCrashingWorkers(const char* point) {
+    StartLibtpmsDaemon();  // creates swtpm and proves the plain start works
+    if (HasFatalFailure()) return;
+    daemon_.reset();
+    DaemonOptions o;
+    o.extra_config = "[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
+                     swtpm_->tcti() + "\"\n";
+    o.data_path = "worker";
+    o.env = {"VTPMMGRD_WORKER_CRASH_AT=" + std::string(point) + ":4"};
+    daemon_ = std::make_unique<DaemonProcess>(host(), o);
+    ASSERT_TRUE(daemon_->Start().ok());
+  }
+  // The lost workers the daemon logged; at least two expected, and what the
+  // case says the daemon logs about the found page.
+  void ExpectWorkersLost(const CrashCase& c) {
+    const std::string log = daemon().Log();
+    size_t faults = 0;
+    for (size_t at = log.find("TPM worker fault"); at != std::string::npos; at = log.find("TPM worker fault", at + 1))
+      ++faults;
+    std::cout << "workers lost at " << c.point << ": " << faults << "\n";
+    EXPECT_GE(faults, 2u) << "the workers never reached crash point " << c.point << "\n" << log;
+    if (*c.restart_says) {
+      EXPECT_NE(log.find(c.restart_says), std::string::npos) << log;
+    }
+    EXPECT_EQ(log.find("giving up"), std::string::npos) << log;
+  }
+};
 
 TEST_P(WorkerExactlyOnceTest, WorkerKilledOnItsPageWritesAppliesEachExtendOnce) {
 #ifndef VTPM_TEST_HOOKS
   GTEST_SKIP() << "crash points need -DVTPM_TEST_HOOKS=ON (the sanitizer test build)";
 #endif
   const CrashCase& c = GetParam();
-  StartLibtpmsDaemon();  // creates swtpm and proves the plain start works
+  StartDaemonWithCrashingWorkers(c.point);
   ASSERT_FALSE(HasFatalFailure());
-  daemon_.reset();
-  DaemonOptions o;
-  o.extra_config = "[engine]\nkind = \"libtpms\"\nworker_path = \"" VTPM_WORKER_BIN "\"\n[host_tpm]\ntcti = \"" +
-                   swtpm_->tcti() + "\"\n";
-  o.data_path = "worker";
-  o.env = {"VTPMMGRD_WORKER_CRASH_AT=" + std::string(c.point) + ":4"};
-  daemon_ = std::make_unique<DaemonProcess>(host(), o);
-  ASSERT_TRUE(daemon_->Start().ok());
 
   tpm12::PcrValue digest;
   digest.fill(0xD4);
@@ -192,19 +214,7 @@ TEST_P(WorkerExactlyOnceTest, WorkerKilledOnItsPageWritesAppliesEachExtendOnce) 
   auto pcr = g.Transmit(tpm12::PcrRead(12), 60s);
   ASSERT_TRUE(pcr.ok()) << pcr.status().ToString();
   EXPECT_EQ(tpm12::PcrFromResponse(*pcr), Fold(answered, digest)) << "crash at " << c.point;
-  const std::string log = daemon().Log();
-  const auto faults = [&log] {
-    size_t n = 0;
-    for (size_t at = log.find("TPM worker fault"); at != std::string::npos; at = log.find("TPM worker fault", at + 1))
-      ++n;
-    return n;
-  }();
-  std::cout << "workers lost at " << c.point << ": " << faults << "\n";
-  EXPECT_GE(faults, 2u) << "the workers never reached crash point " << c.point << "\n" << log;
-  if (*c.restart_says) {
-    EXPECT_NE(log.find(c.restart_says), std::string::npos) << log;
-  }
-  EXPECT_EQ(log.find("giving up"), std::string::npos) << log;
+  ExpectWorkersLost(c);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -217,6 +227,43 @@ INSTANTIATE_TEST_SUITE_P(
         // Answered: the guest has it; its next (identical) command is new.
         CrashCase{"finished", ""}),
     CrashPointName);
+
+// The same for reads (TPM_PCRRead), which the worker answers without the
+// daemon and which leave no record: the next worker finds the response
+// without FINISH, and the daemon finishes it as a response no command
+// carries; every read is answered once, with the right value.
+class WorkerExactlyOnceReadTest : public WorkerExactlyOnceTest {};
+
+TEST_P(WorkerExactlyOnceReadTest, WorkerKilledOnItsPageWritesAnswersEachReadOnce) {
+#ifndef VTPM_TEST_HOOKS
+  GTEST_SKIP() << "crash points need -DVTPM_TEST_HOOKS=ON (the sanitizer test build)";
+#endif
+  const CrashCase& c = GetParam();
+  StartDaemonWithCrashingWorkers(c.point);
+  ASSERT_FALSE(HasFatalFailure());
+  tpm12::PcrValue digest;
+  digest.fill(0xA5);
+  CreateDomain(44, kUuid);
+  GuestFrontend& g = Guest(44);
+  ASSERT_TRUE(g.Connect().ok());
+  auto ext = g.Transmit(tpm12::PcrExtend(12, digest), 60s);
+  ASSERT_TRUE(ext.ok() && tpm12::ResponseCode(*ext) == tpm12::kSuccess);
+  for (int reads = 0; reads < 12; ++reads) {
+    // PCRs 12 to 16 in turn (17 and up start at all ones in TPM 1.2).
+    const uint32_t pcr = uint32_t(12 + reads % 5);
+    auto r = g.Transmit(tpm12::PcrRead(pcr), 60s);
+    ASSERT_TRUE(r.ok()) << "read " << reads << ": " << r.status().ToString() << "\n" << daemon().Log();
+    ASSERT_EQ(tpm12::ResponseCode(*r), tpm12::kSuccess) << "read " << reads << "\n" << daemon().Log();
+    EXPECT_EQ(tpm12::PcrFromResponse(*r), pcr == 12 ? Fold(1, digest) : tpm12::PcrValue{}) << "read " << reads;
+  }
+  ExpectWorkersLost(c);
+}
+
+INSTANTIATE_TEST_SUITE_P(EachStep, WorkerExactlyOnceReadTest,
+                         ::testing::Values(CrashCase{"response-written", "the page holds a response without FINISH"},
+                                           CrashCase{"response-marked", "the page holds a response without FINISH"},
+                                           CrashCase{"finished", ""}),
+                         CrashPointName);
 
 // The same for a command that leaves the TPM as it was (TPM_PCRRead): it
 // has no record and writes no file, so what a restarted daemon finds in the
