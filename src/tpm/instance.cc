@@ -107,7 +107,7 @@ void Instance::FailPowerOn(const Status& why) {
   phase_ = Phase::kBroken;
   broken_why_ = why;
   FailAll(why);
-  if (phase_ == Phase::kBroken) StartFailWorker();
+  StartFailWorker();
 }
 
 void Instance::PowerOff() {
@@ -527,7 +527,7 @@ void Instance::Fault(const Status& why) {
                  "giving up after {} failed starts; commands get TPM_FAIL, the next one after {} s retries",
                  start_failures_, kBrokenRetryDelay.count());
     FailAll(broken_why_);
-    if (phase_ == Phase::kBroken) StartFailWorker();
+    StartFailWorker();  // unless a failure callback powered the instance off
     return;
   }
   Restart(why);

@@ -70,7 +70,7 @@ void Instance::DetachGuest() {
 
 void Instance::StartFailWorker() {
   worker_.reset();
-  if (!guest_ || phase_ != Phase::kBroken) return;
+  if (!guest_ || phase_ != Phase::kBroken) return;  // no guest to answer, or no longer broken
   auto client = StartGuestWorker(/*no_tpm=*/true);
   if (!client.ok()) {
     VLOG_ERROR(ctx_, "cannot start a worker to answer the guest while the TPM is broken: {}",
@@ -127,10 +127,6 @@ void Instance::OnGuestFrame(WorkerReply frame) {
                       frame.header_length, frame.nr_extra_pages, frame.message, frame.code);
       return;
     case WorkerMsg::kGuestFound: {
-      Op op;
-      op.guest = true;
-      op.found = true;
-      op.command = frame.request;
       if (phase_ == Phase::kBroken) {
         // From the no-TPM worker. A start is due: the next worker finds
         // this request again and answers it.
@@ -138,6 +134,10 @@ void Instance::OnGuestFrame(WorkerReply frame) {
         fail_digest_.reset();
         return ReleaseGuest(frame.request, tpm12::ErrorResponse(tpm12::kFail), std::nullopt);
       }
+      Op op;
+      op.guest = true;
+      op.found = true;
+      op.command = frame.request;
       if (fail_digest_ && *fail_digest_ == RequestDigest(frame.request)) {
         fail_digest_.reset();
         VLOG_GUEST_WARN(ctx_, "the command the previous worker did not finish is answered TPM_FAIL");
