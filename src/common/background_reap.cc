@@ -1,5 +1,6 @@
 #include "common/background_reap.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
@@ -49,7 +50,9 @@ void ReapInBackground(EventLoop& loop, ChildProcess child, std::chrono::millisec
   if (grace.count() <= 0) r->child.Signal(SIGKILL);
   if (TryReap(r)) return;
   // Until the child is reaped its pid cannot be reused: the pidfd is its own.
-  r->pidfd = UniqueFd(int(syscall(SYS_pidfd_open, r->child.pid(), 0u)));
+  // An adopted process brings its own pidfd (its pid is not ours to hold).
+  r->pidfd = r->child.pidfd() >= 0 ? UniqueFd(fcntl(r->child.pidfd(), F_DUPFD_CLOEXEC, 0))
+                                    : UniqueFd(int(syscall(SYS_pidfd_open, r->child.pid(), 0u)));
   if (!r->pidfd.valid() || !loop.Add(r->pidfd.get(), EPOLLIN, [r](uint32_t) { TryReap(r); }).ok()) {
     r->pidfd.reset();
     Poll(r);

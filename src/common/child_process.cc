@@ -1,6 +1,7 @@
 #include "common/child_process.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,14 +17,21 @@ namespace vtpm {
 
 ChildProcess::~ChildProcess() { Kill(); }
 
-ChildProcess::ChildProcess(ChildProcess&& o) noexcept : pid_(o.Release()) {}
+ChildProcess::ChildProcess(ChildProcess&& o) noexcept : pidfd_(std::move(o.pidfd_)) { pid_ = o.Release(); }
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
   if (this != &o) {
     Kill();
+    pidfd_ = std::move(o.pidfd_);
     pid_ = o.Release();
   }
   return *this;
+}
+
+ChildProcess ChildProcess::Adopt(pid_t pid, UniqueFd pidfd) {
+  ChildProcess c(pid);
+  c.pidfd_ = std::move(pidfd);
+  return c;
 }
 
 Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
@@ -72,11 +80,22 @@ Result<ChildProcess> ChildProcess::Spawn(const SpawnOptions& opts) {
 }
 
 void ChildProcess::Signal(int sig) const {
-  if (pid_ > 0) ::kill(pid_, sig);
+  if (pid_ <= 0) return;
+  if (pidfd_.valid())
+    syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0u);
+  else
+    ::kill(pid_, sig);
 }
 
 std::optional<int> ChildProcess::TryWait() {
   if (pid_ <= 0) return std::nullopt;
+  if (pidfd_.valid()) {
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    if (poll(&p, 1, 0) == 0) return std::nullopt;
+    pid_ = -1;
+    pidfd_.reset();
+    return kUnknownExitStatus;
+  }
   int ws = 0;
   pid_t r = waitpid(pid_, &ws, WNOHANG);
   if (r == pid_ || (r < 0 && errno == ECHILD)) {
@@ -98,6 +117,15 @@ std::optional<int> ChildProcess::WaitFor(std::chrono::milliseconds timeout) {
 
 void ChildProcess::Kill() {
   if (pid_ <= 0) return;
+  if (pidfd_.valid()) {
+    Signal(SIGKILL);
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+    pidfd_.reset();
+    return;
+  }
   ::kill(pid_, SIGKILL);
   int ws;
   while (waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
@@ -105,9 +133,13 @@ void ChildProcess::Kill() {
   pid_ = -1;
 }
 
-pid_t ChildProcess::Release() { return std::exchange(pid_, -1); }
+pid_t ChildProcess::Release() {
+  pidfd_.reset();
+  return std::exchange(pid_, -1);
+}
 
 std::string DescribeWaitStatus(int ws) {
+  if (ws == kUnknownExitStatus) return "ended (not a child of this daemon: its exit status is not known)";
   if (WIFEXITED(ws)) return "exited with status " + std::to_string(WEXITSTATUS(ws));
   if (WIFSIGNALED(ws)) return std::string("killed by signal ") + strsignal(WTERMSIG(ws));
   return "stopped";

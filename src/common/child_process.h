@@ -1,5 +1,11 @@
 // ChildProcess: sole owner of one forked child. Destruction kills it
 // (SIGKILL) and reaps it, so no child outlives its owner as a zombie.
+//
+// Adopt() makes one for a process this one did not fork (a worker of a
+// previous daemon, design §2 "Workers outlive the daemon"), held by a pidfd:
+// signals go through the pidfd, so they never reach a process that reused
+// its pid; it counts as gone once the pidfd is readable, and its real parent
+// reaps it, so its wait status is not known (kUnknownExitStatus).
 #pragma once
 
 #include <sys/types.h>
@@ -31,6 +37,8 @@ class ChildProcess {
 
   // fork + exec. Every fd not in fd_map is closed in the child (close_range).
   static Result<ChildProcess> Spawn(const SpawnOptions& opts);
+  // A process that is not our child, held by `pidfd` (pidfd_open(2)).
+  static ChildProcess Adopt(pid_t pid, UniqueFd pidfd);
 
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
@@ -44,11 +52,17 @@ class ChildProcess {
   void Kill();
   // Gives up ownership without killing (the caller reaps).
   pid_t Release();
+  // The pidfd of an adopted process; -1 for a child of ours.
+  int pidfd() const { return pidfd_.get(); }
 
  private:
   explicit ChildProcess(pid_t pid) : pid_(pid) {}
   pid_t pid_ = -1;
+  UniqueFd pidfd_;  // adopted: not our child
 };
+
+// The "wait status" of an adopted process once it is gone.
+inline constexpr int kUnknownExitStatus = -1;
 
 std::string DescribeWaitStatus(int wstatus);
 

@@ -39,6 +39,7 @@ enum class LogEvent {
   kCaptureDropped,   // "dropping the TPM state captured when domain D suspended"
   kExported,         // "vtpmctl export: instance moved to host H"
   kImported,         // "vtpmctl import: instance imported from host H"
+  kWorkerAdopted,    // "took over worker P of the previous daemon"
 };
 
 struct LogEventInfo {

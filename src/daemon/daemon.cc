@@ -18,6 +18,7 @@
 #include "daemon/exit_codes.h"
 #include "daemon/install_paths.h"
 #include "daemon/store_options.h"
+#include "daemon/systemd_fd_store.h"
 #include "daemon/xenstore_liveness.h"
 #ifdef VTPM_TEST_BUILD
 #include "daemon/scripted_engine.h"
@@ -28,6 +29,10 @@
 
 namespace vtpm {
 namespace {
+
+// How long a worker a previous daemon left serving waits to be taken over
+// by its instance's device before it is killed.
+constexpr std::chrono::milliseconds kAdoptionWindow{60000};
 
 class SignalSource {
  public:
@@ -169,6 +174,16 @@ int RunDaemon(const Config& cfg) {
     io.admin_deadline = cfg.admin_deadline;
     io.boot_id = *boot_id;
     io.start_slots = StartSlots::Create(loop, StartSlots::DefaultLimit());
+    // Workers of a previous daemon that went on serving their guests
+    // (design §2 "Workers outlive the daemon"); on the daemon's own data
+    // path there are none to serve, and nobody takes them.
+    auto fd_store = SystemdFdStore::Connect();
+    auto adoptable = AdoptableWorkers::Collect(TakeListenFds(), fd_store);
+    if (cfg.data_path == "worker") {
+      io.fd_store = fd_store;
+      io.adoptable = adoptable;
+    }
+    adoptable->ExpireAfter(loop, io.fd_store ? kAdoptionWindow : std::chrono::milliseconds(0));
     auto im = std::make_unique<InstanceManager>(loop, *store, io);
     instances = im.get();
     engines = std::move(im);

@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <utility>
 
 extern "C" {
@@ -14,6 +16,8 @@ namespace vtpm {
 namespace {
 
 constexpr size_t kPage = 4096;
+// How long a bind waits for the port's previous holder to exit.
+constexpr std::chrono::milliseconds kBindPatience{2000};
 
 xenevtchn_handle* Evtchn(void* h) { return static_cast<xenevtchn_handle*>(h); }
 
@@ -34,7 +38,16 @@ Result<GuestChannel> GuestChannel::Open(const GuestLink& link) {
   xenevtchn_handle* evt = xenevtchn_open(nullptr, 0);
   if (evt == nullptr) return Status::FromErrno(errno, "opening the event-channel device");
   ch.evtchn_ = evt;
-  xenevtchn_port_or_error_t port = xenevtchn_bind_interdomain(evt, link.domid, link.remote_port);
+  // The worker this one replaces may still be exiting (it was SIGKILLed,
+  // or a daemon that died left it to notice its closed socket): until its
+  // descriptor is closed the guest's port stays bound to it, and binding
+  // fails with EINVAL as Xen fails it. Give it up to kBindPatience.
+  xenevtchn_port_or_error_t port = -1;
+  for (auto until = std::chrono::steady_clock::now() + kBindPatience;;) {
+    port = xenevtchn_bind_interdomain(evt, link.domid, link.remote_port);
+    if (port >= 0 || errno != EINVAL || std::chrono::steady_clock::now() >= until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   if (port < 0)
     return Status::FromErrno(errno, "binding event channel " + std::to_string(link.remote_port) + " of domain " +
                                         std::to_string(link.domid));

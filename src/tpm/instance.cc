@@ -123,7 +123,8 @@ void Instance::PowerOff() {
 void Instance::StartWorker() {
   phase_ = Phase::kStarting;
   start_lease_.Reset();  // a start that faulted before kInit's reply gives its slot up
-  if (!cfg_.start_slots) return Spawn();
+  // Taking a running worker over is no start-up: it needs no slot.
+  if (!cfg_.start_slots || (guest_ && cfg_.adoptable && cfg_.adoptable->Has(uuid_))) return Spawn();
   const uint64_t token = ++start_token_;
   std::weak_ptr<Instance> weak = weak_from_this();
   cfg_.start_slots->Acquire([weak, token](StartSlots::Lease lease) {
@@ -139,6 +140,9 @@ void Instance::StartWorker() {
 }
 
 void Instance::Spawn() {
+  if (guest_ && cfg_.adoptable) {
+    if (auto found = cfg_.adoptable->Take(uuid_)) return AdoptWorker(std::move(*found));
+  }
   auto client = guest_ ? StartGuestWorker() : WorkerClient::Start(loop_, cfg_.worker);
   if (!client.ok()) {
     // Report asynchronously: callers of PowerOn() must not be re-entered.
@@ -346,6 +350,7 @@ void Instance::Pump() {
       if (!in_flight_ || in_flight_->id != serve_id) return;
       if (r.ok() && r->type != WorkerMsg::kReply) r = Status(Code::kUnavailable, "worker failed: " + r->message);
       if (!r.ok()) return Fault(r.status().Annotate("starting to serve the guest"));
+      StoreWorker();
       in_flight_.reset();
       phase_ = Phase::kReady;
       Pump();

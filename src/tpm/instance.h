@@ -53,6 +53,7 @@
 #include "store/store.h"
 #include "tpm/engine.h"
 #include "tpm/start_slots.h"
+#include "tpm/worker_adoption.h"
 #include "tpm/worker_flight.h"
 #include "tpm/worker_client.h"
 
@@ -69,6 +70,9 @@ struct InstanceConfig {
   std::optional<std::array<uint8_t, 16>> domain_handle;
   // Bounds concurrent worker start-ups (tpm/start_slots.h); none: unbounded.
   std::shared_ptr<StartSlots> start_slots;
+  // design §2 "Workers outlive the daemon" (tpm/worker_adoption.h).
+  std::shared_ptr<WorkerFdStore> fd_store;
+  std::shared_ptr<AdoptableWorkers> adoptable;
 };
 
 class Instance final : public Engine, public std::enable_shared_from_this<Instance> {
@@ -166,6 +170,15 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void StartFailWorker();
   // A broken instance's one more start (kBrokenRetryDelay after the break).
   void RetryStart();
+  // Takes over the worker a previous daemon left serving this guest, or
+  // starts one (Spawn) when it serves another link or cannot be reached.
+  void AdoptWorker(AdoptableWorker found);
+  // kAdopt's answer: the worker is kept if it holds the state this daemon
+  // loaded, else killed and a new one started.
+  void OnAdopted(Result<WorkerReply> reply);
+  // Hands the serving worker's socket, flight record and a pidfd to the fd
+  // store, once it serves.
+  void StoreWorker();
   void OnInit(Result<WorkerReply> reply);
   void Pump();
   void OnReply(uint64_t id, Result<WorkerReply> reply);

@@ -1,9 +1,16 @@
 // Instance: the part that serves a guest through its worker (design §3 "The
 // worker serves its guest"): the guest's link, the worker's guest frames, the
 // release of their responses, and the worker's flight record.
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 
+#include "common/background_reap.h"
 #include "common/log_rate_limit.h"
 #include "store/record_codec.h"
 #include "tpm/instance.h"
@@ -36,6 +43,10 @@ Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker(bool no_tpm) {
   if (mark_fd.ok() && flight.ok()) {
     ForgetGuestCommand();
     flight_ = std::move(flight).value();
+    FlightRecord& rec = flight_.record();
+    rec.link_domid = guest_->link.domid;
+    rec.link_ring_ref = guest_->link.ring_ref;
+    rec.link_remote_port = guest_->link.remote_port;
     WorkerGuest guest = *guest_;
     guest.mark_fd = mark_fd->get();
     guest.flight_fd = flight_.fd();
@@ -46,11 +57,98 @@ Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker(bool no_tpm) {
     auto client = WorkerClient::Start(loop_, cfg_.worker, &guest, [weak](WorkerReply frame) {
       if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
     });
-    flight_.CloseFd();  // the worker has its own copy; the mapping stays
+    // The worker has its own copy; the mapping stays, and the fd stays for
+    // the fd store (StoreWorker).
+    if (!cfg_.fd_store || no_tpm) flight_.CloseFd();
     return client;
   }
   return !mark_fd.ok() ? mark_fd.status().Annotate("the responded mark for the worker")
                        : flight.status().Annotate("the worker's flight record");
+}
+
+void Instance::StoreWorker() {
+  if (!cfg_.fd_store || !guest_ || !worker_ || !flight_.valid() || flight_.fd() < 0) return;
+  UniqueFd pidfd(int(syscall(SYS_pidfd_open, worker_->pid(), 0u)));
+  if (!pidfd.valid()) {
+    VLOG_WARN(ctx_, "no pidfd for worker {} ({}): it will die with the daemon", worker_->pid(), std::strerror(errno));
+    return;
+  }
+  const std::string name = WorkerFdName(uuid_);
+  cfg_.fd_store->Put(name, {worker_->socket_fd(), flight_.fd(), pidfd.get()});
+  worker_->SetStored(StoredWorker(cfg_.fd_store, name));
+}
+
+void Instance::AdoptWorker(AdoptableWorker found) {
+  const pid_t pid = found.process.pid();
+  auto refuse = [&](const std::string& why) {
+    VLOG_WARN(ctx_, "not taking over worker {} of the previous daemon: {}; starting a new one", pid, why);
+    if (cfg_.fd_store) cfg_.fd_store->Remove(WorkerFdName(uuid_));
+  };
+  if (found.link != guest_->link) {
+    refuse("it serves grant " + std::to_string(found.link.ring_ref) + " and port " +
+           std::to_string(found.link.remote_port) + " of domain " + std::to_string(found.link.domid));
+    ReapInBackground(loop_, std::move(found.process), std::chrono::milliseconds(0));
+    return Spawn();
+  }
+  WorkerIdentities::Lease lease;
+  if (cfg_.worker.identities) {
+    auto reserved = cfg_.worker.identities->Reserve(found.uid);
+    if (!reserved.ok()) {
+      refuse(reserved.status().ToString());
+      ReapInBackground(loop_, std::move(found.process), std::chrono::milliseconds(0));
+      return Spawn();
+    }
+    lease = std::move(reserved).value();
+  }
+  FlightPage flight = std::move(found.flight);
+  std::weak_ptr<Instance> weak = weak_from_this();
+  auto client = WorkerClient::Adopt(loop_, std::move(found), std::move(lease), [weak](WorkerReply frame) {
+    if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
+  });
+  if (!client.ok()) {
+    refuse(client.status().ToString());
+    return Spawn();
+  }
+  ForgetGuestCommand();
+  flight_ = std::move(flight);
+  worker_ = std::move(client).value();
+  if (cfg_.fd_store) worker_->SetStored(StoredWorker(cfg_.fd_store, WorkerFdName(uuid_)));
+  CheckFlight();
+  WorkerRequest adopt;
+  adopt.type = WorkerMsg::kAdopt;
+  adopt.nonce.resize(16);
+  if (getrandom(adopt.nonce.data(), adopt.nonce.size(), 0) != ssize_t(adopt.nonce.size()))
+    adopt.nonce.assign(adopt.nonce.size(), uint8_t(pid));  // the nonce only tells replies apart
+  worker_->Call(adopt, cfg_.start_deadline, [this](Result<WorkerReply> r) { OnAdopted(std::move(r)); });
+}
+
+void Instance::OnAdopted(Result<WorkerReply> reply) {
+  start_lease_.Reset();
+  const pid_t pid = worker_ ? worker_->pid() : -1;
+  std::string why;
+  if (!reply.ok())
+    why = reply.status().ToString();
+  else if (reply->type != WorkerMsg::kAdopted)
+    why = "it refused: " + reply->message;
+  else if (worker_->adopt_unclean())
+    why = "it had answered a request of the previous daemon";
+  else if (reply->adopted_flags & kAdoptedDeferred)
+    why = "a request of the previous daemon waits in it";
+  else if (reply->state_digest.empty())
+    why = "its volatile state is not one the daemon saved";
+  else if (reply->state_digest != TpmStateDigest(permanent_, savestate_, volatile_))
+    why = "its state is not the one the store and the volatile copy hold";
+  if (!why.empty()) {
+    VLOG_WARN(ctx_, "not taking over worker {} of the previous daemon: {}; starting a new one", pid, why);
+    worker_.reset();
+    ForgetGuestCommand();  // a command it was running is answered TPM_FAIL by the next worker
+    return Spawn();
+  }
+  VEVENT_INFO(kWorkerAdopted, ctx_, "took over worker {} of the previous daemon, which went on serving the guest{}",
+              pid, (reply->adopted_flags & kAdoptedGuestFrameFollows) ? "; its command that waits for a commit is processed now" : "");
+  started_ = true;
+  phase_ = Phase::kReady;
+  Pump();
 }
 
 bool Instance::AttachGuest(const GuestLink& link, bool any_locality) {

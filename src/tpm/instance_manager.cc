@@ -57,6 +57,8 @@ InstanceConfig InstanceManager::MakeConfig(const std::optional<DomainHandle>& ha
   cfg.boot_id = opts_.boot_id;
   cfg.domain_handle = handle;
   cfg.start_slots = opts_.start_slots;
+  cfg.fd_store = opts_.fd_store;
+  cfg.adoptable = opts_.adoptable;
   return cfg;
 }
 

@@ -39,6 +39,11 @@ struct InstanceManagerOptions {
   std::chrono::milliseconds admin_deadline{30000};
   std::array<uint8_t, 16> boot_id{};  // ReadBootId()
   std::shared_ptr<StartSlots> start_slots;  // shared by every instance's worker start-ups
+  // Serving workers go to this fd store and outlive the daemon; the ones a
+  // previous daemon left are taken over from `adoptable` (design §2
+  // "Workers outlive the daemon"). None: workers die with the daemon.
+  std::shared_ptr<WorkerFdStore> fd_store;
+  std::shared_ptr<AdoptableWorkers> adoptable;
 };
 
 class InstanceManager final : public EngineProvider {

@@ -83,6 +83,7 @@ Status DropPrivileges(const SandboxOptions& opts) {
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return Status::FromErrno(errno, "PR_SET_DUMPABLE");
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return Status::FromErrno(errno, "PR_SET_NO_NEW_PRIVS");
+  if (opts.outlive_parent) return Status::Ok();
   // Set after the uid change, which clears it.
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
     return Status::FromErrno(errno, "PR_SET_PDEATHSIG");

@@ -44,6 +44,11 @@ struct SandboxOptions {
   uid_t uid = 65534;
   gid_t gid = 65534;
   uint64_t address_space = 512ull << 20;   // RLIMIT_AS, bytes
+  // A worker serving its guest outlives a daemon that dies (design §2
+  // "Workers outlive the daemon"): no PR_SET_PDEATHSIG. It still ends when
+  // its socket closes, once neither a daemon nor the service manager's fd
+  // store holds the other end.
+  bool outlive_parent = false;
 };
 
 // What a worker serving its guest may do beyond TPM emulation; -1: nothing.

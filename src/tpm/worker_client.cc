@@ -84,6 +84,20 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop, const
   return client;
 }
 
+Result<std::unique_ptr<WorkerClient>> WorkerClient::Adopt(EventLoop& loop, AdoptableWorker worker,
+                                                          WorkerIdentities::Lease identity, GuestHandler on_guest) {
+  const uid_t uid = worker.uid;
+  std::unique_ptr<WorkerClient> client(new WorkerClient(loop, std::move(worker.process), std::move(worker.socket),
+                                                        std::move(identity), uid));
+  WorkerClient* self = client.get();
+  self->on_guest_ = std::move(on_guest);
+  int flags = fcntl(self->socket_.get(), F_GETFL);
+  if (flags < 0 || fcntl(self->socket_.get(), F_SETFL, flags | O_NONBLOCK) != 0)
+    return Status::FromErrno(errno, "adopted worker socket flags");
+  RETURN_IF_ERROR(loop.Add(self->socket_.get(), EPOLLIN | EPOLLRDHUP, [self](uint32_t ev) { self->OnEvents(ev); }));
+  return client;
+}
+
 WorkerClient::WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket, WorkerIdentities::Lease identity,
                            uid_t uid)
     : loop_(loop), child_(std::move(child)), identity_(std::move(identity)), uid_(uid), socket_(std::move(socket)) {}
@@ -96,6 +110,7 @@ WorkerClient::~WorkerClient() {
 void WorkerClient::Close() {
   if (timer_) loop_.CancelTimer(*timer_);
   timer_.reset();
+  stored_.Reset();
   if (socket_.valid()) {
     loop_.Remove(socket_.get());
     socket_.reset();
@@ -124,6 +139,7 @@ void WorkerClient::Reap(std::chrono::milliseconds grace) {
 void WorkerClient::Call(const WorkerRequest& req, std::chrono::milliseconds deadline,
                         ReplyCallback cb) {
   pending_ = std::move(cb);
+  if (req.type == WorkerMsg::kAdopt) adopt_nonce_ = req.nonce;
   if (!socket_.valid()) {
     // Deliver asynchronously so the caller never re-enters itself.
     std::weak_ptr<bool> token = alive_token_;
@@ -257,6 +273,19 @@ void WorkerClient::Dispatch(WorkerReply frame, bool closed) {
     auto t = token.lock();
     return t && *t;
   };
+  if (adopt_nonce_) {
+    // Taking the worker over: what it sent before kAdopted was for the
+    // previous daemon. A guest frame comes again after kAdopted; a reply
+    // means the worker ran a request whose outcome that daemon may not
+    // have kept.
+    if (frame.type != WorkerMsg::kAdopted || frame.nonce != *adopt_nonce_) {
+      if (!IsGuestFrame(frame.type)) adopt_unclean_ = true;
+      if (frame.type == WorkerMsg::kFailure) return Fail(Status(Code::kUnavailable, frame.message));
+      if (closed && socket_.valid()) Fail(Status(Code::kUnavailable, "worker closed its socket"));
+      return;
+    }
+    adopt_nonce_.reset();
+  }
   if (IsGuestFrame(frame.type)) {
     if (!on_guest_) return Fail(Status(Code::kCorruption, "worker sent a guest frame without a guest"));
     if (frame.type != WorkerMsg::kGuestRejected) guest_outstanding_ = true;

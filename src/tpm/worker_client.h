@@ -31,6 +31,7 @@
 #include "common/event_loop.h"
 #include "common/unique_fd.h"
 #include "tpm/guest_channel.h"
+#include "tpm/worker_adoption.h"
 #include "tpm/worker_identity.h"
 #include "tpm/worker_protocol.h"
 
@@ -76,6 +77,14 @@ class WorkerClient {
   static Result<std::unique_ptr<WorkerClient>> Start(EventLoop& loop, const WorkerOptions& opts,
                                                      const WorkerGuest* guest = nullptr,
                                                      GuestHandler on_guest = nullptr);
+  // Takes over a worker of a previous daemon (design §2 "Workers outlive
+  // the daemon"), which serves its guest under `identity`. Call() a kAdopt
+  // first: until its kAdopted comes, whatever the worker sent is dropped
+  // (it was for the previous daemon, and the worker sends the guest frame
+  // it waits on again after kAdopted); a reply among it marks the worker
+  // unclean (adopt_unclean()).
+  static Result<std::unique_ptr<WorkerClient>> Adopt(EventLoop& loop, AdoptableWorker worker,
+                                                     WorkerIdentities::Lease identity, GuestHandler on_guest);
   ~WorkerClient();
   WorkerClient(const WorkerClient&) = delete;
   WorkerClient& operator=(const WorkerClient&) = delete;
@@ -101,6 +110,13 @@ class WorkerClient {
   // SIGKILLs the worker and has it reaped in the background
   // (ReapInBackground); a pending callback never runs. Never blocks.
   void Kill();
+  // The daemon's end of the socket, -1 once closed.
+  int socket_fd() const { return socket_.get(); }
+  // Its descriptors are in the fd store under `stored`'s name: removed
+  // from it as soon as this client closes the socket.
+  void SetStored(StoredWorker stored) { stored_ = std::move(stored); }
+  // kAdopt was answered after a reply meant for the previous daemon.
+  bool adopt_unclean() const { return adopt_unclean_; }
 
  private:
   WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket, WorkerIdentities::Lease identity, uid_t uid);
@@ -130,6 +146,9 @@ class WorkerClient {
   std::optional<EventLoop::TimerId> timer_;
   std::optional<int> exit_status_;
   std::shared_ptr<bool> alive_token_ = std::make_shared<bool>(true);
+  StoredWorker stored_;
+  std::optional<Bytes> adopt_nonce_;  // kAdopt sent, kAdopted not yet received
+  bool adopt_unclean_ = false;
 };
 
 }  // namespace vtpm

@@ -1,6 +1,7 @@
 #include "tpm/worker_flight.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,16 @@ Result<FlightPage> FlightPage::Map(int fd) {
   if (p == MAP_FAILED) return Status::FromErrno(errno, "mapping the flight record");
   FlightPage page;
   page.rec_ = static_cast<FlightRecord*>(p);  // zero-filled: no command, none ever
+  return page;
+}
+
+Result<FlightPage> FlightPage::Adopt(UniqueFd fd) {
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "fstat of the flight record");
+  if (!S_ISREG(st.st_mode) || size_t(st.st_size) != sizeof(FlightRecord))
+    return Status(Code::kCorruption, "the flight record has the wrong type or size");
+  ASSIGN_OR_RETURN(FlightPage page, Map(fd.get()));
+  page.fd_ = std::move(fd);
   return page;
 }
 

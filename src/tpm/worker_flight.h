@@ -34,6 +34,11 @@ struct FlightRecord {
   std::atomic<int64_t> last_command;   // unix time of the last guest command started
   std::atomic<uint64_t> alive_ns;      // CLOCK_MONOTONIC of the worker's last wake-up; 0 before it serves
   std::atomic<uint32_t> request_len;   // <= kMaxPacket
+  // Written by the daemon before the worker starts: the guest link it
+  // serves, which a daemon that takes the worker over matches against the
+  // device (design §2 "Workers outlive the daemon"). The worker could
+  // rewrite them; it can reach no other guest whatever they say.
+  uint32_t link_domid, link_ring_ref, link_remote_port;
   uint8_t request[kMaxPacket];
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
@@ -44,6 +49,9 @@ class FlightPage {
  public:
   static Result<FlightPage> Create();
   static Result<FlightPage> Map(int fd);
+  // A daemon taking a worker over maps the record it finds in the fd
+  // store and keeps `fd` (to hand it to the fd store again).
+  static Result<FlightPage> Adopt(UniqueFd fd);
   FlightPage() = default;
   ~FlightPage();
   FlightPage(FlightPage&& o) noexcept;

@@ -86,7 +86,8 @@ bool GuestServer::Serve(uint32_t offset, uint8_t locality, Bytes command) {
     found.type = WorkerMsg::kGuestFound;
     found.request = command;
     found.locality = locality;
-    if (!conn_.Send(EncodeReply(found))) return false;
+    outstanding_ = EncodeReply(found);
+    if (!conn_.Send(outstanding_)) return false;
     auto answer = AwaitRelease(/*run_allowed=*/!opts_.no_tpm);
     if (!answer) return false;
     if (answer->type == WorkerMsg::kRelease) {
@@ -108,7 +109,8 @@ bool GuestServer::Serve(uint32_t offset, uint8_t locality, Bytes command) {
   reply.type = WorkerMsg::kGuestExecuted;
   reply.request = std::move(command);
   reply.locality = locality;
-  if (!conn_.Send(EncodeReply(reply))) return false;
+  outstanding_ = EncodeReply(reply);
+  if (!conn_.Send(outstanding_)) return false;
   auto release = AwaitRelease(/*run_allowed=*/false);
   if (!release) return false;
   baseline_.Apply(reply);
@@ -141,14 +143,36 @@ bool TpmBaseline::KeptNothing(const WorkerReply& reply) const {
   return true;
 }
 
+Bytes TpmBaseline::Digest() const {
+  if (!settled_volatile) return {};
+  return TpmStateDigest(permanent, savestate, settled_volatile);
+}
+
+WorkerReply AdoptedReply(const WorkerRequest& adopt, const TpmBaseline& baseline, uint8_t flags) {
+  WorkerReply r;
+  r.type = WorkerMsg::kAdopted;
+  r.nonce = adopt.nonce;
+  r.state_digest = baseline.Digest();
+  r.adopted_flags = flags;
+  return r;
+}
+
 std::optional<WorkerRequest> GuestServer::AwaitRelease(bool run_allowed) {
   for (;;) {
     auto body = conn_.Read();
     if (!body) return std::nullopt;
+    // A daemon that took this worker over while it waited hears of it now.
+    if (opts_.flight) opts_.flight->Alive();
     auto req = DecodeRequest(*body);
     if (!req.ok()) return std::nullopt;
     if (req->type == WorkerMsg::kExecute) {
       deferred_.push_back(std::move(*req));
+      continue;
+    }
+    if (req->type == WorkerMsg::kAdopt) {
+      const uint8_t flags = kAdoptedGuestFrameFollows | (deferred_.empty() ? 0 : kAdoptedDeferred);
+      if (!conn_.Send(EncodeReply(AdoptedReply(*req, baseline_, flags))) || !conn_.Send(outstanding_))
+        return std::nullopt;
       continue;
     }
     if (req->type == WorkerMsg::kRelease || (run_allowed && req->type == WorkerMsg::kRun)) return std::move(*req);

@@ -25,7 +25,10 @@
 // sent as kGuestFound and only kRelease may answer it.
 //
 // Requests of the daemon (kExecute) that arrive while a guest command waits
-// for its kRelease are kept, in order, for the caller to run afterwards.
+// for its kRelease are kept, in order, for the caller to run afterwards. A
+// kAdopt that arrives then (the daemon that had the frame died, and its
+// successor took the worker from the fd store) is answered kAdopted, and the
+// waiting frame is sent again.
 #pragma once
 
 #include <deque>
@@ -79,7 +82,13 @@ struct TpmBaseline {
   // The command of `reply` changed no blob and left the volatile state the
   // daemon's copy holds: the daemon would keep nothing of it.
   bool KeptNothing(const WorkerReply& reply) const;
+  // TpmStateDigest() of this state; empty while the volatile state is not
+  // the settled one (a daemon taking the worker over cannot know it).
+  Bytes Digest() const;
 };
+
+// kAdopted for `adopt`'s nonce, from what `baseline` holds.
+WorkerReply AdoptedReply(const WorkerRequest& adopt, const TpmBaseline& baseline, uint8_t flags);
 
 class GuestServer {
  public:
@@ -108,6 +117,9 @@ class GuestServer {
   TpmBaseline& baseline_;
   GuestServerOptions opts_;
   std::deque<WorkerRequest> deferred_;
+  // The guest frame that waits for the daemon's answer, sent again to a
+  // daemon that takes the worker over (kAdopt).
+  Bytes outstanding_;
 };
 
 }  // namespace vtpm

@@ -23,6 +23,16 @@ Result<WorkerIdentities::Lease> WorkerIdentities::Acquire() {
                                               " are held by live workers");
 }
 
+Result<WorkerIdentities::Lease> WorkerIdentities::Reserve(uid_t uid) {
+  if (uid < base_ || uid - base_ >= used_.size())
+    return Status(Code::kInvalidArgument, "uid " + std::to_string(uid) + " is not a worker uid");
+  const uint32_t slot = uint32_t(uid - base_);
+  if (used_[slot]) return Status(Code::kBusy, "uid " + std::to_string(uid) + " is held by another worker");
+  used_[slot] = true;
+  ++in_use_;
+  return Lease(shared_from_this(), slot, uid, gid_);
+}
+
 WorkerIdentities::Lease::Lease(Lease&& o) noexcept
     : pool_(std::move(o.pool_)), slot_(o.slot_), uid_(o.uid_), gid_(o.gid_) {
   o.pool_.reset();

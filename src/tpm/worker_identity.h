@@ -59,6 +59,9 @@ class WorkerIdentities : public std::enable_shared_from_this<WorkerIdentities> {
   // next-fit from the last one handed out, so a uid just returned is the
   // last to be handed out again.
   Result<Lease> Acquire();
+  // The lease of `uid`, which a worker of a previous daemon runs under and
+  // this one takes over; kInvalidArgument outside the range, kBusy if held.
+  Result<Lease> Reserve(uid_t uid);
   size_t in_use() const { return in_use_; }
 
  private:

@@ -178,6 +178,8 @@ bool HandleRequest(const WorkerArgs& args, WorkerConn& conn, LibtpmsHost& tpm, T
     baseline.Apply(reply);
   } else if (req.type == WorkerMsg::kServe && args.guest && (started || (args.serve.no_tpm && ready.ok()))) {
     reply.type = WorkerMsg::kReply;  // empty: the caller starts serving
+  } else if (req.type == WorkerMsg::kAdopt && args.guest && started && !args.serve.no_tpm) {
+    reply = AdoptedReply(req, baseline, 0);  // nothing outstanding: served from the main loop
   } else if (req.type == WorkerMsg::kServe && args.serve.no_tpm) {
     reply = Failure(ready);  // the guest link or the filter failed
     fatal = true;
@@ -306,6 +308,9 @@ int main(int argc, char** argv) {
       guest_status = opened.status().Annotate("guest link");
     }
   }
+  // A worker with a TPM serving its guest may outlive the daemon (design §2
+  // "Workers outlive the daemon"); every other one dies with it.
+  args.sandbox.outlive_parent = args.guest.has_value() && !args.serve.no_tpm;
   vtpm::Status st = vtpm::DropPrivileges(args.sandbox);
   if (!st.ok()) {
     vtpm::Diagnose("sandbox: " + st.ToString());

@@ -1,5 +1,7 @@
 #include "tpm/worker_protocol.h"
 
+#include <openssl/evp.h>
+
 namespace vtpm {
 namespace {
 
@@ -94,6 +96,9 @@ Bytes EncodeRequest(const WorkerRequest& req) {
       AppendString(b, req.mark);
       b.push_back(req.settled ? 1 : 0);
       break;
+    case WorkerMsg::kAdopt:
+      AppendString(b, req.nonce);
+      break;
 #ifdef VTPM_TEST_BUILD
     case WorkerMsg::kTestOpen:
       AppendString(b, View(req.path));
@@ -114,6 +119,12 @@ Bytes EncodeReply(const WorkerReply& reply) {
   if (reply.type == WorkerMsg::kFailure) {
     AppendBe32(b, reply.code);
     AppendString(b, View(reply.message));
+    return FinishFrame(std::move(b));
+  }
+  if (reply.type == WorkerMsg::kAdopted) {
+    AppendString(b, reply.nonce);
+    AppendString(b, reply.state_digest);
+    b.push_back(reply.adopted_flags);
     return FinishFrame(std::move(b));
   }
   if (reply.type == WorkerMsg::kGuestRejected) {
@@ -178,6 +189,9 @@ Result<WorkerRequest> DecodeRequest(ByteView body) {
     case WorkerMsg::kRun:
     case WorkerMsg::kServe:
       break;
+    case WorkerMsg::kAdopt:
+      if (!r.String(req.nonce, kMaxNonce)) return Malformed("bad adopt");
+      break;
 #ifdef VTPM_TEST_BUILD
     case WorkerMsg::kTestOpen: {
       Bytes path;
@@ -208,6 +222,11 @@ Result<WorkerReply> DecodeReply(ByteView body) {
     Bytes msg;
     if (!r.U32(reply.code) || !r.String(msg, 4096)) return Malformed("bad failure");
     reply.message.assign(msg.begin(), msg.end());
+  } else if (type == WorkerMsg::kAdopted) {
+    if (!r.String(reply.nonce, kMaxNonce) || !r.String(reply.state_digest, 32) || !r.U8(reply.adopted_flags) ||
+        (reply.state_digest.size() != 0 && reply.state_digest.size() != 32) ||
+        (reply.adopted_flags & ~(kAdoptedGuestFrameFollows | kAdoptedDeferred)))
+      return Malformed("bad adopted");
   } else if (type == WorkerMsg::kGuestRejected) {
     Bytes msg;
     if (!r.U32(reply.code) || !r.U32(reply.header_length) || !r.U8(reply.nr_extra_pages) || !r.String(msg, 256))
@@ -241,6 +260,20 @@ Result<WorkerReply> DecodeReply(ByteView body) {
   }
   if (!r.done()) return Malformed("trailing bytes");
   return reply;
+}
+
+Bytes TpmStateDigest(const std::optional<Bytes>& permanent, const std::optional<Bytes>& savestate,
+                     const std::optional<Bytes>& volatile_state) {
+  Bytes in;
+  for (const auto* blob : {&permanent, &savestate, &volatile_state}) {
+    in.push_back(blob->has_value() ? 1 : 0);
+    AppendString(in, blob->has_value() ? ByteView(**blob) : ByteView());
+  }
+  Bytes out(32);
+  unsigned int len = 0;
+  EVP_Digest(in.data(), in.size(), out.data(), &len, EVP_sha256(), nullptr);
+  out.resize(len);
+  return out;
 }
 
 Result<size_t> FrameReader::Missing() const {

@@ -34,6 +34,12 @@
 //   kRun      (answer to kGuestFound) run the found command as a new one.
 //   kServe    (a worker started with --guest, after kInit and the daemon's
 //             start-up commands) start serving the guest; an empty kReply.
+//   kAdopt    nonce bytes (at most 32): a daemon that found this serving
+//             worker in the service manager's fd store takes it over
+//             (design §2 "Workers outlive the daemon"). Answered kAdopted,
+//             then the guest frame the worker waits on, if any, again: the
+//             daemon that read it first is gone. Whatever the worker sent
+//             before kAdopted was meant for that daemon.
 //   kTestOpen path          (test builds only, VTPM_TEST_BUILD: the worker
 //   kTestSyscall            accepts these when started with --test-commands)
 //   kTestIoctl u32 request | u8 target (0 its event channel, 1 its socket):
@@ -42,6 +48,11 @@
 //   kReply    response bytes | u8 count | count x (u8 BlobKind, u8 op
 //             (0 write, 1 delete), [data if write]) | volatile state bytes.
 //   kFailure  u32 code | message bytes.
+//   kAdopted  nonce bytes | state digest bytes (32, or 0 when the worker's
+//             volatile state is not the settled one) | u8 flags (1: a guest
+//             frame follows again; 2: a request of the daemon is deferred).
+//             The digest is TpmStateDigest() of what the worker knows as
+//             durable: a daemon adopts it only if that is what it loaded.
 // Guest frames (worker -> daemon, unsolicited):
 //   kGuestExecuted  request bytes | u8 locality | then the fields of kReply.
 //   kGuestFound     request bytes | u8 locality: the first request the worker
@@ -76,6 +87,7 @@ enum class WorkerMsg : uint8_t {
   kRelease = 3,
   kRun = 4,
   kServe = 5,
+  kAdopt = 6,
 #ifdef VTPM_TEST_BUILD
   kTestOpen = 0x70,
   kTestSyscall = 0x71,
@@ -86,7 +98,13 @@ enum class WorkerMsg : uint8_t {
   kGuestExecuted = 0x83,
   kGuestFound = 0x84,
   kGuestRejected = 0x85,
+  kAdopted = 0x86,
 };
+
+// kAdopted flags.
+inline constexpr uint8_t kAdoptedGuestFrameFollows = 1;
+inline constexpr uint8_t kAdoptedDeferred = 2;
+inline constexpr uint32_t kMaxNonce = 32;
 
 struct WorkerRequest {
   WorkerMsg type = WorkerMsg::kExecute;
@@ -99,6 +117,8 @@ struct WorkerRequest {
   // kRelease
   Bytes mark;
   bool settled = false;
+  // kAdopt
+  Bytes nonce;
 #ifdef VTPM_TEST_BUILD
   // kTestOpen
   std::string path;
@@ -130,7 +150,17 @@ struct WorkerReply {
   std::string message;
   uint32_t header_length = 0;
   uint8_t nr_extra_pages = 0;
+  // kAdopted
+  Bytes nonce;
+  Bytes state_digest;
+  uint8_t adopted_flags = 0;
 };
+
+// SHA-256 over the three blobs a TPM resumes from (each: u8 present, u32
+// length, bytes): how a worker and a daemon that took it over check that
+// they hold the same durable state.
+Bytes TpmStateDigest(const std::optional<Bytes>& permanent, const std::optional<Bytes>& savestate,
+                     const std::optional<Bytes>& volatile_state);
 
 // Frames the worker sends of its own accord.
 inline bool IsGuestFrame(WorkerMsg t) {

@@ -157,6 +157,23 @@ TEST_F(DaemonKillTest, ExtendAndCounterChainsSurviveRandomSigkills) {
   std::this_thread::sleep_for(300ms);
   stop = true;
   for (auto& r : runners) r.join();
+  // On the worker's path the serving workers outlive each kill (design §2
+  // "Workers outlive the daemon"): the next daemon takes them over, or
+  // replaces one whose state is not what it loaded.
+  {
+    const std::string log = daemon().Log();
+    auto count = [&log](const std::string& what) {
+      size_t n = 0;
+      for (size_t p = log.find(what); p != std::string::npos; p = log.find(what, p + 1)) ++n;
+      return n;
+    };
+    const size_t taken = count("took over worker"), replaced = count("not taking over worker");
+    std::cout << "workers taken over by the next daemon: " << taken << ", replaced instead: " << replaced << "\n";
+    const char* path = getenv("VTPM_SIM_DATA_PATH");
+    if (!path || std::string(path) != "daemon") {
+      EXPECT_GT(taken, 0u) << "no worker outlived a daemon";
+    }
+  }
 
   // Every instance opens after a clean restart and holds what its guest was answered.
   auto ws = daemon().Stop();

@@ -141,9 +141,14 @@ TEST_P(ExactlyOnceTest, DaemonKilledOnAnExtendsPathAppliesItOnce) {
 INSTANTIATE_TEST_SUITE_P(
     EachStep, ExactlyOnceTest,
     ::testing::Values(
-        // Executed, nothing saved: the restarted TPM never saw it; it runs.
-        CrashCase{"command-executed", "command found in the page after the restart is new"},
-        // Saved with its record, not answered: the recorded response is sent.
+        // Executed in the worker, nothing saved: the worker outlived the
+        // daemon with its command waiting, the next daemon takes it over
+        // (its state is the stored one) and commits and answers the command
+        // (design §2 "Workers outlive the daemon").
+        CrashCase{"command-executed", "its command that waits for a commit is processed now"},
+        // Saved with its record, not answered: the worker's state is not the
+        // stored one any more, so it is replaced, and the recorded response
+        // is sent for the request the next worker finds.
         CrashCase{"state-saved", "ran before the restart but was not answered"},
         // Response in the page, FINISH lost (before and after the mark).
         CrashCase{"response-written", "holds the response of command"},

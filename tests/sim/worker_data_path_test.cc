@@ -53,6 +53,28 @@ class WorkerDataPathTest : public Tpm12GuestTest {
     }
     return -1;
   }
+  // PCR `pcr` extended once with a digest of `fill` bytes, which is
+  // returned: the worker learns what the daemon saved (its volatile state
+  // settles).
+  tpm12::PcrValue ExtendOnce(GuestFrontend& g, uint32_t pcr, uint8_t fill) {
+    tpm12::PcrValue d;
+    d.fill(fill);
+    Run(g, tpm12::PcrExtend(pcr, d));
+    return d;
+  }
+  // Sends TPM_Extend(pcr, d) from a thread of its own, which the caller
+  // joins, and checks it is still unanswered 500 ms later: no daemon is
+  // there to commit it.
+  std::thread ExtendThatWaits(GuestFrontend& g, uint32_t pcr, const tpm12::PcrValue& d) {
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([this, &g, pcr, d, answered] {
+      Run(g, tpm12::PcrExtend(pcr, d));
+      *answered = true;
+    });
+    std::this_thread::sleep_for(500ms);
+    EXPECT_FALSE(answered->load()) << "a state-changing command was answered without the daemon";
+    return t;
+  }
   // The one worker of the daemon (one attached guest).
   pid_t OnlyWorker() {
     std::vector<pid_t> w = ChildPids(daemon().pid());
@@ -100,16 +122,72 @@ TEST_F(WorkerDataPathTest, CommandsThatChangeNothingAreAnsweredWhileTheDaemonIsS
   ASSERT_EQ(kill(daemon().pid(), SIGSTOP), 0);
   for (int i = 0; i < 20; ++i) EXPECT_EQ(Pcr(g, 13), want) << "read " << i << " with the daemon stopped";
   Run(g, tpm12::GetPermanentFlags());
-  std::atomic<bool> answered{false};
-  std::thread extend([&] {
-    Run(g, tpm12::PcrExtend(13, d));
-    answered = true;
-  });
-  std::this_thread::sleep_for(500ms);
-  EXPECT_FALSE(answered.load()) << "a state-changing command was answered without the daemon";
+  std::thread extend = ExtendThatWaits(g, 13, d);
   ASSERT_EQ(kill(daemon().pid(), SIGCONT), 0);
   extend.join();
   EXPECT_EQ(Pcr(g, 13), tpm12::ExtendedPcr(want, d));
+}
+
+// design §2 "Workers outlive the daemon": the serving worker's socket,
+// flight record and pidfd go to the fd store (the harness keeps one as
+// systemd does). SIGKILL the daemon: the worker goes on answering reads, an
+// extend waits in it, and the next daemon takes the same process over and
+// answers the extend, applied once.
+TEST_F(WorkerDataPathTest, AWorkerOutlivesADaemonKilledAndTheNextDaemonTakesItOver) {
+  GuestFrontend& g = Attached(11);
+  ASSERT_FALSE(HasFailure());
+  const tpm12::PcrValue d = ExtendOnce(g, 14, 0x4b);
+  const auto once = tpm12::ExtendedPcr(tpm12::PcrValue{}, d);
+  ASSERT_EQ(Pcr(g, 14), once);
+  const pid_t worker = OnlyWorker();
+  ASSERT_GT(worker, 0);
+  EXPECT_EQ(daemon().fd_store().size(), 3u) << "the socket, the flight record and a pidfd";
+
+  daemon().Kill();
+  ASSERT_EQ(kill(worker, 0), 0) << "the worker died with the daemon";
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Pcr(g, 14), once) << "read " << i << " with no daemon";
+  std::thread extend = ExtendThatWaits(g, 14, d);
+
+  ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
+  extend.join();
+  const auto twice = tpm12::ExtendedPcr(once, d);
+  EXPECT_EQ(Pcr(g, 14), twice);
+  EXPECT_EQ(kill(worker, 0), 0);
+  EXPECT_NE(daemon().Log().find("took over worker " + std::to_string(worker) + " of the previous daemon"),
+            std::string::npos)
+      << daemon().Log();
+  // It goes on as the instance's worker: state-changing commands, and a
+  // third daemon after a second kill.
+  Run(g, tpm12::PcrExtend(14, d));
+  const auto thrice = tpm12::ExtendedPcr(twice, d);
+  EXPECT_EQ(Pcr(g, 14), thrice);
+  daemon().Kill();
+  ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
+  EXPECT_EQ(Pcr(g, 14), thrice);
+  Run(g, tpm12::PcrExtend(14, d));
+  EXPECT_EQ(Pcr(g, 14), tpm12::ExtendedPcr(thrice, d));
+  EXPECT_EQ(kill(worker, 0), 0) << "the third daemon did not keep the worker";
+}
+
+// A daemon stopped on purpose (SIGTERM) stops its workers and empties the
+// fd store: the next one starts a new worker from the store.
+TEST_F(WorkerDataPathTest, ADaemonStoppedOnPurposeTakesItsWorkersAlong) {
+  GuestFrontend& g = Attached(12);
+  ASSERT_FALSE(HasFailure());
+  const tpm12::PcrValue d = ExtendOnce(g, 15, 0x4c);
+  const pid_t worker = OnlyWorker();
+  ASSERT_GT(worker, 0);
+  ASSERT_TRUE(daemon().Stop().ok());
+  EXPECT_EQ(daemon().fd_store().size(), 0u);
+  bool gone = false;
+  for (int i = 0; i < 250 && !gone; ++i) {
+    gone = kill(worker, 0) != 0;
+    if (!gone) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(gone) << "worker " << worker << " outlived a daemon stopped on purpose";
+  ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
+  EXPECT_EQ(Pcr(g, 15), tpm12::ExtendedPcr(tpm12::PcrValue{}, d));
+  EXPECT_EQ(daemon().Log().find("took over worker"), std::string::npos);
 }
 
 // The guest learns of each response from an event on its channel, sent by
@@ -175,9 +253,7 @@ TEST_F(WorkerDataPathTest, CancelWhileIdleIsAnsweredIdle) {
 TEST_F(WorkerDataPathTest, AWorkerKilledBetweenCommandsIsReplacedAndThePcrsStay) {
   GuestFrontend& g = Attached(8);
   ASSERT_FALSE(HasFailure());
-  tpm12::PcrValue d;
-  d.fill(0x21);
-  Run(g, tpm12::PcrExtend(11, d));
+  const tpm12::PcrValue d = ExtendOnce(g, 11, 0x21);
   const pid_t first = OnlyWorker();
   ASSERT_GT(first, 0);
   // The daemon hears of it without a request of its own pending, and starts

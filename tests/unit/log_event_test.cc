@@ -73,7 +73,7 @@ TEST(LogEvent, IdsAreWellFormedAndUnique) {
   }
   EXPECT_EQ(MessageId(LogEvent::kNone), "");
   // Every enumerator after kNone has an entry.
-  EXPECT_EQ(LogEvents().size(), size_t(LogEvent::kImported));
+  EXPECT_EQ(LogEvents().size(), size_t(LogEvent::kWorkerAdopted));
 }
 
 TEST(LogEvent, ScopedEventNestsAndRestores) {

@@ -111,7 +111,8 @@ def getenvs(texts, exclude_hooks):
     return names
 
 # Read by libraries the daemon uses, on the daemon's behalf.
-LIBRARY_VARS = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "TSS2_LOG"}
+LIBRARY_VARS = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "TSS2_LOG", "LISTEN_FDS", "LISTEN_PID",
+                "LISTEN_FDNAMES"}
 for page, prog, texts, extra in (
         (daemon_page, "vtpmmgrd.8", daemon_src, LIBRARY_VARS),
         (ctl_page, "vtpmctl.8", sources("src/ctl"), set())):

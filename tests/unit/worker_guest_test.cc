@@ -60,6 +60,52 @@ TEST(GuestProtocol, FramesRoundTripAndRefuseTrailingBytes) {
   EXPECT_FALSE(DecodeReply(ByteView(rf).subspan(4)).ok());
 }
 
+// design §2 "Workers outlive the daemon": kAdopt and kAdopted, and the
+// digest both sides compare.
+TEST(GuestProtocol, AdoptFramesRoundTripAndTheDigestTellsStatesApart) {
+  WorkerRequest adopt;
+  adopt.type = WorkerMsg::kAdopt;
+  adopt.nonce = Bytes(16, 0xab);
+  Bytes af = EncodeRequest(adopt);
+  auto ab = DecodeRequest(ByteView(af).subspan(4));
+  ASSERT_TRUE(ab.ok()) << ab.status().ToString();
+  EXPECT_EQ(ab->type, WorkerMsg::kAdopt);
+  EXPECT_EQ(ab->nonce, adopt.nonce);
+  adopt.nonce = Bytes(kMaxNonce + 1, 1);
+  af = EncodeRequest(adopt);
+  EXPECT_FALSE(DecodeRequest(ByteView(af).subspan(4)).ok()) << "a nonce over kMaxNonce";
+
+  TpmBaseline b;
+  WorkerRequest init;
+  init.type = WorkerMsg::kInit;
+  init.permanent = B({1, 2});
+  b.Init(init);
+  WorkerRequest nonce;
+  nonce.nonce = B({7, 7});
+  WorkerReply unsettled = AdoptedReply(nonce, b, 0);
+  EXPECT_TRUE(unsettled.state_digest.empty()) << "no digest before the volatile state is settled";
+  b.settled_volatile = B({5});
+  WorkerReply r = AdoptedReply(nonce, b, kAdoptedGuestFrameFollows);
+  Bytes rf = EncodeReply(r);
+  auto rb = DecodeReply(ByteView(rf).subspan(4));
+  ASSERT_TRUE(rb.ok()) << rb.status().ToString();
+  EXPECT_EQ(rb->type, WorkerMsg::kAdopted);
+  EXPECT_EQ(rb->nonce, nonce.nonce);
+  EXPECT_EQ(rb->adopted_flags, kAdoptedGuestFrameFollows);
+  EXPECT_EQ(rb->state_digest, TpmStateDigest(B({1, 2}), std::nullopt, B({5})));
+  EXPECT_FALSE(IsGuestFrame(rb->type));
+  rf.back() = 4;  // an unknown flag
+  EXPECT_FALSE(DecodeReply(ByteView(rf).subspan(4)).ok());
+
+  // Each blob, its presence and where one ends count.
+  const Bytes d = TpmStateDigest(B({1, 2}), std::nullopt, B({5}));
+  EXPECT_EQ(d.size(), 32u);
+  EXPECT_NE(d, TpmStateDigest(B({1, 2}), std::nullopt, B({6})));
+  EXPECT_NE(d, TpmStateDigest(B({1, 2}), Bytes(), B({5})));
+  EXPECT_NE(d, TpmStateDigest(B({1}), B({2}), B({5})));
+  EXPECT_NE(d, TpmStateDigest(B({1, 2}), std::nullopt, std::nullopt));
+}
+
 TEST(TpmBaseline, KeptNothingOnlyWhenSettledAndNoBlobDiffers) {
   TpmBaseline b;
   WorkerRequest init;

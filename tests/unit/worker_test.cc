@@ -1,14 +1,19 @@
 // The real vtpm-worker over its protocol: start, TPM commands, blob
 // reporting, state round trip, sandbox.
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
 #include <thread>
 
+#include "common/child_process.h"
 #include "tpm/sandbox.h"
 #include "worker_test_util.h"
 
@@ -471,6 +476,65 @@ TEST_F(WorkerTest, EachWorkerRunsUnderAUidOfItsOwnHeldUntilItIsReaped) {
   auto again = WorkerClient::Start(*loop_, o);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_NE((*again)->uid(), (*b)->uid());
+}
+
+// A daemon taking over a worker of its predecessor reserves that worker's
+// uid; a uid held, or outside the pool, is refused.
+TEST(WorkerIdentitiesTest, ReserveTakesThatUidOnlyWhenFree) {
+  auto pool = WorkerIdentities::Create(1000, 4, 65534);
+  auto r = pool->Reserve(1002);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->uid(), 1002u);
+  EXPECT_EQ(pool->Reserve(1002).status().code(), Code::kBusy);
+  EXPECT_EQ(pool->Reserve(1004).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(pool->Reserve(999).status().code(), Code::kInvalidArgument);
+  std::vector<WorkerIdentities::Lease> rest;
+  for (int i = 0; i < 3; ++i) {
+    auto a = pool->Acquire();
+    ASSERT_TRUE(a.ok());
+    EXPECT_NE(a->uid(), 1002u);
+    rest.push_back(std::move(a).value());
+  }
+  EXPECT_FALSE(pool->Acquire().ok());
+  *r = WorkerIdentities::Lease();
+  EXPECT_EQ(pool->in_use(), 3u);
+  EXPECT_TRUE(pool->Reserve(1002).ok());
+}
+
+// A process that is not our child, held by a pidfd (ChildProcess::Adopt):
+// signalled through it, gone once it is readable, its status unknown.
+TEST(AdoptedProcessTest, SignalledThroughItsPidfdAndSeenGone) {
+  // A middle process forks the one to adopt, tells its pid and exits, so
+  // that process is not the test's child.
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  const pid_t middle = fork();
+  ASSERT_GE(middle, 0);
+  if (middle == 0) {
+    const pid_t grandchild = fork();
+    if (grandchild == 0) {
+      for (;;) pause();
+    }
+    _exit(write(pipefd[1], &grandchild, sizeof grandchild) == ssize_t(sizeof grandchild) ? 0 : 1);
+  }
+  close(pipefd[1]);
+  pid_t victim = -1;
+  ASSERT_EQ(read(pipefd[0], &victim, sizeof victim), ssize_t(sizeof victim));
+  close(pipefd[0]);
+  int ws = 0;
+  ASSERT_EQ(waitpid(middle, &ws, 0), middle);
+  ASSERT_GT(victim, 0);
+  UniqueFd pidfd(int(syscall(SYS_pidfd_open, victim, 0u)));
+  ASSERT_TRUE(pidfd.valid()) << std::strerror(errno);
+  ChildProcess adopted = ChildProcess::Adopt(victim, std::move(pidfd));
+  EXPECT_TRUE(adopted.running());
+  EXPECT_FALSE(adopted.TryWait().has_value()) << "alive";
+  adopted.Signal(SIGKILL);
+  auto status = adopted.WaitFor(std::chrono::seconds(10));
+  ASSERT_TRUE(status.has_value()) << "a SIGKILLed adopted process still counts as running";
+  EXPECT_EQ(*status, kUnknownExitStatus);
+  EXPECT_FALSE(adopted.running());
+  EXPECT_NE(DescribeWaitStatus(*status).find("not known"), std::string::npos);
 }
 
 // What a uid of its own buys: a sandboxed process cannot signal a process

@@ -34,20 +34,33 @@ Result<ChildProcess> DaemonProcess::Spawn(std::vector<std::string> args) {
     if (!data_path.empty() && opts_.extra_config.find("[xen]") == std::string::npos)
       c << "[xen]\ndata_path = \"" << data_path << "\"\n";
   }
-  auto ns = NotifySocket::Bind(base_ + "/notify-" + std::to_string(++starts_) + ".sock");
+  auto ns = NotifySocket::Bind(base_ + "/notify-" + std::to_string(++starts_) + ".sock", fd_store_);
   if (!ns.ok()) return ns.status();
   notify_ = std::move(ns).value();
 
   UniqueFd log(open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log) return Status::FromErrno(errno, "open " + log_path_);
   SpawnOptions o;
-  o.argv = opts_.wrapper;
+  // What the fd store holds goes to fds 3.. as systemd passes it. LISTEN_PID
+  // must be the daemon's own pid: a shell learns it and execs the daemon.
+  auto stored = fd_store_->Copies();
+  std::string names;
+  if (!stored.empty()) o.argv = {"/bin/sh", "-c", "LISTEN_PID=$$ exec \"$@\"", "sh"};
+  o.argv.insert(o.argv.end(), opts_.wrapper.begin(), opts_.wrapper.end());
   for (const char* a : {VTPM_DAEMON_PATH, "--config"}) o.argv.push_back(a);
   o.argv.push_back(config_path_);
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.env = {"NOTIFY_SOCKET=" + notify_->path(), "VTPM_WORKER_PATH=" VTPM_WORKER_BIN};
   o.env.insert(o.env.end(), opts_.env.begin(), opts_.env.end());
   o.fd_map = {{log.get(), 2}};
+  for (size_t i = 0; i < stored.size(); ++i) {
+    o.fd_map.push_back({stored[i].second.get(), int(3 + i)});
+    names += (i ? ":" : "") + stored[i].first;
+  }
+  if (!stored.empty()) {
+    o.env.push_back("LISTEN_FDS=" + std::to_string(stored.size()));
+    o.env.push_back("LISTEN_FDNAMES=" + names);
+  }
   return host_.SpawnWithShim(std::move(o));
 }
 

@@ -54,6 +54,10 @@ class DaemonProcess {
   bool running() { return child_.running() && !child_.TryWait(); }
   pid_t pid() const { return child_.pid(); }
   NotifySocket* notify() { return notify_.get(); }
+  // The daemon's fd store (FDSTORE=1), kept across its restarts as systemd
+  // keeps a unit's; every start gets copies of what it holds (LISTEN_FDS,
+  // LISTEN_FDNAMES, LISTEN_PID), as systemd passes them on a restart.
+  FdStore& fd_store() { return *fd_store_; }
   const std::string& config_path() const { return config_path_; }
   const std::string& log_path() const { return log_path_; }
   std::string state_dir() const { return base_ + "/state"; }
@@ -66,6 +70,7 @@ class DaemonProcess {
   SimHost& host_;
   DaemonOptions opts_;
   std::string base_, config_path_, log_path_;
+  std::shared_ptr<FdStore> fd_store_ = std::make_shared<FdStore>();
   std::unique_ptr<NotifySocket> notify_;
   ChildProcess child_;
   int starts_ = 0;
