@@ -182,8 +182,10 @@ int RunDaemon(const Config& cfg) {
     if (cfg.data_path == "worker") {
       io.fd_store = fd_store;
       io.adoptable = adoptable;
+      adoptable->ExpireAfter(loop, kAdoptionWindow);
+    } else {
+      adoptable->KillAll("the daemon serves the guests' pages itself ([xen] data_path = \"daemon\")");
     }
-    adoptable->ExpireAfter(loop, io.fd_store ? kAdoptionWindow : std::chrono::milliseconds(0));
     auto im = std::make_unique<InstanceManager>(loop, *store, io);
     instances = im.get();
     engines = std::move(im);
@@ -266,6 +268,13 @@ int RunDaemon(const Config& cfg) {
 
   st = loop.Run();
   control->reset();
+  // However the daemon ends, the workers in the fd store go on serving and
+  // the next daemon takes them over; on a stop the service manager empties
+  // the store and they exit (design §2 "Workers outlive the daemon").
+  if (instances) {
+    if (size_t left = instances->LeaveWorkersRunning())
+      LOG_INFO("{} worker(s) left serving their guests in the service manager's fd store for the next daemon", left);
+  }
   backend->reset();
   engines.reset();
   store.reset();

@@ -120,6 +120,14 @@ void Instance::PowerOff() {
   FailAll(Status(Code::kUnavailable, "TPM powered off"), /*notify_guest=*/false);
 }
 
+bool Instance::LeaveWorkerRunning() {
+  if (!worker_ || !worker_->stored()) return false;
+  worker_->LeaveRunning();
+  worker_.reset();
+  PowerOff();
+  return true;
+}
+
 void Instance::StartWorker() {
   phase_ = Phase::kStarting;
   start_lease_.Reset();  // a start that faulted before kInit's reply gives its slot up

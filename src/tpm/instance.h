@@ -97,6 +97,10 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // Kills the worker. Queued and in-flight guest commands are dropped (their
   // `done` never runs: the device is gone); admin commands fail. Idempotent.
   void PowerOff();
+  // The daemon stops on purpose: a worker in the fd store is left serving
+  // its guest for the next daemon to take over (design §2 "Workers outlive
+  // the daemon"), and the instance powered off here. True if it was.
+  bool LeaveWorkerRunning();
 
   // Engine
   void Execute(Bytes command, uint8_t locality, Done done) override;

@@ -62,6 +62,12 @@ InstanceConfig InstanceManager::MakeConfig(const std::optional<DomainHandle>& ha
   return cfg;
 }
 
+size_t InstanceManager::LeaveWorkersRunning() {
+  size_t n = 0;
+  for (auto& [uuid, inst] : instances_) n += inst->LeaveWorkerRunning() ? 1 : 0;
+  return n;
+}
+
 std::shared_ptr<Instance> InstanceManager::Running(const Uuid& uuid) const {
   auto it = instances_.find(uuid);
   return it == instances_.end() ? nullptr : it->second;

@@ -78,6 +78,9 @@ class InstanceManager final : public EngineProvider {
 
   // The powered instance of `uuid`, or null.
   std::shared_ptr<Instance> Running(const Uuid& uuid) const;
+  // The daemon stops on purpose: workers in the fd store are left serving
+  // their guests (Instance::LeaveWorkerRunning); returns how many.
+  size_t LeaveWorkersRunning();
 
   // Unix time of the last guest command to `uuid` since this daemon started,
   // 0 if none (design §8: in memory only, no disk write per command).

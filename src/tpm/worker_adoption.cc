@@ -145,6 +145,16 @@ void AdoptableWorkers::ExpireAfter(EventLoop& loop, std::chrono::milliseconds af
   });
 }
 
+void AdoptableWorkers::KillAll(const char* why) {
+  for (auto& [uuid, w] : workers_) {
+    LOG_WARN("domid={} uuid={}: killing worker {} of a previous daemon: {}", w.link.domid, uuid.ToString(),
+             w.process.pid(), why);
+    if (store_) store_->Remove(WorkerFdName(uuid));
+    w.process.Kill();  // returns once its pidfd says it has ended
+  }
+  workers_.clear();
+}
+
 void AdoptableWorkers::DropAll(EventLoop& loop, const char* why) {
   for (auto& [uuid, w] : workers_) {
     LOG_WARN("domid={} uuid={}: killing worker {} of a previous daemon: {}", w.link.domid, uuid.ToString(),

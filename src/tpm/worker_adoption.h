@@ -58,7 +58,12 @@ class StoredWorker {
   StoredWorker(const StoredWorker&) = delete;
   StoredWorker& operator=(const StoredWorker&) = delete;
   ~StoredWorker() { Reset(); }
+  // Removes the entry from the store.
   void Reset();
+  // Forgets the entry and leaves it in the store: the worker outlives this
+  // daemon (WorkerClient::LeaveRunning).
+  void Release() { store_.reset(); }
+  bool held() const { return store_ != nullptr; }
 
  private:
   std::shared_ptr<WorkerFdStore> store_;
@@ -88,6 +93,10 @@ class AdoptableWorkers : public std::enable_shared_from_this<AdoptableWorkers> {
   // Kills the workers nobody took within `after` of now, from `loop`, and
   // drops their store entries.
   void ExpireAfter(EventLoop& loop, std::chrono::milliseconds after);
+  // Kills them all now and waits until each has ended, so that nothing of
+  // theirs (the guest's event channel, first of all) is bound any more;
+  // drops their store entries. For a daemon that takes none over.
+  void KillAll(const char* why);
   size_t size() const { return workers_.size(); }
 
  private:

@@ -123,6 +123,14 @@ void WorkerClient::Kill() {
   Reap(std::chrono::milliseconds(0));
 }
 
+void WorkerClient::LeaveRunning() {
+  pending_ = nullptr;
+  on_guest_ = nullptr;
+  stored_.Release();
+  Close();
+  child_.Release();  // this daemon exits; the worker is nobody's child to reap
+}
+
 void WorkerClient::Reap(std::chrono::milliseconds grace) {
   if (!child_.running()) return;
   // A worker that closed its socket is exiting; `grace` lets it report how.

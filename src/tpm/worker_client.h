@@ -117,6 +117,13 @@ class WorkerClient {
   void SetStored(StoredWorker stored) { stored_ = std::move(stored); }
   // kAdopt was answered after a reply meant for the previous daemon.
   bool adopt_unclean() const { return adopt_unclean_; }
+  // The worker is in the fd store (SetStored).
+  bool stored() const { return stored_.held(); }
+  // A daemon stopping on purpose: lets go of a stored worker without killing
+  // it or removing it from the store, so that the next daemon can take it
+  // over (design §2 "Workers outlive the daemon"). A pending callback never
+  // runs; the client is done with.
+  void LeaveRunning();
 
  private:
   WorkerClient(EventLoop& loop, ChildProcess child, UniqueFd socket, WorkerIdentities::Lease identity, uid_t uid);

@@ -169,14 +169,25 @@ TEST_F(WorkerDataPathTest, AWorkerOutlivesADaemonKilledAndTheNextDaemonTakesItOv
   EXPECT_EQ(kill(worker, 0), 0) << "the third daemon did not keep the worker";
 }
 
-// A daemon stopped on purpose (SIGTERM) stops its workers and empties the
-// fd store: the next one starts a new worker from the store.
-TEST_F(WorkerDataPathTest, ADaemonStoppedOnPurposeTakesItsWorkersAlong) {
+// A daemon stopped on purpose (SIGTERM) leaves its serving workers in the
+// fd store too: `systemctl restart` hands them to the next daemon, which
+// takes them over; `systemctl stop` empties the store, and they exit.
+TEST_F(WorkerDataPathTest, ARestartTakesTheWorkerOverAndAStopEndsIt) {
   GuestFrontend& g = Attached(12);
   ASSERT_FALSE(HasFailure());
   const tpm12::PcrValue d = ExtendOnce(g, 15, 0x4c);
   const pid_t worker = OnlyWorker();
   ASSERT_GT(worker, 0);
+  ASSERT_TRUE(daemon().Restart().ok()) << daemon().Log();
+  const auto once = tpm12::ExtendedPcr(tpm12::PcrValue{}, d);
+  EXPECT_EQ(Pcr(g, 15), once);
+  EXPECT_NE(daemon().Log().find("1 worker(s) left serving their guests"), std::string::npos) << daemon().Log();
+  EXPECT_NE(daemon().Log().find("took over worker " + std::to_string(worker) + " of the previous daemon"),
+            std::string::npos)
+      << daemon().Log();
+  Run(g, tpm12::PcrExtend(15, d));
+  EXPECT_EQ(Pcr(g, 15), tpm12::ExtendedPcr(once, d));
+
   ASSERT_TRUE(daemon().Stop().ok());
   EXPECT_EQ(daemon().fd_store().size(), 0u);
   bool gone = false;
@@ -184,10 +195,12 @@ TEST_F(WorkerDataPathTest, ADaemonStoppedOnPurposeTakesItsWorkersAlong) {
     gone = kill(worker, 0) != 0;
     if (!gone) std::this_thread::sleep_for(20ms);
   }
-  EXPECT_TRUE(gone) << "worker " << worker << " outlived a daemon stopped on purpose";
+  EXPECT_TRUE(gone) << "worker " << worker << " outlived a stopped unit's fd store";
+  // The next start begins a new worker from the volatile copy.
+  const size_t before = daemon().Log().size();
   ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
-  EXPECT_EQ(Pcr(g, 15), tpm12::ExtendedPcr(tpm12::PcrValue{}, d));
-  EXPECT_EQ(daemon().Log().find("took over worker"), std::string::npos);
+  EXPECT_EQ(Pcr(g, 15), tpm12::ExtendedPcr(once, d));
+  EXPECT_EQ(daemon().Log().find("took over worker", before), std::string::npos);
 }
 
 // The guest learns of each response from an event on its channel, sent by

@@ -90,7 +90,14 @@ Result<int> DaemonProcess::Stop() {
   child_.Signal(SIGTERM);
   auto ws = child_.WaitFor(std::chrono::seconds(10));
   if (!ws) return Status(Code::kTimeout, "daemon did not exit within 10 s of SIGTERM");
+  fd_store_->Clear();
   return *ws;
+}
+
+Status DaemonProcess::Restart() {
+  child_.Signal(SIGTERM);
+  if (!child_.WaitFor(std::chrono::seconds(10))) return Status(Code::kTimeout, "daemon did not exit within 10 s of SIGTERM");
+  return Start();
 }
 
 void DaemonProcess::Kill() { child_.Kill(); }

@@ -44,8 +44,12 @@ class DaemonProcess {
   // kTimeout (and the daemon killed) when it is still running after `timeout`.
   // Unlike Start(), it creates no state directory.
   Result<int> RunToExit(std::vector<std::string> args, std::chrono::seconds timeout = std::chrono::seconds(30));
-  // SIGTERM and wait for exit; returns the wait status.
+  // SIGTERM and wait for exit; returns the wait status. Like `systemctl
+  // stop`, the fd store is emptied then (a worker left in it exits).
   Result<int> Stop();
+  // SIGTERM, wait for exit and Start() again, the fd store kept: `systemctl
+  // restart`.
+  Status Restart();
   // SIGKILL and reap.
   void Kill();
   // Waits up to `timeout` for the daemon to exit by itself; its wait status,

@@ -27,6 +27,11 @@ size_t FdStore::size() {
   return fds_.size();
 }
 
+void FdStore::Clear() {
+  std::lock_guard<std::mutex> l(mu_);
+  fds_.clear();
+}
+
 void FdStore::Put(const std::string& name, std::vector<UniqueFd> fds) {
   std::lock_guard<std::mutex> l(mu_);
   for (auto& fd : fds) fds_.emplace_back(name, std::move(fd));

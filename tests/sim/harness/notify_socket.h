@@ -35,6 +35,8 @@ class FdStore {
   // those that report POLLHUP or POLLERR are dropped first.
   std::vector<std::pair<std::string, UniqueFd>> Copies();
   size_t size();
+  // Closes everything kept: the unit stopped.
+  void Clear();
 
  private:
   friend class NotifySocket;
