@@ -39,6 +39,8 @@ class BackendSimTest : public SimHostTest {
     o.extra_config = extra_config;
     o.daemon_config = daemon_config;
     o.data_path = data_path_;
+    // Started again: the same unit, whose fd store systemd keeps.
+    if (daemon_) o.fd_store = daemon_->shared_fd_store();
     daemon_ = std::make_unique<DaemonProcess>(host(), o);
     Status st = daemon_->Start();
     ASSERT_TRUE(st.ok()) << st.ToString();

@@ -11,6 +11,7 @@
 namespace vtpm::sim {
 
 DaemonProcess::DaemonProcess(SimHost& host, DaemonOptions opts) : host_(host), opts_(std::move(opts)) {
+  if (opts_.fd_store) fd_store_ = opts_.fd_store;
   base_ = opts_.name.empty() ? host_.dir() : host_.dir() + "/" + opts_.name;
   mkdir(base_.c_str(), 0700);
   config_path_ = base_ + "/vtpmmgrd.conf";

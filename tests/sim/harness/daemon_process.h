@@ -31,6 +31,9 @@ struct DaemonOptions {
   // [xen] data_path; empty: $VTPM_SIM_DATA_PATH, else the daemon's default.
   // Not written when extra_config has a [xen] section of its own.
   std::string data_path;
+  // The fd store of a DaemonProcess this one replaces: the same unit started
+  // again with another configuration or environment (none: a new one).
+  std::shared_ptr<FdStore> fd_store;
 };
 
 class DaemonProcess {
@@ -62,6 +65,7 @@ class DaemonProcess {
   // keeps a unit's; every start gets copies of what it holds (LISTEN_FDS,
   // LISTEN_FDNAMES, LISTEN_PID), as systemd passes them on a restart.
   FdStore& fd_store() { return *fd_store_; }
+  std::shared_ptr<FdStore> shared_fd_store() const { return fd_store_; }
   const std::string& config_path() const { return config_path_; }
   const std::string& log_path() const { return log_path_; }
   std::string state_dir() const { return base_ + "/state"; }
