@@ -175,7 +175,7 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // A broken instance's one more start (kBrokenRetryDelay after the break).
   void RetryStart();
   // Takes over the worker a previous daemon left serving this guest, or
-  // starts one (Spawn) when it serves another link or cannot be reached.
+  // starts one (StartWorker) when it serves another link or cannot be reached.
   void AdoptWorker(AdoptableWorker found);
   // kAdopt's answer: the worker is kept if it holds the state this daemon
   // loaded, else killed and a new one started.

@@ -88,7 +88,7 @@ void Instance::AdoptWorker(AdoptableWorker found) {
     refuse("it serves grant " + std::to_string(found.link.ring_ref) + " and port " +
            std::to_string(found.link.remote_port) + " of domain " + std::to_string(found.link.domid));
     ReapInBackground(loop_, std::move(found.process), std::chrono::milliseconds(0));
-    return Spawn();
+    return StartWorker();
   }
   WorkerIdentities::Lease lease;
   if (cfg_.worker.identities) {
@@ -96,7 +96,7 @@ void Instance::AdoptWorker(AdoptableWorker found) {
     if (!reserved.ok()) {
       refuse(reserved.status().ToString());
       ReapInBackground(loop_, std::move(found.process), std::chrono::milliseconds(0));
-      return Spawn();
+      return StartWorker();
     }
     lease = std::move(reserved).value();
   }
@@ -107,7 +107,7 @@ void Instance::AdoptWorker(AdoptableWorker found) {
   });
   if (!client.ok()) {
     refuse(client.status().ToString());
-    return Spawn();
+    return StartWorker();
   }
   ForgetGuestCommand();
   flight_ = std::move(flight);
@@ -142,7 +142,7 @@ void Instance::OnAdopted(Result<WorkerReply> reply) {
     VLOG_WARN(ctx_, "not taking over worker {} of the previous daemon: {}; starting a new one", pid, why);
     worker_.reset();
     ForgetGuestCommand();  // a command it was running is answered TPM_FAIL by the next worker
-    return Spawn();
+    return StartWorker();
   }
   VEVENT_INFO(kWorkerAdopted, ctx_, "took over worker {} of the previous daemon, which went on serving the guest{}",
               pid, (reply->adopted_flags & kAdoptedGuestFrameFollows) ? "; its command that waits for a commit is processed now" : "");

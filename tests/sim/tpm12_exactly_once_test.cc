@@ -34,6 +34,9 @@ tpm12::PcrValue Fold(int extends, const tpm12::PcrValue& digest) {
 struct CrashCase {
   const char* point;         // crash point name
   const char* restart_says;  // what the restarted daemon logs about the found command ("" = none)
+  // What it logs instead when the daemon serves the page itself ([xen]
+  // data_path = "daemon"), where no worker outlives it; null: the same.
+  const char* daemon_path_says = nullptr;
 };
 
 class ExactlyOnceTest : public BackendSimTest, public ::testing::WithParamInterface<CrashCase> {
@@ -77,8 +80,11 @@ class ExactlyOnceTest : public BackendSimTest, public ::testing::WithParamInterf
   void ExpectRestartSaid(const CrashCase& c) {
     const std::string log = daemon().Log();
     EXPECT_NE(log.find("re-adopted connected device"), std::string::npos) << log;
-    if (*c.restart_says) {
-      EXPECT_NE(log.find(c.restart_says), std::string::npos) << log;
+    const char* path = data_path_.empty() ? getenv("VTPM_SIM_DATA_PATH") : data_path_.c_str();
+    const char* says = c.daemon_path_says && path && std::string_view(path) == "daemon" ? c.daemon_path_says
+                                                                                        : c.restart_says;
+    if (*says) {
+      EXPECT_NE(log.find(says), std::string::npos) << log;
     }
     EXPECT_EQ(crashed_log_.find("TPM worker fault"), std::string::npos) << crashed_log_;
   }
@@ -145,7 +151,8 @@ INSTANTIATE_TEST_SUITE_P(
         // daemon with its command waiting, the next daemon takes it over
         // (its state is the stored one) and commits and answers the command
         // (design §2 "Workers outlive the daemon").
-        CrashCase{"command-executed", "its command that waits for a commit is processed now"},
+        CrashCase{"command-executed", "its command that waits for a commit is processed now",
+                  "command found in the page after the restart is new"},
         // Saved with its record, not answered: the worker's state is not the
         // stored one any more, so it is replaced, and the recorded response
         // is sent for the request the next worker finds.
@@ -188,8 +195,11 @@ class WorkerExactlyOnceTest : public BackendSimTest, public ::testing::WithParam
       ++faults;
     std::cout << "workers lost at " << c.point << ": " << faults << "\n";
     EXPECT_GE(faults, 2u) << "the workers never reached crash point " << c.point << "\n" << log;
-    if (*c.restart_says) {
-      EXPECT_NE(log.find(c.restart_says), std::string::npos) << log;
+    const char* path = data_path_.empty() ? getenv("VTPM_SIM_DATA_PATH") : data_path_.c_str();
+    const char* says = c.daemon_path_says && path && std::string_view(path) == "daemon" ? c.daemon_path_says
+                                                                                        : c.restart_says;
+    if (*says) {
+      EXPECT_NE(log.find(says), std::string::npos) << log;
     }
     EXPECT_EQ(log.find("giving up"), std::string::npos) << log;
   }
