@@ -145,22 +145,19 @@ void AdoptableWorkers::ExpireAfter(EventLoop& loop, std::chrono::milliseconds af
   });
 }
 
-void AdoptableWorkers::KillAll(const char* why) {
-  for (auto& [uuid, w] : workers_) {
-    LOG_WARN("domid={} uuid={}: killing worker {} of a previous daemon: {}", w.link.domid, uuid.ToString(),
-             w.process.pid(), why);
-    if (store_) store_->Remove(WorkerFdName(uuid));
-    w.process.Kill();  // returns once its pidfd says it has ended
-  }
-  workers_.clear();
-}
+void AdoptableWorkers::KillAll(const char* why) { EndAll(nullptr, why); }
 
-void AdoptableWorkers::DropAll(EventLoop& loop, const char* why) {
+void AdoptableWorkers::DropAll(EventLoop& loop, const char* why) { EndAll(&loop, why); }
+
+void AdoptableWorkers::EndAll(EventLoop* loop, const char* why) {
   for (auto& [uuid, w] : workers_) {
     LOG_WARN("domid={} uuid={}: killing worker {} of a previous daemon: {}", w.link.domid, uuid.ToString(),
              w.process.pid(), why);
     if (store_) store_->Remove(WorkerFdName(uuid));
-    ReapInBackground(loop, std::move(w.process), std::chrono::milliseconds(0));
+    if (loop)
+      ReapInBackground(*loop, std::move(w.process), std::chrono::milliseconds(0));
+    else
+      w.process.Kill();  // returns once its pidfd says it has ended
   }
   workers_.clear();
 }

@@ -101,6 +101,9 @@ class AdoptableWorkers : public std::enable_shared_from_this<AdoptableWorkers> {
 
  private:
   void DropAll(EventLoop& loop, const char* why);
+  // Kills and forgets every worker, reaped from `loop` or, without one,
+  // waited for here.
+  void EndAll(EventLoop* loop, const char* why);
   std::map<Uuid, AdoptableWorker> workers_;
   std::shared_ptr<WorkerFdStore> store_;
 };

@@ -167,11 +167,16 @@ TEST_F(DaemonKillTest, ExtendAndCounterChainsSurviveRandomSigkills) {
       for (size_t p = log.find(what); p != std::string::npos; p = log.find(what, p + 1)) ++n;
       return n;
     };
-    const size_t taken = count("took over worker"), replaced = count("not taking over worker");
-    std::cout << "workers taken over by the next daemon: " << taken << ", replaced instead: " << replaced << "\n";
-    const char* path = getenv("VTPM_SIM_DATA_PATH");
-    if (!path || std::string(path) != "daemon") {
-      EXPECT_GT(taken, 0u) << "no worker outlived a daemon";
+    const size_t found = count("found worker"), taken = count("took over worker"),
+                 replaced = count("not taking over worker");
+    std::cout << "workers found in the fd store by the next daemon: " << found << ", taken over: " << taken
+              << ", replaced instead: " << replaced << "\n";
+    // Whether one is taken over depends on where each kill lands (one whose
+    // waiting command the dead daemon committed is replaced); that workers
+    // outlive the first kill does not: they have served since ownership.
+    if (EffectiveDataPath(data_path_) != "daemon") {
+      EXPECT_GT(found, 0u) << "no worker outlived a daemon";
+      EXPECT_LE(taken + replaced, found);  // one found may go with the next kill, unclaimed
     }
   }
 

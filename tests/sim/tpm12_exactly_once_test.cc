@@ -80,9 +80,8 @@ class ExactlyOnceTest : public BackendSimTest, public ::testing::WithParamInterf
   void ExpectRestartSaid(const CrashCase& c) {
     const std::string log = daemon().Log();
     EXPECT_NE(log.find("re-adopted connected device"), std::string::npos) << log;
-    const char* path = data_path_.empty() ? getenv("VTPM_SIM_DATA_PATH") : data_path_.c_str();
-    const char* says = c.daemon_path_says && path && std::string_view(path) == "daemon" ? c.daemon_path_says
-                                                                                        : c.restart_says;
+    const char* says = c.daemon_path_says && EffectiveDataPath(data_path_) == "daemon" ? c.daemon_path_says
+                                                                                       : c.restart_says;
     if (*says) {
       EXPECT_NE(log.find(says), std::string::npos) << log;
     }
@@ -195,9 +194,8 @@ class WorkerExactlyOnceTest : public BackendSimTest, public ::testing::WithParam
       ++faults;
     std::cout << "workers lost at " << c.point << ": " << faults << "\n";
     EXPECT_GE(faults, 2u) << "the workers never reached crash point " << c.point << "\n" << log;
-    const char* path = data_path_.empty() ? getenv("VTPM_SIM_DATA_PATH") : data_path_.c_str();
-    const char* says = c.daemon_path_says && path && std::string_view(path) == "daemon" ? c.daemon_path_says
-                                                                                        : c.restart_says;
+    const char* says = c.daemon_path_says && EffectiveDataPath(data_path_) == "daemon" ? c.daemon_path_says
+                                                                                       : c.restart_says;
     if (*says) {
       EXPECT_NE(log.find(says), std::string::npos) << log;
     }

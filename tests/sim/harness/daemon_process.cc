@@ -10,6 +10,12 @@
 
 namespace vtpm::sim {
 
+std::string EffectiveDataPath(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  const char* env = getenv("VTPM_SIM_DATA_PATH");
+  return env ? env : "";
+}
+
 DaemonProcess::DaemonProcess(SimHost& host, DaemonOptions opts) : host_(host), opts_(std::move(opts)) {
   if (opts_.fd_store) fd_store_ = opts_.fd_store;
   base_ = opts_.name.empty() ? host_.dir() : host_.dir() + "/" + opts_.name;
@@ -30,8 +36,7 @@ Result<ChildProcess> DaemonProcess::Spawn(std::vector<std::string> args) {
     if (opts_.extra_config.find("[engine]") == std::string::npos)
       c << "[engine]\nkind = \"" << opts_.engine << "\"\n";
     c << opts_.extra_config;
-    std::string data_path = opts_.data_path;
-    if (const char* env = getenv("VTPM_SIM_DATA_PATH"); data_path.empty() && env) data_path = env;
+    const std::string data_path = EffectiveDataPath(opts_.data_path);
     if (!data_path.empty() && opts_.extra_config.find("[xen]") == std::string::npos)
       c << "[xen]\ndata_path = \"" << data_path << "\"\n";
   }

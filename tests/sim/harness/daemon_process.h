@@ -36,6 +36,11 @@ struct DaemonOptions {
   std::shared_ptr<FdStore> fd_store;
 };
 
+// The [xen] data_path a daemon started with `configured` (DaemonOptions::
+// data_path) runs on: that, else $VTPM_SIM_DATA_PATH, else "" (the daemon's
+// default, "worker").
+std::string EffectiveDataPath(const std::string& configured);
+
 class DaemonProcess {
  public:
   DaemonProcess(SimHost& host, DaemonOptions opts);
