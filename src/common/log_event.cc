@@ -5,7 +5,7 @@
 namespace vtpm {
 namespace {
 // Ids are random and fixed forever: a changed id breaks operators' filters.
-constexpr std::array<LogEventInfo, 26> kEvents{{
+constexpr std::array<LogEventInfo, 27> kEvents{{
     {LogEvent::kStarted, "started", "137dc4a478084f1690038fef27e189b1"},
     {LogEvent::kStopping, "stopping", "322f09ccc97f49769365b75d91249793"},
     {LogEvent::kStartRefused, "start-refused", "d03f64b8feb44d5199805b3a2caebcc9"},
@@ -32,6 +32,7 @@ constexpr std::array<LogEventInfo, 26> kEvents{{
     {LogEvent::kExported, "export", "d5b1a9bdb2594a1aa73da2258b4ad0d1"},
     {LogEvent::kImported, "import", "aa6da3f5ff1e4825b78a2800ae635be5"},
     {LogEvent::kWorkerAdopted, "worker-taken-over", "aad8e22337fb40e68137f6c9ccdf533a"},
+    {LogEvent::kVolatileLost, "volatile-lost", "e93dcdd9f0f34b35924d07a5027983b8"},
 }};
 
 thread_local LogEvent g_event = LogEvent::kNone;

@@ -40,6 +40,7 @@ enum class LogEvent {
   kExported,         // "vtpmctl export: instance moved to host H"
   kImported,         // "vtpmctl import: instance imported from host H"
   kWorkerAdopted,    // "took over worker P of the previous daemon"
+  kVolatileLost,     // "the TPM's volatile state is lost"
 };
 
 struct LogEventInfo {

@@ -179,9 +179,10 @@ int RunDaemon(const Config& cfg) {
     // path there are none to serve, and nobody takes them.
     auto fd_store = SystemdFdStore::Connect();
     auto adoptable = AdoptableWorkers::Collect(TakeListenFds(), fd_store);
+    // Their flight records may hold the newest volatile state either way.
+    io.adoptable = adoptable;
     if (cfg.data_path == "worker") {
       io.fd_store = fd_store;
-      io.adoptable = adoptable;
       adoptable->ExpireAfter(loop, kAdoptionWindow);
     } else {
       adoptable->KillAll("the daemon serves the guests' pages itself ([xen] data_path = \"daemon\")");

@@ -9,6 +9,10 @@ namespace {
 
 using Reader = ByteReader;
 
+// Optional fields after a volatile copy's record.
+constexpr uint8_t kTagHandle = 1;
+constexpr uint8_t kTagWorkerAhead = 2;
+
 Status Truncated(const char* what) {
   return Status(Code::kCorruption, std::string(what) + " is truncated or has trailing bytes");
 }
@@ -48,15 +52,16 @@ Bytes EncodeVolatile(const VolatileCopy& v) {
   AppendBe64(b, v.sequence);
   AppendBe32(b, uint32_t(v.blob.size()));
   AppendBytes(b, v.blob);
-  if (v.record || v.handle) {
+  if (v.record || v.handle || v.worker_ahead) {
     Bytes rec = v.record ? EncodeRecord(*v.record) : Bytes();
     AppendBe32(b, uint32_t(rec.size()));
     AppendBytes(b, rec);
   }
   if (v.handle) {
-    b.push_back(1);
+    b.push_back(kTagHandle);
     AppendBytes(b, *v.handle);
   }
+  if (v.worker_ahead) b.push_back(kTagWorkerAhead);
   return b;
 }
 
@@ -72,10 +77,17 @@ Result<VolatileCopy> DecodeVolatile(ByteView b, uint64_t generation) {
     uint32_t rlen = 0;
     ByteView rec, flag, handle;
     if (!in.U32(&rlen) || !in.Take(rlen, &rec)) return Truncated("volatile copy");
-    if (rlen == 0 && in.done()) return Truncated("volatile copy");  // written only before a handle
-    if (!in.done()) {
-      if (!in.Take(1, &flag) || flag[0] != 1 || !in.Take(16, &handle) || !in.done())
-        return Truncated("volatile copy");
+    if (rlen == 0 && in.done()) return Truncated("volatile copy");  // written only before a tag
+    // Tags, each at most once and in this order.
+    uint8_t last = 0;
+    while (!in.done()) {
+      if (!in.Take(1, &flag) || flag[0] <= last || flag[0] > kTagWorkerAhead) return Truncated("volatile copy");
+      last = flag[0];
+      if (last == kTagWorkerAhead) {
+        v.worker_ahead = true;
+        continue;
+      }
+      if (!in.Take(16, &handle)) return Truncated("volatile copy");
       v.handle.emplace();
       std::copy(handle.begin(), handle.end(), v.handle->begin());
     }

@@ -7,9 +7,11 @@
 //             [ record_len u32 | record                  ]  present iff the copy carries
 //                                                            a record or a handle;
 //                                                            record_len 0 = no record
-//             [ has_handle u8 | handle(16)                ]  present iff written with
+//             [ 1 u8 | handle(16)                         ]  present iff written with
 //                                                            the domain handle known
-//             (copies written before either field had none)
+//             [ 2 u8                                      ]  present iff the worker
+//                                                            may be ahead (worker_ahead)
+//             (copies written before these fields had none)
 //   responded mark: boot_id(16) | domid u32 | sequence u64
 //   suspend capture: version u8 (1) | handle(16) | domid u32 | sequence u64 | captured_at i64
 #pragma once

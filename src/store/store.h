@@ -80,6 +80,10 @@ struct VolatileCopy {
   // The record of command `sequence` (the command whose state this is), so a
   // restarted daemon can answer a command it executed but did not deliver.
   std::optional<CommandRecord> record;
+  // Written while the worker keeps volatile-only commands in its flight
+  // record: the TPM may be ahead of this copy, which is then good only with
+  // that flight record (design §6 "Volatile state").
+  bool worker_ahead = false;
 };
 
 // Written into the runtime directory between a guest response reaching the

@@ -18,19 +18,6 @@ constexpr std::chrono::seconds kBrokenRetryDelay{2};
 
 }  // namespace
 
-Bytes Instance::RequestDigest(ByteView data) {
-  Bytes out(32);
-  unsigned int len = 0;
-  // Fetched once: EVP_sha256() makes every digest fetch it from the provider again.
-  static const EVP_MD* const md = [] {
-    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    return fetched ? fetched : EVP_sha256();
-  }();
-  EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr);
-  out.resize(len);
-  return out;
-}
-
 std::shared_ptr<Instance> Instance::Make(EventLoop& loop, Store& store, InstanceConfig cfg,
                                          Uuid uuid, GuestCtx ctx) {
   return std::shared_ptr<Instance>(
@@ -54,6 +41,7 @@ void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume
   volatile_saved_ = false;
   sequence_ = loaded.last_record ? loaded.last_record->sequence : 0;
   last_record_ = std::move(loaded.last_record);
+  if (resume && resume->worker_ahead) resume = FromFlightRecord(std::move(*resume));
   if (resume) {
     volatile_ = std::move(resume->blob);
     if (resume->record && resume->record->sequence >= sequence_) last_record_ = std::move(resume->record);
@@ -63,7 +51,8 @@ void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume
     if (!mark.ok())
       VLOG_WARN(ctx_, "responded mark unusable: {}", mark.status().ToString());
     else if (*mark && (*mark)->boot_id == cfg_.boot_id && int64_t((*mark)->domid) == ctx_.domid)
-      responded_ = (*mark)->sequence;
+      responded_ = std::max(responded_, (*mark)->sequence);
+    if (resume->worker_ahead) SaveVolatileCopy(std::nullopt);  // the flight record read is gone now
   } else {
     // A new power cycle: nothing found in a page can belong to the old one.
     last_record_.reset();
@@ -88,6 +77,34 @@ void Instance::PowerOn(LoadedInstance loaded, std::optional<VolatileCopy> resume
     self.SaveVolatileCopy(std::nullopt);
     self.StartWorker();
   });
+}
+
+std::optional<VolatileCopy> Instance::FromFlightRecord(VolatileCopy copy) {
+  const FlightPage* flight = cfg_.adoptable ? cfg_.adoptable->Flight(uuid_) : nullptr;
+  Result<std::optional<VolatileSlot>> slot = flight ? flight->ReadSlot()
+                                                   : Result<std::optional<VolatileSlot>>(Status(
+                                                         Code::kNotFound, "the worker's flight record is gone"));
+  if (!slot.ok()) {
+    volatile_lost_ = true;
+    VEVENT_ERROR(kVolatileLost, ctx_,
+                 "the TPM's volatile state is lost: its copy (command {}) may be older than what the worker kept in "
+                 "its flight record, and {}; the TPM powers on without TPM_Startup and answers the guest "
+                 "TPM_INVALID_POSTINIT until the domain restarts",
+                 copy.sequence, slot.status().message());
+    return std::nullopt;
+  }
+  responded_ = std::max(responded_, flight->responded());
+  if (cfg_.adoptable) cfg_.adoptable->DropRemains(uuid_);  // `flight` is gone if it was one
+  if (*slot && (*slot)->sequence > copy.sequence) {
+    VolatileSlot& v = **slot;
+    VLOG_INFO(ctx_, "resuming from the volatile state the worker kept after command {} (the copy is of command {})",
+              v.sequence, copy.sequence);
+    copy.sequence = v.sequence;
+    copy.blob = std::move(v.volatile_state);
+    copy.record.reset();
+    if (!v.request_digest.empty()) copy.record = RecordOf(v);
+  }
+  return copy;
 }
 
 void Instance::CommitOnLoop(CommitRequest req, std::function<void(Instance&, Result<uint64_t>)> then) {
@@ -121,6 +138,14 @@ void Instance::PowerOff() {
 }
 
 bool Instance::LeaveWorkerRunning() {
+  // The worker's state stops moving without the daemon, so the copy saved
+  // now is the TPM's whether the service manager restarts or stops us.
+  stopping_ = true;
+  if (flight_.valid()) {
+    flight_.Revoke();
+    PullFlight();
+    SaveVolatileCopy(last_record_ && last_record_->sequence == sequence_ ? last_record_ : std::nullopt);
+  }
   if (!worker_ || !worker_->stored()) return false;
   worker_->LeaveRunning();
   worker_.reset();
@@ -187,7 +212,7 @@ void Instance::OnInit(Result<WorkerReply> reply) {
     serve.serve = true;
     queue_.push_front(std::move(serve));
   }
-  if (!started_ && cfg_.startup_clear) {
+  if (!started_ && cfg_.startup_clear && !volatile_lost_) {
     Op startup;
     startup.id = next_op_id_++;
     startup.command = tpm12::Startup(tpm12::kStClear);
@@ -387,6 +412,7 @@ void Instance::Pump() {
 
 void Instance::OnReply(uint64_t id, Result<WorkerReply> reply) {
   if (!in_flight_ || in_flight_->id != id) return;
+  PullFlight();  // commands the worker kept before this one
   if (reply.ok() && reply->type != WorkerMsg::kReply)
     reply = Status(Code::kUnavailable, "worker failed: " + reply->message);
   if (!reply.ok()) return Fault(reply.status());
@@ -482,6 +508,8 @@ void Instance::SaveVolatileCopy(const std::optional<CommandRecord>& record) {
   copy.sequence = record ? record->sequence : sequence_;
   copy.generation = generation_;
   copy.record = record ? record : last_record_;
+  if (copy.record && copy.record->sequence != copy.sequence) copy.record.reset();  // not this state's command
+  copy.worker_ahead = VolatileSlots();
   Status st = store_.SaveVolatile(uuid_, copy);
   volatile_saved_ = st.ok();
   if (!st.ok()) VLOG_WARN(ctx_, "saving volatile state failed: {}", st.ToString());

@@ -75,6 +75,9 @@ struct InstanceConfig {
   std::shared_ptr<AdoptableWorkers> adoptable;
 };
 
+// The command record a volatile slot carries.
+CommandRecord RecordOf(const VolatileSlot& slot);
+
 class Instance final : public Engine, public std::enable_shared_from_this<Instance> {
  public:
   using AdminDone = std::function<void(Result<Bytes>)>;
@@ -199,6 +202,17 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   // The worker serving the guest is gone: ends the guest command deadline,
   // and a request it had started is answered TPM_FAIL by the next worker.
   void ForgetGuestCommand();
+  // Takes the flight record's volatile slot when it is newer than volatile_
+  // (a command the worker kept there), and its responded mark (design §3
+  // "Volatile state in the flight record").
+  void PullFlight();
+  // A copy that says the worker may have kept newer volatile state: that
+  // state, from the flight record the previous daemon left (live worker or
+  // not); nullopt, with volatile_lost_ set, when there is none to read.
+  std::optional<VolatileCopy> FromFlightRecord(VolatileCopy copy);
+  // Whether the worker keeps volatile-only commands in its slot, so that the
+  // runtime directory's copy may be older than the TPM (the copy says so).
+  bool VolatileSlots() const;
   // Whether `reply` changes the committed state: libtpms also stores its
   // permanent blob unchanged (at TPM_Init, for one), which needs no commit -
   // and a commit without a record would outdate the volatile copy.
@@ -229,8 +243,6 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   void SaveRespondedMark(uint64_t sequence);
   // The responded mark of command `sequence` of this domain, this boot.
   RespondedMark MarkOf(uint64_t sequence) const;
-  // SHA-256 of a request, as command records hold it.
-  static Bytes RequestDigest(ByteView request);
   void Fault(const Status& why);
   // The in-flight command's commit failed: answer it TPM_FAIL and restart
   // the worker from the last committed state, which the command never left.
@@ -263,6 +275,10 @@ class Instance final : public Engine, public std::enable_shared_from_this<Instan
   uint64_t responded_ = 0;                   // newest command answered (mark)
   std::optional<uint64_t> responding_;       // command whose response is being written
   bool started_ = false;  // TPM_Startup done in this power cycle
+  // The volatile state of the running domain was lost: powered on without
+  // TPM_Startup, so the guest gets TPM_INVALID_POSTINIT until it restarts.
+  bool volatile_lost_ = false;
+  bool stopping_ = false;  // LeaveWorkerRunning(): no more slot grants
   bool holds_capture_ = false;
   bool capturing_ = false;
   bool suspend_asked_ = false;

@@ -17,6 +17,12 @@ void Instance::CaptureSuspend(SuspendCapture capture, std::function<void(Status)
 }
 
 void Instance::RunCapture() {
+  if (flight_.valid()) {
+    // The capture must hold the TPM as it is: the worker keeps nothing more
+    // of its own until a command of the guest goes through the daemon again.
+    flight_.Revoke();
+    PullFlight();
+  }
   if (!volatile_) {
     // Powered on and never ran a command: the capture would be a power-on.
     capturing_ = false;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -53,6 +54,7 @@ Result<std::unique_ptr<WorkerClient>> Instance::StartGuestWorker(bool no_tpm) {
     guest.found = true;  // whatever the page holds is judged from the records first
     guest.heartbeat = HeartbeatPeriod(cfg_.command_deadline);
     guest.no_tpm = no_tpm;
+    guest.volatile_slots = VolatileSlots() && !no_tpm;
     std::weak_ptr<Instance> weak = weak_from_this();
     auto client = WorkerClient::Start(loop_, cfg_.worker, &guest, [weak](WorkerReply frame) {
       if (auto self = weak.lock()) self->OnGuestFrame(std::move(frame));
@@ -201,6 +203,7 @@ void Instance::ReplaceWorker() {
 
 void Instance::OnGuestFrame(WorkerReply frame) {
   auto keep = shared_from_this();
+  PullFlight();  // commands the worker kept before this frame
   switch (frame.type) {
     case WorkerMsg::kFailure:
       // The worker died or broke the protocol while no request of ours was
@@ -287,6 +290,19 @@ void Instance::ReleaseGuest(const Bytes& request, Bytes response, std::optional<
     if (tpm12::ResponseCode(response) != tpm12::kSuccess) fail_digest_ = RequestDigest(request);
     return;
   }
+  if (settled && flight_.valid() && VolatileSlots() && volatile_) {
+    // The copy says the worker may go ahead of it (SaveVolatileCopy ran
+    // before this): from this state on, volatile-only commands are its own.
+    VolatileSlot slot;
+    slot.sequence = sequence_;
+    if (last_record_ && last_record_->sequence == sequence_) {
+      slot.request_digest = last_record_->request_digest;
+      slot.response = last_record_->response;
+    }
+    slot.volatile_state = *volatile_;
+    if (!flight_.PutSlot(slot, /*grant=*/true))
+      VLOG_DEBUG(ctx_, "volatile state of command {} not put in the flight record (it does not fit)", sequence_);
+  }
   WorkerRequest rel;
   rel.type = WorkerMsg::kRelease;
   rel.command = std::move(response);
@@ -301,6 +317,9 @@ void Instance::ForgetGuestCommand() {
   if (flight_check_) loop_.CancelTimer(*flight_check_);
   flight_check_.reset();
   if (!flight_.valid()) return;
+  // What the worker kept is the TPM's state from now on; it keeps no more.
+  flight_.Revoke();
+  PullFlight();
   // The lost worker was running this request: the next worker answers it
   // TPM_FAIL instead of running it again on the state it may have broken
   // (design §3 "Worker faults").
@@ -331,6 +350,46 @@ void Instance::CheckFlight() {
   flight_check_ = loop_.AddTimer(kFlightCheck, [weak] {
     if (auto self = weak.lock()) self->CheckFlight();
   });
+}
+
+CommandRecord RecordOf(const VolatileSlot& slot) {
+  CommandRecord r;
+  r.sequence = slot.sequence;
+  r.request_digest = slot.request_digest;
+  r.response = slot.response;
+  return r;
+}
+
+bool Instance::VolatileSlots() const {
+  // Slots need the flight record to outlive both processes: the fd store.
+  bool allowed = cfg_.fd_store != nullptr;
+#ifdef VTPM_TEST_HOOKS
+  // The exactly-once tests' crash points on the daemon's commit of an
+  // extend, which a worker with slots keeps itself.
+  if (getenv("VTPMMGRD_TEST_NO_VOLATILE_SLOTS")) allowed = false;
+#endif
+  return allowed && guest_ && phase_ != Phase::kBroken && !stopping_;
+}
+
+void Instance::PullFlight() {
+  if (!flight_.valid()) return;
+  responded_ = std::max(responded_, flight_.responded());
+  auto slot = flight_.ReadSlot();
+  if (!slot.ok()) {
+    // Only a broken or compromised worker writes one that does not decode;
+    // it keeps no more, and the last state the daemon knows stays the TPM's.
+    flight_.Revoke();
+    VLOG_ERROR(ctx_, "ignoring the worker's volatile slot: {}", slot.status().ToString());
+    return;
+  }
+  if (!*slot || (*slot)->sequence <= sequence_) return;
+  VolatileSlot& v = **slot;
+  sequence_ = v.sequence;
+  volatile_ = std::move(v.volatile_state);
+  last_record_.reset();
+  if (!v.request_digest.empty()) last_record_ = RecordOf(v);
+  started_ = true;
+  volatile_saved_ = true;  // in the flight record, which outlives the daemon
 }
 
 int64_t Instance::last_command() const {

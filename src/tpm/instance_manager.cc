@@ -97,6 +97,7 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
       from_store.sequence = loaded.last_record->sequence;
       from_store.generation = generation;
       from_store.record = loaded.last_record;
+      from_store.worker_ahead = old.worker_ahead;  // the worker may be ahead of the store too
       VEVENT_INFO(kResumed, ctx,
                   "resuming the TPM from the state committed with command {} (the volatile copy is of "
                   "command {})",
@@ -118,7 +119,8 @@ std::optional<VolatileCopy> InstanceManager::UsableVolatile(const Uuid& uuid, co
     VLOG_INFO(ctx, "not resuming the volatile copy ({}); powering on fresh", why);
     return std::nullopt;
   }
-  VEVENT_INFO(kResumed, ctx, "resuming the TPM from its volatile copy (sequence {})", (*copy)->sequence);
+  VEVENT_INFO(kResumed, ctx, "resuming the TPM from its volatile copy (sequence {}{})", (*copy)->sequence,
+              (*copy)->worker_ahead ? ", or what its worker kept after it" : "");
   return std::move(**copy);
 }
 

@@ -94,26 +94,35 @@ std::shared_ptr<AdoptableWorkers> AdoptableWorkers::Collect(std::vector<std::pai
                why);
       if (store) store->Remove(name);
     };
-    if (!w.socket.valid() || !flight.valid() || !pidfd.valid()) {
-      drop("its entry lacks the socket, the flight record or the pidfd");
+    Result<FlightPage> page = flight.valid() ? FlightPage::Adopt(std::move(flight))
+                                             : Result<FlightPage>(Status(Code::kNotFound, "no flight record"));
+    if (page.ok()) page->Revoke();
+    // The worker may be gone; the state it kept in its flight record is not.
+    auto keep_remains = [&] {
+      if (page.ok()) self->remains_.emplace(w.uuid, std::move(page).value());
+    };
+    if (!w.socket.valid() || !page.ok() || !pidfd.valid()) {
+      drop(!page.ok() && page.status().code() != Code::kNotFound
+               ? page.status().ToString()
+               : "its entry lacks the socket, the flight record or the pidfd");
+      if (pidfd.valid() && !Ended(pidfd.get())) {
+        const long pid = ProcField("/proc/self/fdinfo/" + std::to_string(pidfd.get()), "Pid:");
+        if (pid > 0) ChildProcess::Adopt(pid_t(pid), std::move(pidfd)).Kill();
+      }
+      keep_remains();
       continue;
     }
     const long pid = ProcField("/proc/self/fdinfo/" + std::to_string(pidfd.get()), "Pid:");
     if (pid <= 0 || Ended(pidfd.get()) || Hung(w.socket.get())) {
       drop("it has ended");
+      keep_remains();
       continue;
     }
     const long uid = ProcField("/proc/" + std::to_string(pid) + "/status", "Uid:");
-    auto page = FlightPage::Adopt(std::move(flight));
     // Read after the pid: still running now, so that pid was this worker's.
     if (uid < 0 || Ended(pidfd.get())) {
       drop("it has ended");
-      continue;
-    }
-    if (!page.ok()) {
-      drop(page.status().ToString());
-      ChildProcess doomed = ChildProcess::Adopt(pid_t(pid), std::move(pidfd));
-      doomed.Kill();
+      keep_remains();
       continue;
     }
     w.flight = std::move(page).value();
@@ -126,6 +135,12 @@ std::shared_ptr<AdoptableWorkers> AdoptableWorkers::Collect(std::vector<std::pai
     self->workers_.emplace(w.uuid, std::move(w));
   }
   return self;
+}
+
+const FlightPage* AdoptableWorkers::Flight(const Uuid& uuid) const {
+  if (auto it = workers_.find(uuid); it != workers_.end()) return &it->second.flight;
+  if (auto it = remains_.find(uuid); it != remains_.end()) return &it->second;
+  return nullptr;
 }
 
 std::optional<AdoptableWorker> AdoptableWorkers::Take(const Uuid& uuid) {
@@ -158,6 +173,7 @@ void AdoptableWorkers::EndAll(EventLoop* loop, const char* why) {
       ReapInBackground(*loop, std::move(w.process), std::chrono::milliseconds(0));
     else
       w.process.Kill();  // returns once its pidfd says it has ended
+    remains_.insert_or_assign(uuid, std::move(w.flight));  // revoked when found
   }
   workers_.clear();
 }

@@ -89,6 +89,12 @@ class AdoptableWorkers : public std::enable_shared_from_this<AdoptableWorkers> {
                                                    std::shared_ptr<WorkerFdStore> store);
   // The worker of `uuid`, if one was found and not taken yet.
   std::optional<AdoptableWorker> Take(const Uuid& uuid);
+  // The flight record a previous daemon left for `uuid`: its worker's (not
+  // taken yet), or one whose worker has ended; revoked, so its volatile slot
+  // no longer changes (design §3 "Volatile state in the flight record").
+  const FlightPage* Flight(const Uuid& uuid) const;
+  // Forgets the flight record of an ended worker of `uuid`, once read.
+  void DropRemains(const Uuid& uuid) { remains_.erase(uuid); }
   bool Has(const Uuid& uuid) const { return workers_.count(uuid) != 0; }
   // Kills the workers nobody took within `after` of now, from `loop`, and
   // drops their store entries.
@@ -105,6 +111,7 @@ class AdoptableWorkers : public std::enable_shared_from_this<AdoptableWorkers> {
   // waited for here.
   void EndAll(EventLoop* loop, const char* why);
   std::map<Uuid, AdoptableWorker> workers_;
+  std::map<Uuid, FlightPage> remains_;  // of workers that ended
   std::shared_ptr<WorkerFdStore> store_;
 };
 

@@ -61,6 +61,7 @@ Result<std::unique_ptr<WorkerClient>> WorkerClient::Start(EventLoop& loop, const
     if (guest->any_locality) spawn.argv.push_back("--any-locality");
     if (guest->found) spawn.argv.push_back("--found");
     if (guest->no_tpm) spawn.argv.push_back("--no-tpm");
+    if (guest->volatile_slots) spawn.argv.push_back("--volatile-slots");
 #ifdef VTPM_TEST_HOOKS
     if (const char* at = getenv("VTPMMGRD_WORKER_CRASH_AT")) spawn.argv.push_back(std::string("--crash-at=") + at);
 #endif

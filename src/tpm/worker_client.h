@@ -60,6 +60,9 @@ struct WorkerGuest {
   // flight record (tpm/worker_flight.h); 0: it waits indefinitely.
   std::chrono::milliseconds heartbeat{0};
   bool no_tpm = false;  // a broken instance: the daemon answers every request (TPM_FAIL)
+  // Commands that change only the volatile state are kept in the flight
+  // record's volatile slot by the worker (--volatile-slots).
+  bool volatile_slots = false;
 };
 
 // The `vtpm` system group (systemd/vtpmmgrd-sysusers.conf), which every

@@ -106,6 +106,10 @@ bool GuestServer::Serve(uint32_t offset, uint8_t locality, Bytes command) {
     Publish(offset, std::move(reply.response), {});
     return true;
   }
+  if (auto seq = KeepInSlot(command, reply)) {
+    Publish(offset, std::move(reply.response), {}, true, *seq);
+    return true;
+  }
   reply.type = WorkerMsg::kGuestExecuted;
   reply.request = std::move(command);
   reply.locality = locality;
@@ -134,13 +138,31 @@ void TpmBaseline::Apply(const WorkerReply& reply) {
 }
 
 bool TpmBaseline::KeptNothing(const WorkerReply& reply) const {
-  if (!settled_volatile || reply.volatile_state != *settled_volatile) return false;
+  return settled_volatile && reply.volatile_state == *settled_volatile && !ChangesBlobs(reply);
+}
+
+bool TpmBaseline::ChangesBlobs(const WorkerReply& reply) const {
   for (const BlobChange& c : reply.changes) {
-    if (c.kind == BlobKind::kPermanent && !(c.data && permanent && *c.data == *permanent)) return false;
+    if (c.kind == BlobKind::kPermanent && !(c.data && permanent && *c.data == *permanent)) return true;
     if (c.kind == BlobKind::kSavestate && (c.data ? !(savestate && *c.data == *savestate) : savestate.has_value()))
-      return false;
+      return true;
   }
-  return true;
+  return false;
+}
+
+std::optional<uint64_t> GuestServer::KeepInSlot(ByteView request, const WorkerReply& reply) {
+  // Settled: the current slot holds the state this command ran on.
+  if (!opts_.volatile_slots || !opts_.flight || !baseline_.settled_volatile || reply.volatile_state.empty() ||
+      baseline_.ChangesBlobs(reply))
+    return std::nullopt;
+  VolatileSlot slot;
+  slot.sequence = opts_.flight->SlotSequence() + 1;
+  slot.request_digest = RequestDigest(request);
+  slot.response = reply.response;
+  slot.volatile_state = reply.volatile_state;
+  if (!opts_.flight->WriteSlot(EncodeVolatileSlot(slot), slot.sequence)) return std::nullopt;
+  baseline_.settled_volatile = reply.volatile_state;
+  return slot.sequence;
 }
 
 Bytes TpmBaseline::Digest() const {
@@ -180,7 +202,8 @@ std::optional<WorkerRequest> GuestServer::AwaitRelease(bool run_allowed) {
   }
 }
 
-void GuestServer::Publish(uint32_t offset, Bytes response, ByteView mark, bool from_tpm) {
+void GuestServer::Publish(uint32_t offset, Bytes response, ByteView mark, bool from_tpm,
+                          std::optional<uint64_t> slot_seq) {
   if (response.size() < tpm12::kHeaderSize || tpm12::ParamSize(response) != response.size())
     response = tpm12::ErrorResponse(tpm12::kFail);
   else if (response.size() > MaxResponseAt(offset) || response.size() > kMaxPacket)
@@ -196,6 +219,7 @@ void GuestServer::Publish(uint32_t offset, Bytes response, ByteView mark, bool f
       [[maybe_unused]] ssize_t w = write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
     }
   }
+  if (slot_seq && opts_.flight) opts_.flight->SetResponded(*slot_seq);
   if (from_tpm) CrashPoint("response-marked");
   PublishState(ch_.page(), PageState::kFinish);
   (void)ch_.Notify();

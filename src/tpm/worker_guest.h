@@ -9,7 +9,11 @@
 //    record while it runs (tpm/worker_flight.h). A command that left the
 //    TPM as the daemon last saved it (TpmBaseline::KeptNothing) is answered
 //    at once: no frame, no file, as the daemon's path writes none for it
-//    (design §3 "Exactly once"). Any other goes to the daemon
+//    (design §3 "Exactly once"). With `volatile_slots`, one that changed
+//    only the volatile state is answered at once too, once that state and
+//    its command record are the flight record's current volatile slot and
+//    the lease allows it (its responded mark then goes to the flight record
+//    too). Any other goes to the daemon
 //    (kGuestExecuted) and waits for its kRelease, which comes once what the
 //    command changed is durable; then the response goes into the page, the
 //    responded mark (when kRelease carries one) into the mark file, FINISH,
@@ -65,6 +69,7 @@ struct GuestServerOptions {
   bool any_locality = false;
   bool found = false;
   bool no_tpm = false;
+  bool volatile_slots = false;
   FlightPage* flight = nullptr;
 };
 
@@ -82,6 +87,8 @@ struct TpmBaseline {
   // The command of `reply` changed no blob and left the volatile state the
   // daemon's copy holds: the daemon would keep nothing of it.
   bool KeptNothing(const WorkerReply& reply) const;
+  // The command of `reply` changed a blob: it needs a commit.
+  bool ChangesBlobs(const WorkerReply& reply) const;
   // TpmStateDigest() of this state; empty while the volatile state is not
   // the settled one (a daemon taking the worker over cannot know it).
   Bytes Digest() const;
@@ -106,9 +113,15 @@ class GuestServer {
   bool Serve(uint32_t offset, uint8_t locality, Bytes command);
   // Reads frames until kRelease (or, after kGuestFound, kRun).
   std::optional<WorkerRequest> AwaitRelease(bool run_allowed);
+  // Makes the volatile state of `reply` (a command that changed no blob)
+  // the current volatile slot; its sequence, or nullopt when the slot is
+  // not this worker's to write now.
+  std::optional<uint64_t> KeepInSlot(ByteView request, const WorkerReply& reply);
   // `from_tpm`: a response of the TPM or of the daemon's records, not a
-  // refusal of the worker's; only those pass the crash points.
-  void Publish(uint32_t offset, Bytes response, ByteView mark, bool from_tpm = true);
+  // refusal of the worker's; only those pass the crash points. `slot_seq`:
+  // the response of the command of that slot, marked in the flight record.
+  void Publish(uint32_t offset, Bytes response, ByteView mark, bool from_tpm = true,
+               std::optional<uint64_t> slot_seq = std::nullopt);
   bool Reject(uint32_t offset, uint32_t rc, const char* why, uint32_t length, uint8_t nr_extra);
 
   GuestChannel& ch_;

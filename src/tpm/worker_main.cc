@@ -1,7 +1,7 @@
 // vtpm-worker: hosts one libtpms TPM 1.2 for the daemon (design §2).
 //
 // argv: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] [--found]
-//                   [--heartbeat-ms=T] [--no-tpm]]
+//                   [--heartbeat-ms=T] [--no-tpm] [--volatile-slots]]
 //                   [--test-commands] [--test-parse-probe]
 //   --fd             the parent's socket (SOCK_STREAM, worker_protocol.h); 3 by default
 //   --uid/--gid      the unprivileged identity to switch to when started as root
@@ -17,6 +17,9 @@
 //   --no-tpm         serve the guest without a TPM (a broken instance): no
 //                    libtpms start-up, kServe without kInit, and every request
 //                    goes to the daemon as found for it to answer
+//   --volatile-slots a command that changes only the volatile state is kept
+//                    in the flight record's volatile slot and answered by the
+//                    worker (tpm/worker_guest.h), while the daemon grants it
 //   --crash-at       (VTPM_TEST_HOOKS builds) common/crash_point.h
 //   --test-commands  accept kTestOpen/kTestSyscall/kTestIoctl (sandbox tests; only a test
 //                    build, VTPM_TEST_BUILD, has the flag and the commands)
@@ -54,11 +57,11 @@ namespace {
 #ifdef VTPM_TEST_BUILD
 constexpr char kUsage[] =
     "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] "
-    "[--found] [--heartbeat-ms=T] [--no-tpm]] [--test-commands] [--test-parse-probe]";
+    "[--found] [--heartbeat-ms=T] [--no-tpm] [--volatile-slots]] [--test-commands] [--test-parse-probe]";
 #else
 constexpr char kUsage[] =
     "usage: vtpm-worker --fd=N --uid=U --gid=G [--guest=D:R:P --mark-fd=M --flight-fd=F [--any-locality] "
-    "[--found] [--heartbeat-ms=T] [--no-tpm]]";
+    "[--found] [--heartbeat-ms=T] [--no-tpm] [--volatile-slots]]";
 #endif
 
 struct WorkerArgs {
@@ -99,6 +102,10 @@ bool ParseArgs(int argc, char** argv, WorkerArgs& args) {
           !ParseNumber(rest.substr(c2 + 1), link.remote_port))
         return false;
       args.guest = link;
+      continue;
+    }
+    if (a == "--volatile-slots") {
+      args.serve.volatile_slots = true;
       continue;
     }
     if (a == "--any-locality" || a == "--found" || a == "--no-tpm") {

@@ -276,6 +276,19 @@ Bytes TpmStateDigest(const std::optional<Bytes>& permanent, const std::optional<
   return out;
 }
 
+Bytes RequestDigest(ByteView data) {
+  Bytes out(32);
+  unsigned int len = 0;
+  // Fetched once: EVP_sha256() makes every digest fetch it from the provider again.
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched ? fetched : EVP_sha256();
+  }();
+  EVP_Digest(data.data(), data.size(), out.data(), &len, md, nullptr);
+  out.resize(len);
+  return out;
+}
+
 Result<size_t> FrameReader::Missing() const {
   if (buf_.size() < 4) return 4 - buf_.size();
   uint32_t len = LoadBe32(buf_.data());

@@ -162,6 +162,9 @@ struct WorkerReply {
 Bytes TpmStateDigest(const std::optional<Bytes>& permanent, const std::optional<Bytes>& savestate,
                      const std::optional<Bytes>& volatile_state);
 
+// SHA-256 of a request, as command records hold it.
+Bytes RequestDigest(ByteView request);
+
 // Frames the worker sends of its own accord.
 inline bool IsGuestFrame(WorkerMsg t) {
   return t == WorkerMsg::kGuestExecuted || t == WorkerMsg::kGuestFound || t == WorkerMsg::kGuestRejected;

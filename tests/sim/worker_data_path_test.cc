@@ -62,18 +62,26 @@ class WorkerDataPathTest : public Tpm12GuestTest {
     Run(g, tpm12::PcrExtend(pcr, d));
     return d;
   }
-  // Sends TPM_Extend(pcr, d) from a thread of its own, which the caller
-  // joins, and checks it is still unanswered 500 ms later: no daemon is
-  // there to commit it.
-  std::thread ExtendThatWaits(GuestFrontend& g, uint32_t pcr, const tpm12::PcrValue& d) {
+  // Sends `cmd` (one that changes persistent state, so it needs a commit)
+  // from a thread of its own, which the caller joins, and checks it is
+  // still unanswered 500 ms later: no daemon is there to commit it.
+  std::thread WaitsForTheDaemon(GuestFrontend& g, Bytes cmd) {
     auto answered = std::make_shared<std::atomic<bool>>(false);
-    std::thread t([this, &g, pcr, d, answered] {
-      Run(g, tpm12::PcrExtend(pcr, d));
+    std::thread t([this, &g, cmd, answered] {
+      Run(g, cmd);
       *answered = true;
     });
     std::this_thread::sleep_for(500ms);
-    EXPECT_FALSE(answered->load()) << "a state-changing command was answered without the daemon";
+    EXPECT_FALSE(answered->load()) << "a command that needs a commit was answered without the daemon";
     return t;
+  }
+  // Waits up to 5 s for the daemon's log to hold `text`.
+  bool LogShows(const std::string& text) {
+    for (int i = 0; i < 250; ++i) {
+      if (daemon().Log().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
   }
   // The one worker of the daemon (one attached guest).
   pid_t OnlyWorker() {
@@ -108,31 +116,40 @@ TEST_F(WorkerDataPathTest, TheWorkerMapsItsGuestsPageAndTheDaemonNone) {
   EXPECT_NE(st["Uid"].substr(0, 2), "0\t") << "the worker kept uid 0";
 }
 
-// A command that leaves the TPM as the daemon saved it never reaches the
-// daemon: with the daemon stopped, reads are answered; an extend waits for
-// the daemon (its volatile state must be saved first) and is applied once.
-TEST_F(WorkerDataPathTest, CommandsThatChangeNothingAreAnsweredWhileTheDaemonIsStopped) {
+// A command that changes no persistent state never reaches the daemon
+// (design §3 "Volatile state in the flight record"): with the daemon
+// stopped, reads and extends are answered, the extends kept in the flight
+// record; TPM_SaveState (a blob) waits for the daemon's commit and is
+// answered once it runs again.
+TEST_F(WorkerDataPathTest, CommandsThatChangeNoPersistentStateAreAnsweredWhileTheDaemonIsStopped) {
   GuestFrontend& g = Attached(10);
   ASSERT_FALSE(HasFailure());
   tpm12::PcrValue d;
   d.fill(0x77);
-  Run(g, tpm12::PcrExtend(13, d));  // the worker learns what the daemon saved
-  const auto want = tpm12::ExtendedPcr(tpm12::PcrValue{}, d);
+  Run(g, tpm12::PcrExtend(13, d));  // through the daemon, which grants the worker its slot
+  auto want = tpm12::ExtendedPcr(tpm12::PcrValue{}, d);
   ASSERT_EQ(Pcr(g, 13), want);
   ASSERT_EQ(kill(daemon().pid(), SIGSTOP), 0);
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(Pcr(g, 13), want) << "read " << i << " with the daemon stopped";
-  Run(g, tpm12::GetPermanentFlags());
-  std::thread extend = ExtendThatWaits(g, 13, d);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(Pcr(g, 13), want) << "read " << i << " with the daemon stopped";
+    Run(g, tpm12::PcrExtend(13, d));
+    want = tpm12::ExtendedPcr(want, d);
+  }
+  EXPECT_EQ(Pcr(g, 13), want);
+  std::thread save = WaitsForTheDaemon(g, tpm12::SaveState());
   ASSERT_EQ(kill(daemon().pid(), SIGCONT), 0);
-  extend.join();
+  save.join();
+  EXPECT_EQ(Pcr(g, 13), want);
+  Run(g, tpm12::PcrExtend(13, d));
   EXPECT_EQ(Pcr(g, 13), tpm12::ExtendedPcr(want, d));
 }
 
 // design §2 "Workers outlive the daemon": the serving worker's socket,
 // flight record and pidfd go to the fd store (the harness keeps one as
-// systemd does). SIGKILL the daemon: the worker goes on answering reads, an
-// extend waits in it, and the next daemon takes the same process over and
-// answers the extend, applied once.
+// systemd does). SIGKILL the daemon: the worker goes on answering reads and
+// extends, a TPM_SaveState waits in it, and the next daemon takes the same
+// process over, resumes the extends from its flight record and answers the
+// TPM_SaveState.
 TEST_F(WorkerDataPathTest, AWorkerOutlivesADaemonKilledAndTheNextDaemonTakesItOver) {
   GuestFrontend& g = Attached(11);
   ASSERT_FALSE(HasFailure());
@@ -146,27 +163,67 @@ TEST_F(WorkerDataPathTest, AWorkerOutlivesADaemonKilledAndTheNextDaemonTakesItOv
   daemon().Kill();
   ASSERT_EQ(kill(worker, 0), 0) << "the worker died with the daemon";
   for (int i = 0; i < 10; ++i) EXPECT_EQ(Pcr(g, 14), once) << "read " << i << " with no daemon";
-  std::thread extend = ExtendThatWaits(g, 14, d);
+  Run(g, tpm12::PcrExtend(14, d));
+  const auto twice = tpm12::ExtendedPcr(once, d);
+  EXPECT_EQ(Pcr(g, 14), twice) << "an extend with no daemon";
+  std::thread save = WaitsForTheDaemon(g, tpm12::SaveState());
 
   ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
-  extend.join();
-  const auto twice = tpm12::ExtendedPcr(once, d);
+  save.join();
   EXPECT_EQ(Pcr(g, 14), twice);
   EXPECT_EQ(kill(worker, 0), 0);
-  EXPECT_NE(daemon().Log().find("took over worker " + std::to_string(worker) + " of the previous daemon"),
-            std::string::npos)
-      << daemon().Log();
-  // It goes on as the instance's worker: state-changing commands, and a
-  // third daemon after a second kill.
+  EXPECT_TRUE(LogShows("took over worker " + std::to_string(worker) + " of the previous daemon")) << daemon().Log();
+  // It goes on as the instance's worker: more commands, and a third daemon
+  // after a second kill, with an extend the worker kept meanwhile.
   Run(g, tpm12::PcrExtend(14, d));
   const auto thrice = tpm12::ExtendedPcr(twice, d);
   EXPECT_EQ(Pcr(g, 14), thrice);
   daemon().Kill();
-  ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
-  EXPECT_EQ(Pcr(g, 14), thrice);
   Run(g, tpm12::PcrExtend(14, d));
-  EXPECT_EQ(Pcr(g, 14), tpm12::ExtendedPcr(thrice, d));
+  const auto four = tpm12::ExtendedPcr(thrice, d);
+  ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
+  EXPECT_EQ(Pcr(g, 14), four);
+  Run(g, tpm12::PcrExtend(14, d));
+  EXPECT_EQ(Pcr(g, 14), tpm12::ExtendedPcr(four, d));
   EXPECT_EQ(kill(worker, 0), 0) << "the third daemon did not keep the worker";
+  EXPECT_TRUE(LogShows("resuming from the volatile state the worker kept after command")) << daemon().Log();
+}
+
+// A worker that ends while no daemon runs leaves its flight record in the
+// fd store: the next daemon resumes the extends the worker kept there.
+// With the store emptied as well (a crash, then `systemctl stop`), the
+// volatile state is gone: the TPM powers on without TPM_Startup and the
+// guest gets TPM_INVALID_POSTINIT, not stale PCRs, until its domain restarts.
+TEST_F(WorkerDataPathTest, AWorkerEndedWithTheDaemonGoneLeavesItsStateOrAnInvalidPostinit) {
+  GuestFrontend& g = Attached(13);
+  ASSERT_FALSE(HasFailure());
+  const tpm12::PcrValue d = ExtendOnce(g, 16, 0x4d);
+  auto want = tpm12::ExtendedPcr(tpm12::PcrValue{}, d);
+  pid_t worker = OnlyWorker();
+  ASSERT_GT(worker, 0);
+  daemon().Kill();
+  Run(g, tpm12::PcrExtend(16, d));  // kept in the flight record only
+  want = tpm12::ExtendedPcr(want, d);
+  ASSERT_EQ(kill(worker, SIGKILL), 0);
+  for (int i = 0; i < 250 && kill(worker, 0) == 0; ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
+  EXPECT_EQ(Pcr(g, 16), want) << "the extend the ended worker kept was lost";
+  EXPECT_TRUE(LogShows("resuming from the volatile state the worker kept after command")) << daemon().Log();
+
+  worker = OnlyWorker();
+  ASSERT_GT(worker, 0);
+  Run(g, tpm12::PcrExtend(16, d));  // through the daemon: the new worker's slot is granted after it
+  Run(g, tpm12::PcrExtend(16, d));
+  daemon().Kill();
+  Run(g, tpm12::PcrExtend(16, d));
+  daemon().fd_store().Clear();  // systemctl stop after the crash
+  for (int i = 0; i < 250 && kill(worker, 0) == 0; ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_NE(kill(worker, 0), 0) << "the worker outlived the emptied fd store";
+  ASSERT_TRUE(daemon().Start().ok()) << daemon().Log();
+  auto r = g.Transmit(tpm12::PcrRead(16), 30s);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(tpm12::ResponseCode(*r), 0x26u) << "TPM_INVALID_POSTINIT, not the PCRs of an older copy";
+  EXPECT_TRUE(LogShows("the TPM's volatile state is lost")) << daemon().Log();
 }
 
 // A daemon stopped on purpose (SIGTERM) leaves its serving workers in the

@@ -73,7 +73,7 @@ TEST(LogEvent, IdsAreWellFormedAndUnique) {
   }
   EXPECT_EQ(MessageId(LogEvent::kNone), "");
   // Every enumerator after kNone has an entry.
-  EXPECT_EQ(LogEvents().size(), size_t(LogEvent::kWorkerAdopted));
+  EXPECT_EQ(LogEvents().size(), size_t(LogEvent::kVolatileLost));
 }
 
 TEST(LogEvent, ScopedEventNestsAndRestores) {

@@ -171,9 +171,40 @@ TEST(StoreRecordCodec, VolatileCarriesTheDomainHandleWithOrWithoutARecord) {
     EXPECT_EQ(back->record.has_value(), with_record);
     for (size_t cut = 1; cut <= 16; ++cut)  // a cut handle is an error, not "no handle"
       EXPECT_FALSE(DecodeVolatile(ByteView(enc.data(), enc.size() - cut), 5).ok()) << cut;
-    enc[enc.size() - 17] = 2;  // an unknown flag
+    enc[enc.size() - 17] = 3;  // an unknown tag
     EXPECT_FALSE(DecodeVolatile(enc, 5).ok());
   }
+}
+
+TEST(StoreRecordCodec, VolatileSaysWhetherTheWorkerMayBeAheadOfIt) {
+  VolatileCopy v;
+  v.blob = Bytes(64, 0x42);
+  v.sequence = 12;
+  v.worker_ahead = true;
+  for (int variant = 0; variant < 3; ++variant) {
+    if (variant == 1) v.handle.emplace().fill(0xe1);
+    if (variant == 2) v.record = CommandRecord{12, Bytes(32, 0xD1), Bytes{0x00, 0xC4, 0, 0, 0, 10, 0, 0, 0, 0}, false};
+    Bytes enc = EncodeVolatile(v);
+    auto back = DecodeVolatile(enc, 5);
+    ASSERT_TRUE(back.ok()) << variant << ": " << back.status().ToString();
+    EXPECT_TRUE(back->worker_ahead) << variant;
+    EXPECT_EQ(back->handle, v.handle) << variant;
+    EXPECT_EQ(back->record.has_value(), variant == 2);
+    Bytes twice = enc;
+    twice.push_back(2);  // a tag at most once
+    EXPECT_FALSE(DecodeVolatile(twice, 5).ok()) << variant;
+  }
+  // Tags in order only: the handle after the flag is refused.
+  v.record.reset();
+  Bytes enc = EncodeVolatile(v);
+  ASSERT_EQ(enc.back(), 2);
+  Bytes swapped(enc.begin(), enc.end() - 18);
+  swapped.push_back(2);
+  swapped.push_back(1);
+  swapped.insert(swapped.end(), 16, 0xe1);
+  EXPECT_FALSE(DecodeVolatile(swapped, 5).ok());
+  v.worker_ahead = false;
+  EXPECT_FALSE(DecodeVolatile(EncodeVolatile(v), 5)->worker_ahead);
 }
 
 TEST(StoreRecordCodec, SuspendCaptureRoundTripAndExactLength) {

@@ -1,7 +1,13 @@
 // The pieces of a worker serving its guest that need no guest: the frames
-// of the guest protocol (worker_protocol.h) and the rule that decides a
-// command changed nothing (TpmBaseline, worker_guest.h).
+// of the guest protocol (worker_protocol.h), the rule that decides a
+// command changed nothing (TpmBaseline, worker_guest.h) and the flight
+// record's volatile slots (worker_flight.h).
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "tpm/worker_flight.h"
 
 #include "tpm/worker_guest.h"
 #include "tpm/worker_protocol.h"
@@ -126,6 +132,123 @@ TEST(TpmBaseline, KeptNothingOnlyWhenSettledAndNoBlobDiffers) {
   b.settled_volatile = B({6});
   EXPECT_TRUE(b.KeptNothing(Reply(B({6}), {{BlobKind::kPermanent, B({2})}, {BlobKind::kSavestate, B({3})}})));
   EXPECT_FALSE(b.KeptNothing(Reply(B({6}), {{BlobKind::kSavestate, std::nullopt}})));
+}
+
+VolatileSlot Slot(uint64_t sequence, size_t state_size = 2048) {
+  VolatileSlot s;
+  s.sequence = sequence;
+  s.request_digest = Bytes(32, uint8_t(sequence));
+  s.response = B({0x00, 0xC4, 0, 0, 0, 10, 0, 0, 0, 0});
+  s.volatile_state = Bytes(state_size, uint8_t(sequence * 7));
+  return s;
+}
+
+TEST(VolatileSlot, RoundTripsAndRefusesWhatNoWorkerWrites) {
+  const VolatileSlot s = Slot(9);
+  const Bytes enc = EncodeVolatileSlot(s);
+  auto back = DecodeVolatileSlot(enc);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->sequence, 9u);
+  EXPECT_EQ(back->request_digest, s.request_digest);
+  EXPECT_EQ(back->response, s.response);
+  EXPECT_EQ(back->volatile_state, s.volatile_state);
+  for (size_t cut = 1; cut < enc.size(); cut += 97)
+    EXPECT_FALSE(DecodeVolatileSlot(ByteView(enc.data(), enc.size() - cut)).ok()) << cut;
+  Bytes trailing = enc;
+  trailing.push_back(0);
+  EXPECT_FALSE(DecodeVolatileSlot(trailing).ok());
+  VolatileSlot odd = s;
+  odd.request_digest.resize(31);
+  EXPECT_FALSE(DecodeVolatileSlot(EncodeVolatileSlot(odd)).ok()) << "a digest is 32 bytes or none";
+  odd = s;
+  odd.response.resize(kMaxPacket + 1);
+  EXPECT_FALSE(DecodeVolatileSlot(EncodeVolatileSlot(odd)).ok()) << "a response longer than a packet";
+  odd = s;
+  odd.volatile_state.clear();
+  EXPECT_FALSE(DecodeVolatileSlot(EncodeVolatileSlot(odd)).ok()) << "no volatile state";
+  odd = s;
+  odd.request_digest.clear();
+  odd.response.clear();
+  EXPECT_TRUE(DecodeVolatileSlot(EncodeVolatileSlot(odd)).ok()) << "a state with no command record";
+}
+
+// The worker writes only while the daemon grants the lease; what the
+// daemon reads after revoking never changes; PutSlot grants.
+TEST(FlightSlots, TheWorkerWritesOnlyWhileGrantedAndARevokedSlotStays) {
+  auto daemon_side = FlightPage::Create();
+  ASSERT_TRUE(daemon_side.ok()) << daemon_side.status().ToString();
+  FlightPage& d = *daemon_side;
+  auto worker_side = FlightPage::Map(d.fd());
+  ASSERT_TRUE(worker_side.ok());
+  FlightPage& w = *worker_side;
+
+  auto empty = d.ReadSlot();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->has_value());
+  EXPECT_FALSE(w.WriteSlot(EncodeVolatileSlot(Slot(1)), 1)) << "written before any grant";
+  ASSERT_TRUE(d.PutSlot(Slot(4), /*grant=*/true));
+  EXPECT_TRUE(d.granted());
+  EXPECT_EQ(w.SlotSequence(), 4u);
+  ASSERT_TRUE(w.WriteSlot(EncodeVolatileSlot(Slot(5)), 5));
+  ASSERT_TRUE(w.WriteSlot(EncodeVolatileSlot(Slot(6)), 6));
+  EXPECT_EQ(w.SlotSequence(), 6u);
+  w.SetResponded(6);
+  EXPECT_EQ(d.responded(), 6u);
+  d.Revoke();
+  EXPECT_FALSE(d.granted());
+  EXPECT_FALSE(w.WriteSlot(EncodeVolatileSlot(Slot(7)), 7)) << "written after the revoke";
+  auto read = d.ReadSlot();
+  ASSERT_TRUE(read.ok() && read->has_value());
+  EXPECT_EQ((*read)->sequence, 6u);
+  EXPECT_EQ((*read)->volatile_state, Slot(6).volatile_state);
+  // Too big for a slot: neither side writes it, and the current one stays.
+  EXPECT_FALSE(d.PutSlot(Slot(8, kVolatileSlotCapacity), true));
+  EXPECT_FALSE(d.granted());
+  ASSERT_TRUE(d.PutSlot(Slot(8), true));
+  EXPECT_FALSE(w.WriteSlot(EncodeVolatileSlot(Slot(9, kVolatileSlotCapacity)), 9));
+  EXPECT_EQ((*d.ReadSlot())->sequence, 8u);
+  // A worker caught writing: the daemon revokes, puts nothing over it, and
+  // the worker's write does not become current.
+  FlightSlots& raw = d.record().slots;
+  const uint64_t lease = raw.lease.load();
+  raw.lease.store((lease & ~uint64_t(3)) | 2);
+  EXPECT_FALSE(d.PutSlot(Slot(10), true));
+  EXPECT_EQ(raw.lease.load() & 3, 0u) << "left revoked";
+  EXPECT_EQ((*d.ReadSlot())->sequence, 8u);
+  // Bytes no worker would write are refused, not trusted.
+  raw.slot[(raw.lease.load() >> 2) & 1].bytes[8] = 7;  // a digest length of 7
+  EXPECT_FALSE(d.ReadSlot().ok());
+}
+
+// A reader never gets a torn slot while the worker rewrites them as fast
+// as it can: each state read is the one of its sequence.
+TEST(FlightSlots, ReadsWhileTheWorkerWritesAreNeverTorn) {
+  auto d = FlightPage::Create();
+  ASSERT_TRUE(d.ok());
+  auto w = FlightPage::Map(d->fd());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(d->PutSlot(Slot(1, 1024 + 1), true));
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (uint64_t seq = 2; !stop.load(); ++seq)
+      if (!w->WriteSlot(EncodeVolatileSlot(Slot(seq, 1024 + seq % 4096)), seq)) break;
+  });
+  int reads = 0, busy = 0;
+  for (int i = 0; i < 20000; ++i) {
+    auto r = d->ReadSlot();
+    if (!r.ok()) {
+      ASSERT_EQ(r.status().code(), Code::kBusy) << r.status().ToString();
+      ++busy;
+      continue;
+    }
+    ASSERT_TRUE(r->has_value());
+    const VolatileSlot& s = **r;
+    ASSERT_EQ(s.volatile_state, Slot(s.sequence, 1024 + s.sequence % 4096).volatile_state) << "torn at " << s.sequence;
+    ++reads;
+  }
+  stop = true;
+  writer.join();
+  EXPECT_GT(reads, 0) << busy << " reads found the slot busy";
 }
 
 }  // namespace
