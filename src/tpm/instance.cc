@@ -144,7 +144,7 @@ bool Instance::LeaveWorkerRunning() {
   if (flight_.valid()) {
     flight_.Revoke();
     PullFlight();
-    SaveVolatileCopy(last_record_ && last_record_->sequence == sequence_ ? last_record_ : std::nullopt);
+    SaveVolatileCopy(std::nullopt);
   }
   if (!worker_ || !worker_->stored()) return false;
   worker_->LeaveRunning();
