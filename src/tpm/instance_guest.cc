@@ -331,10 +331,12 @@ void Instance::ForgetGuestCommand() {
 void Instance::CheckFlight() {
   flight_check_.reset();
   if (!flight_.valid() || !worker_) return;
-  const uint64_t now = MonotonicNs();
   const uint64_t deadline = uint64_t(std::chrono::nanoseconds(cfg_.command_deadline).count());
   uint64_t started = 0;
-  if (flight_.InFlight(&started) && now - started > deadline)
+  const bool in_flight = flight_.InFlight(&started).has_value();
+  // Read after: a command the worker began meanwhile is not in the future.
+  const uint64_t now = MonotonicNs();
+  if (in_flight && now > started && now - started > deadline)
     return Fault(Status(Code::kTimeout, "worker missed its deadline on a guest command"));
   // Idle, or waiting for nothing of ours: it wakes at least every heartbeat
   // period. One that has not for the deadline on top is stopped or stuck,

@@ -102,6 +102,9 @@ Status LoadSyscallFilter(const GuestSyscalls& guest) {
       SCMP_SYS(getrandom),    SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigprocmask),
       SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(time),
       SCMP_SYS(getpid),       SCMP_SYS(gettid),     SCMP_SYS(sched_yield),
+      // A poll(2) with a timeout that a stop signal or a tracer interrupted
+      // resumes through it (SIGSTOP/SIGCONT, the cgroup freezer).
+      SCMP_SYS(restart_syscall),
 #ifdef VTPM_SANITIZER_BUILD
       SCMP_SYS(sigaltstack),  SCMP_SYS(rt_sigaction), SCMP_SYS(close),
       SCMP_SYS(fstat),        SCMP_SYS(newfstatat), SCMP_SYS(readlink),

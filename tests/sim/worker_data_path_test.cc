@@ -226,6 +226,27 @@ TEST_F(WorkerDataPathTest, AWorkerEndedWithTheDaemonGoneLeavesItsStateOrAnInvali
   EXPECT_TRUE(LogShows("the TPM's volatile state is lost")) << daemon().Log();
 }
 
+// A worker stopped and continued while it waits for its guest (SIGSTOP,
+// SIGCONT: a debugger, the cgroup freezer) resumes its poll(2) through
+// restart_syscall, which its filter allows: the same process serves on.
+TEST_F(WorkerDataPathTest, AWorkerStoppedAndContinuedWhileIdleServesOn) {
+  GuestFrontend& g = Attached(14);
+  ASSERT_FALSE(HasFailure());
+  const tpm12::PcrValue d = ExtendOnce(g, 9, 0x4e);
+  const pid_t worker = OnlyWorker();
+  ASSERT_GT(worker, 0);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(kill(worker, SIGSTOP), 0);
+    std::this_thread::sleep_for(100ms);
+    ASSERT_EQ(kill(worker, SIGCONT), 0);
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(Pcr(g, 9), tpm12::ExtendedPcr(tpm12::PcrValue{}, d));
+  EXPECT_EQ(kill(worker, 0), 0) << "the worker was killed after SIGCONT";
+  EXPECT_EQ(OnlyWorker(), worker);
+  EXPECT_EQ(daemon().Log().find("TPM worker fault"), std::string::npos) << daemon().Log();
+}
+
 // A daemon stopped on purpose (SIGTERM) leaves its serving workers in the
 // fd store too: `systemctl restart` hands them to the next daemon, which
 // takes them over; `systemctl stop` empties the store, and they exit.
