@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -352,46 +351,6 @@ void Instance::CheckFlight() {
   flight_check_ = loop_.AddTimer(kFlightCheck, [weak] {
     if (auto self = weak.lock()) self->CheckFlight();
   });
-}
-
-CommandRecord RecordOf(const VolatileSlot& slot) {
-  CommandRecord r;
-  r.sequence = slot.sequence;
-  r.request_digest = slot.request_digest;
-  r.response = slot.response;
-  return r;
-}
-
-bool Instance::VolatileSlots() const {
-  // Slots need the flight record to outlive both processes: the fd store.
-  bool allowed = cfg_.fd_store != nullptr;
-#ifdef VTPM_TEST_HOOKS
-  // The exactly-once tests' crash points on the daemon's commit of an
-  // extend, which a worker with slots keeps itself.
-  if (getenv("VTPMMGRD_TEST_NO_VOLATILE_SLOTS")) allowed = false;
-#endif
-  return allowed && guest_ && phase_ != Phase::kBroken && !stopping_;
-}
-
-void Instance::PullFlight() {
-  if (!flight_.valid()) return;
-  responded_ = std::max(responded_, flight_.responded());
-  auto slot = flight_.ReadSlot();
-  if (!slot.ok()) {
-    // Only a broken or compromised worker writes one that does not decode;
-    // it keeps no more, and the last state the daemon knows stays the TPM's.
-    flight_.Revoke();
-    VLOG_ERROR(ctx_, "ignoring the worker's volatile slot: {}", slot.status().ToString());
-    return;
-  }
-  if (!*slot || (*slot)->sequence <= sequence_) return;
-  VolatileSlot& v = **slot;
-  sequence_ = v.sequence;
-  volatile_ = std::move(v.volatile_state);
-  last_record_.reset();
-  if (!v.request_digest.empty()) last_record_ = RecordOf(v);
-  started_ = true;
-  volatile_saved_ = true;  // in the flight record, which outlives the daemon
 }
 
 int64_t Instance::last_command() const {
